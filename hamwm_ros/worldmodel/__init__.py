@@ -1,0 +1,1 @@
+"""hamwm_ros.worldmodel."""

@@ -1,0 +1,1 @@
+"""Robot descriptions: the URDF files MuJoCo and Pinocchio both load (``humanoid.urdf`` is generated)."""

@@ -1,1 +1,14 @@
-"""hamwm_ros.wholebody."""
+"""Whole-body balance on Pinocchio: CoM, ZMP, support polygon, capture point, balance margin (no rclpy, no torch).
+
+``WholeBodyModel`` (``model``) computes the balance of one full state from full multibody dynamics;
+``BalanceEstimator`` (``estimator``) builds that state from joint states plus IMU/odometry or stance-foot kinematics;
+``BatchedBalance`` (``batch``) scores B x H predicted states for an MPC; ``proof`` compares the ZMP with MuJoCo's
+contact centre of pressure.
+"""
+
+from hamwm_ros.wholebody.batch import BatchedBalance, BatchResult
+from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, stance_state
+from hamwm_ros.wholebody.model import BalanceState, Foot, WholeBodyError, WholeBodyModel
+
+__all__ = ['BalanceEstimator', 'BalanceState', 'BaseMeasurement', 'BatchResult', 'BatchedBalance', 'Foot',
+           'LowPassDerivative', 'WholeBodyError', 'WholeBodyModel', 'stance_state']

@@ -1,0 +1,119 @@
+"""Test helper: sim_node in its own process plus a probe node in the test process, over real DDS.
+
+``SimHarness`` starts ``python -m hamwm_ros.nodes.sim_node`` (the test session's ROS_DOMAIN_ID and loopback-only
+discovery come from conftest.py through the environment), records the node's topics with
+:class:`hamwm_ros.sim.cli.TopicProbe`, and gives the tests publishers and the node's parameter services.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+import xml.etree.ElementTree as ET
+
+from hamwm_ros.sim import robot_urdf_path
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, sim_topics
+
+
+def urdf_joint_names(robot: str) -> list[str]:
+    """Movable joints of a robot's URDF in file order, read straight from the XML."""
+    root = ET.parse(robot_urdf_path(robot)).getroot()
+    return [j.get('name') for j in root.iter('joint') if j.get('type') not in ('fixed', 'floating', 'planar')]
+
+
+class SimHarness:
+    """sim_node for ``robot`` with ``parameters`` (no parameter file: the node's own defaults) and a probe.
+
+    Raises
+    ------
+    RuntimeError
+        If no /joint_states arrive within ``startup_timeout`` seconds (the node's output is in the message).
+    """
+
+    def __init__(self, robot: str, parameters: dict[str, Any] | None = None, startup_timeout: float = 60.0) -> None:
+        self.robot = robot
+        parameters = dict(parameters or {})
+        camera = float(parameters.get('camera_rate', 30.0)) > 0
+        self.process = SimProcess(robot, parameters, params_file=False)
+        self.probe = TopicProbe(sim_topics(robot, camera=camera, clock=True), name=f'probe_{robot}')
+        self.node = self.probe.node
+        self._publishers: dict[str, Any] = {}
+        deadline = time.monotonic() + startup_timeout
+        while self.probe.wait_for('/joint_states', timeout=0.5) is None:
+            if not self.process.alive() or time.monotonic() > deadline:
+                log = self.process.log()
+                self.close()
+                raise RuntimeError(f'sim_node ({robot}) published no /joint_states:\n{log}')
+
+    # ------------------------------------------------------------------ topics
+    def publisher(self, message_type: type, topic: str, timeout: float = 10.0) -> Any:
+        """A publisher on ``topic`` that sim_node's subscription has matched (so nothing sent is lost)."""
+        if topic not in self._publishers:
+            publisher = self.node.create_publisher(message_type, topic, 10)
+            deadline = time.monotonic() + timeout
+            while publisher.get_subscription_count() == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'sim_node never subscribed to {topic}')
+                time.sleep(0.05)
+            self._publishers[topic] = publisher
+        return self._publishers[topic]
+
+    def joint_state(self, predicate=None, timeout: float = 10.0) -> Any:
+        """The next /joint_states message (satisfying ``predicate``), or None on timeout."""
+        return self.probe.wait_for('/joint_states', predicate, timeout)
+
+    def diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
+        """sim_node's next /diagnostics key/values."""
+        msg = self.probe.wait_for('/diagnostics', timeout=timeout)
+        return diagnostics_values(msg) if msg is not None else {}
+
+    def measure(self, seconds: float) -> dict:
+        """Reset the probe, wait ``seconds``, return its per-topic records."""
+        self.probe.reset()
+        time.sleep(seconds)
+        return self.probe.snapshot()
+
+    # ------------------------------------------------------------------ parameters
+    def _call(self, service_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
+        client = self.node.create_client(service_type, f'/sim_node/{name}')
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'/sim_node/{name} is not available')
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'/sim_node/{name} did not answer')
+                time.sleep(0.01)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def set_parameters(self, **values: Any) -> list:
+        """Set sim_node parameters through its service; returns the SetParametersResult list."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return list(self._call(SetParameters, 'set_parameters', request).results)
+
+    def get_parameter(self, name: str) -> Any:
+        """A sim_node parameter's current value through its service."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        response = self._call(GetParameters, 'get_parameters', GetParameters.Request(names=[name]))
+        return parameter_value_to_python(response.values[0])
+
+    # ------------------------------------------------------------------ shutdown
+    def log(self) -> str:
+        """sim_node's output so far."""
+        return self.process.log()
+
+    def close(self) -> None:
+        """Stop the probe and the node (SIGINT) and remove the node's log."""
+        try:
+            self.probe.close()
+        finally:
+            self.process.close()

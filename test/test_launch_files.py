@@ -1,0 +1,182 @@
+"""Launch files: checked statically everywhere, launched for real where launch_pytest exists (a ROS 2 host).
+
+The static part reads every ``launch/*.py`` with :mod:`ast` (no ``launch`` import): each executable of this
+package that it starts must be a console script of setup.py (so ``ros2 run``/``ros2 launch`` find it), each
+parameter file it names must exist under config/ (setup.py installs config/* to share/hamwm_ros/config), each
+``LaunchConfiguration`` it reads must be declared, and the nodes' sections of that parameter file may only set
+parameters the node declares.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+import time
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.py'))
+ALWAYS_DECLARED = {'use_sim_time'}          # rclpy declares it on every node
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', '')
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _constant(expr: ast.expr | None) -> str | None:
+    return expr.value if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else None
+
+
+def console_scripts() -> set[str]:
+    """Console script names of setup.py, by evaluating its ``entry_points`` expression over its constants."""
+    tree = ast.parse((ROOT / 'setup.py').read_text())
+    constants: dict[str, object] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+            target = statement.targets[0]
+            if isinstance(target, ast.Name):
+                try:
+                    constants[target.id] = ast.literal_eval(statement.value)
+                except ValueError:
+                    pass
+    setup_call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) == 'setup')
+    expression = ast.Expression(_keyword(setup_call, 'entry_points'))
+    entry_points = eval(compile(expression, 'setup.py', 'eval'), {'__builtins__': {}, **constants})  # noqa: S307
+    return {spec.split('=')[0].strip() for spec in entry_points['console_scripts']}
+
+
+def declared_parameters(module: Path) -> set[str] | None:
+    """Parameter names a node module declares with constant names; None when it declares any dynamically."""
+    names: set[str] = set()
+    for call in (n for n in ast.walk(ast.parse(module.read_text())) if isinstance(n, ast.Call)):
+        if _call_name(call) == 'declare_parameters':
+            return None
+        if _call_name(call) == 'declare_parameter':
+            name = _constant(call.args[0]) if call.args else _constant(_keyword(call, 'name'))
+            if name is None:
+                return None
+            names.add(name)
+    return names or None
+
+
+class LaunchFile:
+    """What a launch file names, read from its syntax tree."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tree = ast.parse(path.read_text())
+        calls = [n for n in ast.walk(self.tree) if isinstance(n, ast.Call)]
+        self.nodes = [c for c in calls if _call_name(c) in ('Node', 'LifecycleNode', 'ComposableNode')]
+        self.declared = {_constant(c.args[0]) if c.args else _constant(_keyword(c, 'name'))
+                         for c in calls if _call_name(c) == 'DeclareLaunchArgument'}
+        self.used = {_constant(c.args[0]) for c in calls if _call_name(c) == 'LaunchConfiguration' and c.args}
+        self.strings = [n.value for n in ast.walk(self.tree)
+                        if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+    def executables(self) -> list[tuple[str | None, str | None, str | None]]:
+        """(package, executable, node name) of every node it starts."""
+        return [(_constant(_keyword(c, 'package')), _constant(_keyword(c, 'executable')),
+                 _constant(_keyword(c, 'name'))) for c in self.nodes]
+
+    def parameter_files(self) -> list[str]:
+        """Names of .yaml files it refers to."""
+        return [s for s in self.strings if s.endswith(('.yaml', '.yml'))]
+
+
+def test_there_are_launch_files():
+    assert (ROOT / 'launch' / 'sim.launch.py') in LAUNCH_FILES
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_is_well_formed(path):
+    launch_file = LaunchFile(path)
+    functions = {n.name for n in launch_file.tree.body if isinstance(n, ast.FunctionDef)}
+    assert 'generate_launch_description' in functions
+    assert launch_file.nodes, f'{path.name} starts no node'
+    scripts = console_scripts()
+    for package, executable, _ in launch_file.executables():
+        assert executable is not None, f'{path.name}: executable must be a literal'
+        if package == 'hamwm_ros':
+            assert executable in scripts, f'{path.name}: {executable} is not a console script in setup.py'
+            assert (ROOT / 'hamwm_ros' / 'nodes' / f'{executable}.py').is_file() or executable == 'hamwm'
+    undeclared = launch_file.used - launch_file.declared
+    assert not undeclared, f'{path.name}: LaunchConfiguration without DeclareLaunchArgument: {undeclared}'
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_parameter_files_exist_and_match_nodes(path):
+    launch_file = LaunchFile(path)
+    files = launch_file.parameter_files()
+    assert files, f'{path.name} names no parameter file'
+    for name in files:
+        config = ROOT / 'config' / Path(name).name
+        assert config.is_file(), f'{path.name}: parameter file {name} is not in config/'
+        sections = yaml.safe_load(config.read_text())
+        for package, executable, node_name in launch_file.executables():
+            if package != 'hamwm_ros' or executable is None:
+                continue
+            section = sections.get(node_name or executable)
+            assert section and 'ros__parameters' in section, f'{config.name} has no {node_name} ros__parameters'
+            module = ROOT / 'hamwm_ros' / 'nodes' / f'{executable}.py'
+            declared = declared_parameters(module) if module.is_file() else None
+            if declared is None:
+                continue   # the node declares parameters dynamically: nothing to compare statically
+            unknown = set(section['ros__parameters']) - declared - ALWAYS_DECLARED
+            assert not unknown, f'{config.name}: {node_name} sets parameters it does not declare: {unknown}'
+
+
+def test_sim_launch_robot_argument_choices_are_the_robots():
+    from hamwm_ros.sim import ROBOTS
+
+    launch_file = LaunchFile(ROOT / 'launch' / 'sim.launch.py')
+    robot_argument = next(c for c in ast.walk(launch_file.tree) if isinstance(c, ast.Call)
+                          and _call_name(c) == 'DeclareLaunchArgument' and c.args and _constant(c.args[0]) == 'robot')
+    assert tuple(ast.literal_eval(_keyword(robot_argument, 'choices'))) == tuple(ROBOTS)
+    assert _constant(_keyword(robot_argument, 'default_value')) in ROBOTS
+
+
+# ---------------------------------------------------------------------------------------------------- ROS host only
+try:
+    import launch
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    import launch_pytest
+except ImportError as error:
+    launch_pytest = None
+    LAUNCH_MISSING = f'launch_pytest is not importable ({error}); it ships with a ROS 2 installation'
+
+if launch_pytest is not None:
+    @launch_pytest.fixture
+    def sim_launch():
+        """sim.launch.py for the pendulum, camera off (needs the package built and sourced with colcon)."""
+        return launch.LaunchDescription([
+            IncludeLaunchDescription(PythonLaunchDescriptionSource(str(ROOT / 'launch' / 'sim.launch.py')),
+                                     launch_arguments={'robot': 'pendulum'}.items()),
+            launch_pytest.actions.ReadyToTest(),
+        ])
+
+    @pytest.mark.ros
+    @pytest.mark.launch(fixture=sim_launch)
+    def test_sim_launch_publishes_joint_states():
+        from sensor_msgs.msg import JointState
+
+        from hamwm_ros.sim.cli import TopicProbe
+
+        with TopicProbe({'/joint_states': JointState}, name='launch_probe') as probe:
+            msg = probe.wait_for('/joint_states', timeout=30.0)
+            assert msg is not None, 'sim.launch.py started no /joint_states publisher'
+            assert list(msg.name) == ['hinge']
+            start = time.monotonic()
+            probe.reset()
+            time.sleep(1.0)
+            assert probe.snapshot()['/joint_states'].count > 50, f'after {time.monotonic() - start:.1f} s'
+else:
+    def test_sim_launch_publishes_joint_states():
+        pytest.skip(LAUNCH_MISSING)

@@ -1,0 +1,345 @@
+"""sim_node over real DDS: the node runs in its own process, a probe node in this one listens and commands.
+
+Three node processes for the whole module (pendulum, cartpole, humanoid with camera). Rate checks are generous
+floors in wall-clock time (shared CI machines are noisy); schedules in simulated time are exact and checked tightly.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import WrenchStamped
+import numpy as np
+import pytest
+from ros_probe import SimHarness, urdf_joint_names
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from hamwm_ros.sim.cli import diagnostics_values
+
+pytestmark = pytest.mark.ros
+
+EFFORT = '/effort_controller/commands'
+TRAJECTORY = '/joint_trajectory_controller/joint_trajectory'
+PUSH = '/sim/push'
+
+
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _finite_state(msg) -> bool:
+    return all(math.isfinite(x) for field in (msg.position, msg.velocity, msg.effort) for x in field)
+
+
+@pytest.fixture(scope='module')
+def pendulum():
+    harness = SimHarness('pendulum', {'camera_rate': 0.0, 'command_timeout': 0.3})
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope='module')
+def cartpole():
+    harness = SimHarness('cartpole', {'camera_rate': 0.0})
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope='module')
+def humanoid():
+    harness = SimHarness('humanoid', {'camera_rate': 30.0})
+    yield harness
+    harness.close()
+
+
+# ---------------------------------------------------------------------------------------------------- contents
+def test_joint_states_contents_and_schedule(pendulum):
+    records = pendulum.measure(1.5)
+    messages = pendulum.probe.recent('/joint_states')
+    assert len(messages) >= 50
+    names = urdf_joint_names('pendulum')
+    for msg in messages:
+        assert list(msg.name) == names
+        assert len(msg.position) == len(msg.velocity) == len(msg.effort) == len(names)
+        assert _finite_state(msg)
+    stamps = [_stamp(m) for m in messages]
+    assert all(b > a for a, b in zip(stamps, stamps[1:])), 'stamps must increase strictly'
+    js = records['/joint_states']
+    assert js.stamp_regressions == 0
+    assert js.rate_sim() == pytest.approx(500.0, rel=0.01)      # schedule in simulated time: exact
+    assert js.rate_wall() > 100.0                               # 500 Hz target; generous floor for shared CI
+    clock = records['/clock']
+    assert clock.count > 0 and clock.stamp_regressions == 0
+    assert clock.rate_sim() == pytest.approx(1000.0, rel=0.02)
+    assert pendulum.probe.records['/diagnostics'].seq > 0
+
+
+def test_effort_command_moves_pendulum(pendulum):
+    publisher = pendulum.publisher(Float64MultiArray, EFFORT)
+    start = pendulum.joint_state().position[0]
+    for sign in (1.0, -1.0):
+        reference = pendulum.joint_state().position[0]
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            publisher.publish(Float64MultiArray(data=[sign * 3.0]))
+            time.sleep(0.02)
+        moved = pendulum.joint_state().position[0] - reference
+        assert sign * moved > 0.05, f'effort {sign * 3.0} N m moved the hinge by {moved:.3f} rad (from {start:.3f})'
+        latest = pendulum.joint_state()
+        assert latest.effort[0] == pytest.approx(sign * 3.0, abs=1e-6)
+
+
+def test_bad_effort_commands_are_dropped(pendulum):
+    publisher = pendulum.publisher(Float64MultiArray, EFFORT)
+    before = pendulum.probe.seq('/joint_states')
+    for data in ([math.nan], [math.inf], [1.0, 2.0], []):
+        publisher.publish(Float64MultiArray(data=data))
+    publisher.publish(Float64MultiArray(data=[50.0]))           # 10x the URDF limit of 5 N m: clamped
+    clamped = pendulum.joint_state(lambda m: abs(m.effort[0]) > 4.0, timeout=5.0)
+    assert clamped is not None and abs(clamped.effort[0]) <= 5.0 + 1e-9
+    time.sleep(0.5)
+    assert pendulum.process.alive()
+    assert pendulum.probe.seq('/joint_states') - before > 50      # still publishing
+    assert all(_finite_state(m) for m in pendulum.probe.recent('/joint_states'))
+    log = pendulum.log()
+    assert 'dropped effort command (1 since the last warning): non-finite value' in log
+    assert 'dropped effort command (1 since the last warning): 2 values for 1 joints' in log
+    assert 'clamped effort command' in log
+
+
+def test_stale_effort_commands_fall_back_to_hold(pendulum):
+    publisher = pendulum.publisher(Float64MultiArray, EFFORT)
+    publisher.publish(Float64MultiArray(data=[2.0]))
+    assert pendulum.joint_state(lambda m: abs(m.effort[0] - 2.0) < 1e-9, timeout=5.0) is not None
+    time.sleep(1.0)                                              # > command_timeout 0.3 s
+    assert pendulum.diagnostics().get('mode') == 'hold'
+    assert 'stale' in pendulum.log()
+
+
+def test_trajectory_is_tracked(pendulum):
+    # The 1 kg, 1 m pendulum needs 2.9 N m against gravity at 0.3 rad; the default kp (10 N m/rad) would leave
+    # 0.29 rad of steady-state error, so this test stiffens the PD through the parameters first (error ~0.015 rad).
+    results = pendulum.set_parameters(trajectory_kp=[200.0], trajectory_kd=[25.0])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert pendulum.get_parameter('trajectory_kp') == [200.0]
+    publisher = pendulum.publisher(JointTrajectory, TRAJECTORY)
+    start = pendulum.joint_state().position[0]
+    goal = 0.3 if start < 0.15 else 0.0
+    trajectory = JointTrajectory(joint_names=['hinge'], points=[
+        JointTrajectoryPoint(positions=[0.5 * (start + goal)], time_from_start=Duration(sec=0, nanosec=750_000_000)),
+        JointTrajectoryPoint(positions=[goal], time_from_start=Duration(sec=1, nanosec=500_000_000)),
+    ])
+    publisher.publish(trajectory)
+    tracking = pendulum.probe.wait_for('/diagnostics', lambda m: diagnostics_values(m).get('mode') == 'trajectory',
+                                       timeout=3.0)
+    assert tracking is not None, 'sim_node never reported trajectory mode'
+    midway = pendulum.joint_state(lambda m: abs(m.position[0] - 0.5 * (start + goal)) < 0.05, timeout=8.0)
+    assert midway is not None, f'hinge never passed the middle point (from {start:.3f} to {goal})'
+    done = pendulum.probe.wait_for('/diagnostics', lambda m: diagnostics_values(m).get('mode') == 'hold', timeout=8.0)
+    assert done is not None, 'the trajectory never finished'
+    time.sleep(0.5)                                              # held at the last point
+    final = [m.position[0] for m in pendulum.probe.recent('/joint_states')[-50:]]
+    assert max(abs(q - goal) for q in final) < 0.05, f'held at {final[-1]:.3f}, not {goal} (from {start:.3f})'
+
+
+def test_bad_trajectories_are_dropped(pendulum):
+    publisher = pendulum.publisher(JointTrajectory, TRAJECTORY)
+    position = pendulum.joint_state().position[0]
+    point = JointTrajectoryPoint(positions=[position + 1.0], time_from_start=Duration(sec=0, nanosec=300_000_000))
+    publisher.publish(JointTrajectory(joint_names=['no_such_joint'], points=[point]))
+    publisher.publish(JointTrajectory(joint_names=['hinge'], points=[JointTrajectoryPoint(
+        positions=[math.nan], time_from_start=Duration(sec=1))]))
+    wall_clock = JointTrajectory(joint_names=['hinge'], points=[point])
+    wall_clock.header.stamp.sec = int(time.time())               # not simulated time: would never start
+    publisher.publish(wall_clock)
+    time.sleep(1.0)
+    assert abs(pendulum.joint_state().position[0] - position) < 0.05
+    log = pendulum.log()
+    assert "dropped trajectory (1 since the last warning): unknown joints ['no_such_joint']" in log
+    assert 'dropped trajectory (1 since the last warning): point 0: non-finite value' in log
+    assert 'ahead of simulated time' in log
+
+
+def test_parameters_validated_and_applied(pendulum):
+    assert pendulum.get_parameter('joint_states_rate') == 500.0
+    (result,) = pendulum.set_parameters(joint_states_rate=1.0e6)
+    assert not result.successful and 'range' in result.reason
+    assert pendulum.get_parameter('joint_states_rate') == 500.0
+    (result,) = pendulum.set_parameters(camera_rate=10.0)          # the camera was off at start-up
+    assert not result.successful and 'camera' in result.reason
+    (result,) = pendulum.set_parameters(trajectory_kp=[1.0, 2.0])   # one joint: 1 or 1 value, not 2
+    assert not result.successful and 'trajectory_kp' in result.reason
+    (result,) = pendulum.set_parameters(physics_rate=2000.0)
+    assert not result.successful and 'read-only' in result.reason.lower().replace('read only', 'read-only')
+
+    (result,) = pendulum.set_parameters(joint_states_rate=250.0)
+    assert result.successful, result.reason
+    try:
+        time.sleep(0.3)
+        records = pendulum.measure(1.0)
+        assert records['/joint_states'].rate_sim() == pytest.approx(250.0, rel=0.02)
+    finally:
+        pendulum.set_parameters(joint_states_rate=500.0)
+
+
+def test_free_running_mode_outpaces_real_time(pendulum):
+    (result,) = pendulum.set_parameters(real_time=False)
+    assert result.successful, result.reason
+    try:
+        time.sleep(0.5)
+        records = pendulum.measure(1.5)
+        clock = records['/clock']
+        factor = (clock.last_stamp - clock.first_stamp) / (clock.last_wall - clock.first_wall)
+        assert factor > 1.2, f'free-running pendulum ran at {factor:.2f}x real time'
+    finally:
+        pendulum.set_parameters(real_time=True)
+
+
+def test_sigint_exits_cleanly(pendulum):
+    assert pendulum.process.stop() == 0
+    assert 'Traceback' not in pendulum.log()
+
+
+def test_effort_command_moves_cart(cartpole):
+    assert list(cartpole.joint_state().name) == urdf_joint_names('cartpole')
+    publisher = cartpole.publisher(Float64MultiArray, EFFORT)      # joints default: the actuated cart_slider only
+    reference = cartpole.joint_state().position[0]
+    deadline = time.monotonic() + 0.8
+    while time.monotonic() < deadline:
+        publisher.publish(Float64MultiArray(data=[10.0]))
+        time.sleep(0.02)
+    assert cartpole.joint_state().position[0] - reference > 0.05
+    publisher.publish(Float64MultiArray(data=[10.0, 0.0]))         # two values for one commanded joint: dropped
+    time.sleep(0.3)
+    assert '1 joints (parameter joints)' in cartpole.log() or 'for 1 joints' in cartpole.log()
+    assert cartpole.process.stop() == 0
+
+
+# ---------------------------------------------------------------------------------------------------- humanoid
+def test_humanoid_topics(humanoid):
+    records = humanoid.measure(2.0)
+    probe = humanoid.probe
+    state = humanoid.joint_state()
+    assert list(state.name) == urdf_joint_names('humanoid')
+    assert len(state.position) == len(state.velocity) == len(state.effort) == len(state.name) and _finite_state(state)
+
+    image, info = probe.latest('/camera/image_raw'), probe.latest('/camera/camera_info')
+    assert image is not None and info is not None
+    assert (image.width, image.height, image.encoding, image.step) == (320, 240, 'rgb8', 320 * 3)
+    assert len(image.data) == image.step * image.height
+    pixels = np.frombuffer(bytes(image.data), dtype=np.uint8)
+    assert pixels.std() > 5.0, 'the image is blank'
+    assert (info.width, info.height) == (image.width, image.height)
+    assert info.header.frame_id == image.header.frame_id != ''
+    fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
+    assert fx > 0 and fy > 0 and 0 < cx < info.width and 0 < cy < info.height
+    assert list(info.p[:3]) == [fx, 0.0, cx] and info.k[8] == 1.0
+
+    imu, odom = probe.latest('/imu'), probe.latest('/odom')
+    q = np.array([imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w])
+    assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-6)
+    assert imu.linear_acceleration.z == pytest.approx(9.81, abs=2.0)   # standing: proper acceleration ~ +g
+    assert odom.header.frame_id == 'odom' and odom.child_frame_id == imu.header.frame_id == 'pelvis'
+    assert odom.pose.pose.position.z > 0.3                              # standing, not fallen
+    assert _stamp(odom) == _stamp(imu)
+
+    for topic in ('/joint_states', '/imu', '/odom', '/camera/image_raw', '/clock'):
+        assert records[topic].stamp_regressions == 0, topic
+    assert records['/joint_states'].rate_wall() > 100.0
+    assert records['/camera/image_raw'].rate_wall() > 3.0           # 30 Hz target; CPU rendering on a busy CI
+    assert records['/imu'].count > 0 and records['/odom'].count > 0
+
+
+def test_push_moves_humanoid_base(humanoid):
+    publisher = humanoid.publisher(WrenchStamped, PUSH)
+    before = humanoid.probe.latest('/odom').pose.pose.position
+    push = WrenchStamped()
+    push.header.frame_id = 'base_link_that_does_not_exist'
+    push.wrench.force.x = 200.0
+    publisher.publish(push)                                          # not the world frame: dropped
+    push.header.frame_id = 'world'
+    publisher.publish(push)
+    moved = humanoid.probe.wait_for(
+        '/odom', lambda m: m.pose.pose.position.x - before.x > 0.03 or m.twist.twist.linear.x > 0.2, timeout=5.0)
+    assert moved is not None, 'a 200 N push for 0.2 s did not move the base'
+    assert "frame 'base_link_that_does_not_exist'" in humanoid.log()
+
+
+def test_camera_rate_changes_at_run_time(humanoid):
+    (result,) = humanoid.set_parameters(camera_rate=0.0)
+    assert result.successful, result.reason
+    time.sleep(0.5)                                              # let a frame in the renderer drain
+    assert humanoid.measure(1.0)['/camera/image_raw'].count == 0
+    (result,) = humanoid.set_parameters(camera_rate=10.0)
+    assert result.successful, result.reason
+    images = humanoid.probe.seq('/camera/image_raw')
+    assert humanoid.probe.wait_for('/camera/image_raw', timeout=5.0, after=images) is not None
+    rate = humanoid.measure(2.0)['/camera/image_raw'].rate_sim()
+    assert 5.0 < rate < 10.5, f'{rate:.1f} images per simulated second for camera_rate 10 (skips allowed, not 30)'
+
+
+def test_humanoid_effort_order_follows_joints(humanoid):
+    names = urdf_joint_names('humanoid')                         # `joints` default: all actuated, URDF order
+    publisher = humanoid.publisher(Float64MultiArray, EFFORT)
+    command = [0.0] * len(names)
+    command[names.index('neck_yaw')] = 1.5
+    command[names.index('left_knee')] = -20.0
+    publisher.publish(Float64MultiArray(data=command))
+    applied = humanoid.joint_state(lambda m: abs(m.effort[names.index('neck_yaw')] - 1.5) < 1e-6, timeout=5.0)
+    assert applied is not None, 'the effort command never showed up in /joint_states'
+    effort = dict(zip(applied.name, applied.effort))
+    assert effort['left_knee'] == pytest.approx(-20.0)
+    assert all(abs(v) < 1e-9 for k, v in effort.items() if k not in ('neck_yaw', 'left_knee'))
+
+
+def test_humanoid_sigint(humanoid):
+    assert humanoid.process.stop() == 0
+    assert 'Traceback' not in humanoid.log()
+
+
+# ---------------------------------------------------------------------------------------------------- CLI, sampler
+def test_hamwm_sim_cli_reports_topics():
+    result = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'sim', '--robot', 'pendulum', '--duration', '1.5',
+                             '--camera-rate', '0'], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith('/')}
+    assert set(rows) >= {'/joint_states', '/clock', '/diagnostics'}
+    topic, type_name, count, hz_wall, hz_sim = rows['/joint_states']
+    assert type_name == 'sensor_msgs/JointState' and int(count) > 100 and float(hz_wall) > 100.0
+    assert float(hz_sim) == pytest.approx(500.0, rel=0.01)
+    assert 'real-time factor' in result.stdout and 'exit code after SIGINT: 0' in result.stdout
+
+
+def test_trajectory_sampler_interpolates_and_holds():
+    from hamwm_ros.nodes.sim_node import TrajectorySampler
+
+    linear = TrajectorySampler(np.array([0.0, 1.0, 3.0]), np.array([[0.0], [1.0], [2.0]]), None)
+    assert linear.sample(0.5)[0] == pytest.approx([0.5]) and linear.sample(0.5)[1] == pytest.approx([1.0])
+    assert linear.sample(2.0)[0] == pytest.approx([1.5]) and linear.sample(2.0)[1] == pytest.approx([0.5])
+    assert linear.sample(10.0)[0] == pytest.approx([2.0]) and linear.sample(10.0)[1] == pytest.approx([0.0])
+    hermite = TrajectorySampler(np.array([0.0, 2.0]), np.array([[0.0], [1.0]]), np.array([[0.0], [0.0]]))
+    positions = [hermite.sample(t)[0][0] for t in np.linspace(0.0, 2.0, 21)]
+    assert positions[0] == pytest.approx(0.0) and positions[-1] == pytest.approx(1.0)
+    assert positions[10] == pytest.approx(0.5) and all(b >= a for a, b in zip(positions, positions[1:]))
+    assert hermite.sample(1e-9)[1][0] == pytest.approx(0.0, abs=1e-6)       # starts at rest
+    assert hermite.sample(1.0)[1][0] == pytest.approx(0.75)                  # cubic peak velocity 1.5 * 1 / 2
+
+
+@pytest.mark.parametrize('override, reason', [
+    ('robot:=nope', "robot: 'nope' is not one of"),
+    ('joint_states_rate:=5000.0', 'above physics_rate'),
+    ('joints:=[pole_hinge]', 'must be distinct actuated joints'),
+])
+def test_bad_startup_parameters_exit_with_reason(override, reason):
+    from hamwm_ros.sim.cli import sim_node_command
+
+    command = sim_node_command('cartpole', None, {'camera_rate': 0.0}) + ['-p', override]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert reason in result.stdout + result.stderr
+    assert 'Traceback' not in result.stderr

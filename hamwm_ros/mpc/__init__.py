@@ -1,0 +1,29 @@
+"""MPPI planning library: settings, optimizer, critics, noise, smoothing and the fallback law.
+
+Imports neither rclpy nor torch; ``hamwm_ros.nodes.mpc_node`` wraps it for ROS 2.
+"""
+
+from hamwm_ros.mpc.critics import (
+    INFEASIBLE_COST,
+    BalanceCritic,
+    Critic,
+    CriticContext,
+    CriticError,
+    EffortCritic,
+    EnergyCritic,
+    JointLimitsCritic,
+    SmoothnessCritic,
+    TrackingCritic,
+)
+from hamwm_ros.mpc.fallback import PDHoldFallback
+from hamwm_ros.mpc.noise import NoiseGenerator
+from hamwm_ros.mpc.optimizer import MPPIOptimizer, PlanResult
+from hamwm_ros.mpc.rollout import BatchedRollout, Rollout, RolloutFunction, RolloutShapeError, check_rollout
+from hamwm_ros.mpc.settings import MPPISettings, SettingsError
+
+__all__ = [
+    'INFEASIBLE_COST', 'BalanceCritic', 'BatchedRollout', 'Critic', 'CriticContext', 'CriticError', 'EffortCritic',
+    'EnergyCritic', 'JointLimitsCritic', 'MPPIOptimizer', 'MPPISettings', 'NoiseGenerator', 'PDHoldFallback',
+    'PlanResult', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError', 'SmoothnessCritic',
+    'TrackingCritic', 'check_rollout',
+]

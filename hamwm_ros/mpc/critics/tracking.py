@@ -1,0 +1,85 @@
+"""State / posture tracking: weighted squared distance of the predicted observations to a goal.
+
+Angles listed in ``wrap`` are compared on the circle, so a pendulum at +pi and one at -pi are both upright. Setting
+a dimension's weight to 0 leaves it untracked (posture tracking = weights on positions only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hamwm_ros.mpc.critics.base import Critic, CriticContext, CriticError, check_nonnegative, horizon_weights
+
+
+class TrackingCritic(Critic):
+    """Cost ``sum_t w_t sum_i s_i (o_ti - g_i)^2`` over the predicted observations.
+
+    Parameters
+    ----------
+    goal
+        (k,) goal observation, physical units.
+    state_weights
+        (k,) non-negative weight per observation dimension (scalar broadcasts).
+    weight
+        Critic weight.
+    terminal_weight
+        Extra weight of the last predicted step, on top of the horizon mean.
+    wrap
+        Observation indices that are angles (differences wrapped to [-pi, pi)).
+
+    Raises
+    ------
+    CriticError
+        If sizes disagree or values are negative or not finite.
+    """
+
+    name = 'tracking'
+
+    def __init__(self, goal: Sequence[float], state_weights: Sequence[float] | float = 1.0, weight: float = 1.0,
+                 terminal_weight: float = 0.0, wrap: Sequence[int] = ()) -> None:
+        super().__init__(weight)
+        self.goal = goal
+        sw = np.broadcast_to(np.asarray(state_weights, dtype=np.float32), self._goal.shape).copy()
+        if not (np.all(np.isfinite(sw)) and np.all(sw >= 0)):
+            raise CriticError(f'{self.name}: state_weights must be finite and >= 0')
+        check_nonnegative(self.name, terminal_weight=terminal_weight)
+        self.state_weights = sw
+        self.terminal_weight = float(terminal_weight)
+        self.wrap = np.asarray(sorted(set(int(i) for i in wrap)), dtype=np.intp)
+        if self.wrap.size and (self.wrap.min() < 0 or self.wrap.max() >= self._goal.size):
+            raise CriticError(f'{self.name}: wrap indices {self.wrap.tolist()} outside 0..{self._goal.size - 1}')
+        self._time_w: np.ndarray | None = None
+        self._err: np.ndarray | None = None
+
+    @property
+    def goal(self) -> np.ndarray:
+        """(k,) goal observation; assign to retarget at run time."""
+        return self._goal
+
+    @goal.setter
+    def goal(self, value: Sequence[float]) -> None:
+        g = np.atleast_1d(np.asarray(value, dtype=np.float32))
+        if g.ndim != 1 or not np.all(np.isfinite(g)):
+            raise CriticError(f'{self.name}: goal must be a finite 1-D array')
+        if hasattr(self, '_goal') and g.shape != self._goal.shape:
+            raise CriticError(f'{self.name}: goal size {g.size} differs from {self._goal.size}')
+        self._goal = g
+
+    def score(self, ctx: CriticContext) -> np.ndarray:
+        """Raw tracking cost per sample."""
+        obs = ctx.rollout.observations
+        if obs.shape[-1] != self._goal.size:
+            raise CriticError(f'{self.name}: observations have {obs.shape[-1]} dims, goal has {self._goal.size}')
+        horizon = obs.shape[1]
+        if self._time_w is None or self._time_w.size != horizon:
+            self._time_w = horizon_weights(horizon, self.terminal_weight)
+        if self._err is None or self._err.shape != obs.shape:
+            self._err = np.empty(obs.shape, dtype=np.float32)
+        err = np.subtract(obs, self._goal, out=self._err)
+        if self.wrap.size:
+            err[..., self.wrap] = (err[..., self.wrap] + np.pi) % (2 * np.pi) - np.pi
+        np.square(err, out=err)
+        per_step = err @ self.state_weights  # (B, H)
+        return per_step @ self._time_w

@@ -1,0 +1,398 @@
+"""Model Predictive Path Integral (MPPI) optimizer over a batched rollout function.
+
+One :meth:`MPPIOptimizer.plan` call, per control tick:
+
+1. shift the previous nominal sequence by the ticks elapsed (warm start), repeating its last action;
+2. ``iterations`` times: perturb the nominal with Gaussian (optionally time-correlated) noise, clip to the action
+   bounds and the action-rate limit, roll every sample out in one batched call, score it with the critics plus the
+   information-theoretic control cost, and move the nominal by the softmin-weighted perturbations
+   (``w_k ~ exp(-(S_k - min S) / temperature)``); optionally Savitzky-Golay smooth it;
+3. return the first action as the command.
+
+Robustness: a sample whose rollout or cost is not finite gets zero weight. An iteration in which no sample is finite
+resets the nominal and is retried, at most ``max_retries`` times per call; after that the result is ``valid=False``
+and the caller switches to its fallback. The returned command is always finite, within the bounds and within the rate
+limit of the previous command, valid or not.
+
+Hot path: float32 buffers allocated once per shape, one rollout call per iteration, no Python loop over samples
+(the only loop over time is the optional rate limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+
+from hamwm_ros.mpc.critics.base import Critic, CriticContext, CriticError
+from hamwm_ros.mpc.noise import NoiseGenerator
+from hamwm_ros.mpc.rollout import Rollout, RolloutFunction, check_rollout
+from hamwm_ros.mpc.settings import MPPISettings, SettingsError
+from hamwm_ros.mpc.smoothing import SequenceSmoother
+
+
+@dataclass
+class PlanResult:
+    """Outcome of one :meth:`MPPIOptimizer.plan` call.
+
+    Attributes
+    ----------
+    command
+        (m,) action to apply now: finite, within bounds and rate limit, also when ``valid`` is False.
+    sequence
+        (H, m) the nominal plan (a copy) after this call.
+    valid
+        False when no finite plan was found within the retries (or the state was not finite): use the fallback.
+    reason
+        Why the result is invalid, or '' when valid.
+    iterations
+        Iterations that produced an update.
+    retries
+        Resets after an all-non-finite iteration during this call.
+    finite_fraction
+        Fraction of samples with finite rollouts and costs in the last iteration.
+    min_cost
+        Lowest total sample cost in the last iteration.
+    weighted_cost
+        Softmin-weighted mean total cost in the last iteration (the expected cost of the update).
+    effective_samples
+        ``1 / sum w^2`` of the last iteration: near 1 means one sample dominates (temperature too low).
+    critic_costs
+        Per critic, the weighted mean of its weighted cost in the last iteration.
+    predicted_observations
+        (H, k) softmin-weighted mean predicted observations of the last iteration (for display), or None.
+    """
+
+    command: np.ndarray
+    sequence: np.ndarray
+    valid: bool
+    reason: str = ''
+    iterations: int = 0
+    retries: int = 0
+    finite_fraction: float = 0.0
+    min_cost: float = math.inf
+    weighted_cost: float = math.inf
+    effective_samples: float = 0.0
+    critic_costs: dict[str, float] = field(default_factory=dict)
+    predicted_observations: np.ndarray | None = None
+
+
+class MPPIOptimizer:
+    """Sampling MPC with warm start, bounds, rate limit, smoothing and bounded retries.
+
+    Parameters
+    ----------
+    settings
+        Validated settings.
+    rollout_fn
+        ``(z0 (n,), actions (B, H, m)) -> Rollout``; see :mod:`hamwm_ros.mpc.rollout`.
+    critics
+        Cost terms; names must be unique.
+
+    Raises
+    ------
+    SettingsError
+        If ``settings`` is not an :class:`MPPISettings`.
+    CriticError
+        If two critics share a name or an entry is not a :class:`Critic`.
+
+    Notes
+    -----
+    Not thread-safe as a whole: call :meth:`plan`, :meth:`update_settings` and :meth:`reset` from one thread (the
+    planner's). Critic weights and goals may be changed from another thread; each iteration reads them once.
+    """
+
+    def __init__(self, settings: MPPISettings, rollout_fn: RolloutFunction, critics: Sequence[Critic]) -> None:
+        if not isinstance(settings, MPPISettings):
+            raise SettingsError(f'settings must be MPPISettings, got {type(settings).__name__}')
+        self._critics: dict[str, Critic] = {}
+        for critic in critics:
+            if not isinstance(critic, Critic):
+                raise CriticError(f'not a Critic: {critic!r}')
+            if critic.name in self._critics:
+                raise CriticError(f'two critics named {critic.name!r}')
+            self._critics[critic.name] = critic
+        self.rollout_fn = rollout_fn
+        self._settings = settings
+        self._noise = NoiseGenerator(settings.num_samples, settings.horizon, settings.action_dim, settings.std,
+                                     settings.noise_correlation, settings.seed)
+        self._allocate(settings)
+        self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
+        self._last_command = np.empty(settings.action_dim, dtype=np.float32)
+        self.reset()
+
+    # ------------------------------------------------------------------ configuration
+    def _allocate(self, s: MPPISettings) -> None:
+        shape = (s.num_samples, s.horizon, s.action_dim)
+        self._actions = np.empty(shape, dtype=np.float32)
+        self._costs = np.empty(s.num_samples, dtype=np.float64)
+        self._weights = np.empty(s.num_samples, dtype=np.float64)
+        self._low, self._high = s.low, s.high
+        self._inv_var = (1.0 / np.square(s.std)).astype(np.float32)
+        self._safe = np.clip(np.zeros(s.action_dim, dtype=np.float32), self._low, self._high)
+        self._smoother = SequenceSmoother(s.horizon, s.smoothing_window, s.smoothing_order) \
+            if s.smoothing == 'savgol' else None
+        self._smoothed = np.empty((s.horizon, s.action_dim), dtype=np.float32)
+
+    @property
+    def settings(self) -> MPPISettings:
+        """The settings in force."""
+        return self._settings
+
+    def update_settings(self, settings: MPPISettings) -> None:
+        """Switch to new settings at run time, keeping the warm start where shapes allow.
+
+        The nominal sequence is truncated or extended (repeating its last action) to a new horizon and clipped to
+        new bounds; it is reset only if the action size changes. The noise stream continues deterministically.
+
+        Raises
+        ------
+        SettingsError
+            If ``settings`` is not an :class:`MPPISettings`.
+        """
+        if not isinstance(settings, MPPISettings):
+            raise SettingsError(f'settings must be MPPISettings, got {type(settings).__name__}')
+        old = self._settings
+        noise_changed = (settings.num_samples, settings.horizon, settings.action_dim, settings.noise_std,
+                         settings.noise_correlation) != (old.num_samples, old.horizon, old.action_dim, old.noise_std,
+                                                         old.noise_correlation)
+        if settings.seed != old.seed:
+            seed = settings.seed
+        elif noise_changed:
+            seed = int(self._noise._rng.integers(2**63))  # continue the stream deterministically
+        else:
+            seed = None
+        if noise_changed or seed is not None:
+            self._noise = NoiseGenerator(settings.num_samples, settings.horizon, settings.action_dim, settings.std,
+                                         settings.noise_correlation, seed)
+        self._settings = settings
+        self._allocate(settings)
+        if settings.action_dim != old.action_dim:
+            self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
+            self._last_command = np.empty(settings.action_dim, dtype=np.float32)
+            self.reset()
+            return
+        nominal = self._nominal[:settings.horizon]
+        if settings.horizon > nominal.shape[0]:
+            pad = np.repeat(nominal[-1:], settings.horizon - nominal.shape[0], axis=0)
+            nominal = np.concatenate([nominal, pad])
+        self._nominal = np.clip(nominal, self._low, self._high).astype(np.float32)
+        self._last_command = np.clip(self._last_command, self._low, self._high)
+
+    @property
+    def critics(self) -> dict[str, Critic]:
+        """Critics by name (the objects themselves: changing one takes effect at the next iteration)."""
+        return dict(self._critics)
+
+    def set_weight(self, name: str, weight: float) -> None:
+        """Change one critic's weight without touching the warm start.
+
+        Raises
+        ------
+        KeyError
+            If no critic has that name.
+        CriticError
+            If the weight is negative or not finite (the old weight is kept).
+        """
+        if name not in self._critics:
+            raise KeyError(f'no critic named {name!r} (have {sorted(self._critics)})')
+        self._critics[name].weight = weight
+
+    def weights(self) -> dict[str, float]:
+        """Current critic weights by name."""
+        return {name: c.weight for name, c in self._critics.items()}
+
+    @property
+    def nominal(self) -> np.ndarray:
+        """(H, m) copy of the current nominal (warm-start) sequence."""
+        return self._nominal.copy()
+
+    @property
+    def last_command(self) -> np.ndarray:
+        """(m,) copy of the last command returned."""
+        return self._last_command.copy()
+
+    def reset(self) -> None:
+        """Forget the warm start: nominal sequence and last command go to the safe action (0 clipped to bounds)."""
+        self._nominal[...] = self._safe
+        self._last_command[...] = self._safe
+        self._planned = False
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, z0: np.ndarray, previous_action: np.ndarray | None = None, shift: int = 1) -> PlanResult:
+        """Optimise the action sequence from latent state ``z0`` and return the command to apply.
+
+        Parameters
+        ----------
+        z0
+            (n,) current latent state (the encoder's output).
+        previous_action
+            (m,) the command actually applied since the last plan (it may have come from a fallback); defaults to
+            this optimizer's last command. Rate limit and smoothness are measured from it.
+        shift
+            Model steps elapsed since the last plan; the warm start is shifted by this much (ignored on the first
+            plan after a reset).
+
+        Raises
+        ------
+        ValueError
+            If ``shift`` is negative or ``previous_action`` has the wrong size.
+        RolloutShapeError
+            If the rollout function returns arrays of the wrong shape (a wiring error, not a model failure).
+        Exception
+            Whatever the rollout function or a critic raises propagates: the caller (the planner thread) treats it
+            like ``valid=False`` and uses the fallback.
+        """
+        s = self._settings
+        if shift < 0:
+            raise ValueError(f'shift must be >= 0, got {shift}')
+        prev = self._previous(previous_action)
+        z0 = np.asarray(z0, dtype=np.float32)
+        if not np.all(np.isfinite(z0)):
+            return self._invalid('non-finite state', prev, iterations=0, retries=0)
+        if self._planned and shift:
+            self._shift(shift)
+        retries = done = 0
+        stats = None
+        while done < s.iterations:
+            stats = self._iterate(z0, prev)
+            if stats is not None:
+                done += 1
+                continue
+            retries += 1
+            self._nominal[...] = self._safe  # the warm start may be what drove the model out of range
+            if retries > s.max_retries:
+                self._planned = False
+                return self._invalid(f'no finite rollout after {retries} attempt(s)', prev, done, retries - 1)
+        self._planned = True
+        command = self._nominal[0].copy()
+        self._last_command[...] = command
+        return PlanResult(command=command, sequence=self._nominal.copy(), valid=True, iterations=done,
+                          retries=retries, **stats)
+
+    def evaluate(self, z0: np.ndarray, actions: np.ndarray, previous_action: np.ndarray | None = None) -> np.ndarray:
+        """Total cost (B,) of given action sequences (B, H, m) from ``z0``, control cost excluded.
+
+        Not on the hot path: for diagnostics, tuning and tests.
+
+        Raises
+        ------
+        RolloutShapeError
+            If the rollout function returns arrays of the wrong shape.
+        """
+        actions = np.ascontiguousarray(actions, dtype=np.float32)
+        prev = self._previous(previous_action)
+        rollout = check_rollout(self.rollout_fn(np.asarray(z0, dtype=np.float32), actions), *actions.shape[:2])
+        costs, _ = self._score(CriticContext(actions, rollout, prev), np.zeros(actions.shape[0]))
+        return costs
+
+    # ------------------------------------------------------------------ internals
+    def _previous(self, previous_action: np.ndarray | None) -> np.ndarray:
+        if previous_action is None:
+            return self._last_command.copy()
+        prev = np.asarray(previous_action, dtype=np.float32).ravel()
+        if prev.shape != (self._settings.action_dim,):
+            raise ValueError(f'previous_action: expected {self._settings.action_dim} values, got {prev.size}')
+        prev = np.where(np.isfinite(prev), prev, self._safe)
+        return np.clip(prev, self._low, self._high)
+
+    def _shift(self, steps: int) -> None:
+        horizon = self._nominal.shape[0]
+        steps = min(steps, horizon)
+        self._nominal[:horizon - steps] = self._nominal[steps:].copy()
+        self._nominal[horizon - steps:] = self._nominal[horizon - steps - 1] if steps < horizon else self._nominal[-1]
+
+    def _rate_limit(self, seqs: np.ndarray, prev: np.ndarray) -> None:
+        """Clip (..., H, m) sequences in place so each step moves at most ``max_action_rate`` (bounds kept)."""
+        rate = np.float32(self._settings.max_action_rate)
+        before = np.broadcast_to(prev, seqs[..., 0, :].shape)
+        for t in range(seqs.shape[-2]):
+            # Inputs are within bounds and so is `before`, hence the clipped value is too.
+            np.clip(seqs[..., t, :], before - rate, before + rate, out=seqs[..., t, :])
+            before = seqs[..., t, :]
+
+    def _score(self, ctx: CriticContext, costs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        costs[...] = 0.0
+        parts: dict[str, np.ndarray] = {}
+        for name, critic in self._critics.items():
+            weight = critic.weight  # read once: a concurrent weight change applies from the next iteration
+            if weight == 0.0:
+                continue
+            part = np.asarray(critic.score(ctx), dtype=np.float64)
+            if part.shape != costs.shape:
+                raise CriticError(f'critic {name!r} returned shape {part.shape}, expected {costs.shape}')
+            part = part * weight  # not in place: a critic may return its own buffer
+            parts[name] = part
+            costs += part
+        return costs, parts
+
+    def _iterate(self, z0: np.ndarray, prev: np.ndarray) -> dict | None:
+        """One sample-score-update pass; None when no sample was finite (nominal untouched)."""
+        s = self._settings
+        batch, horizon, m = self._actions.shape
+        eps = self._noise.sample()
+        if s.include_nominal:
+            eps[0] = 0.0
+        actions = self._actions
+        np.add(self._nominal, eps, out=actions)
+        np.clip(actions, self._low, self._high, out=actions)
+        if math.isfinite(s.max_action_rate):
+            self._rate_limit(actions, prev)
+        np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
+        rollout = check_rollout(self.rollout_fn(z0, actions), batch, horizon)
+        costs, parts = self._score(CriticContext(actions, rollout, prev), self._costs)
+        if s.control_cost_weight > 0.0:
+            # gamma * sum_t u_t^T Sigma^-1 eps_t, as one GEMV over the flattened sequence.
+            u_scaled = (self._nominal * self._inv_var).ravel()
+            costs += s.control_cost_weight * (eps.reshape(batch, -1) @ u_scaled)
+        # A sample is usable only if its whole prediction is finite, even where no critic looks.
+        finite = np.isfinite(costs)
+        for arr in (rollout.observations, rollout.energy, rollout.latent):
+            finite &= np.isfinite(arr.reshape(batch, -1).sum(axis=1))
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite == 0:
+            return None
+        if n_finite < batch:
+            costs[~finite] = np.inf
+        min_cost = float(costs.min())
+        w = self._weights
+        np.subtract(costs, min_cost, out=w)
+        w *= -1.0 / s.temperature
+        np.exp(w, out=w)  # inf cost -> weight 0
+        w /= w.sum()
+        w32 = w.astype(np.float32)
+        self._nominal += (w32 @ eps.reshape(batch, -1)).reshape(horizon, m)
+        if self._smoother is not None:
+            self._smoother(self._nominal, prev, out=self._smoothed)
+            self._nominal[...] = self._smoothed
+        np.clip(self._nominal, self._low, self._high, out=self._nominal)
+        if math.isfinite(s.max_action_rate):
+            self._rate_limit(self._nominal, prev)
+        if n_finite < batch:  # 0 * nan is nan: average only over the usable samples
+            obs = rollout.observations[finite].reshape(n_finite, -1)
+            w_obs = w32[finite]
+        else:
+            obs, w_obs = rollout.observations.reshape(batch, -1), w32
+        finite_costs = np.where(finite, costs, 0.0)
+        return {
+            'finite_fraction': n_finite / batch,
+            'min_cost': min_cost,
+            'weighted_cost': float(w @ finite_costs),
+            'effective_samples': float(1.0 / np.dot(w, w)),
+            'critic_costs': {name: float(w @ np.where(finite, p, 0.0)) for name, p in parts.items()},
+            'predicted_observations': (w_obs @ obs).reshape(horizon, -1),
+        }
+
+    def _invalid(self, reason: str, prev: np.ndarray, iterations: int, retries: int) -> PlanResult:
+        # Move toward the safe action no faster than the rate limit, so even a failure gives a bounded step.
+        rate = np.float32(self._settings.max_action_rate)
+        command = np.clip(self._safe, prev - rate, prev + rate) if math.isfinite(rate) else self._safe.copy()
+        command = np.clip(command, self._low, self._high).astype(np.float32)
+        self._last_command[...] = command
+        return PlanResult(command=command, sequence=self._nominal.copy(), valid=False, reason=reason,
+                          iterations=iterations, retries=retries)
+
+
+__all__ = ['MPPIOptimizer', 'PlanResult', 'Rollout']

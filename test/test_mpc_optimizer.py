@@ -1,0 +1,212 @@
+"""MPPIOptimizer on a real analytic pendulum.
+
+Cost reduction, swing-up in closed loop, seeds, live weights, non-finite predictions, bounded retries, and the
+bounds / rate-limit guarantees (hypothesis).
+"""
+
+import math
+
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+from hamwm_ros.mpc.analytic import Pendulum
+from hamwm_ros.mpc.critics import EffortCritic, EnergyCritic, SmoothnessCritic, TrackingCritic
+from hamwm_ros.mpc.critics.base import CriticError
+from hamwm_ros.mpc.optimizer import MPPIOptimizer
+from hamwm_ros.mpc.rollout import RolloutShapeError
+from hamwm_ros.mpc.settings import MPPISettings, SettingsError
+
+LIMIT = 3.0  # N m, below m g l = 9.81: the pendulum cannot be lifted directly, it has to be swung up
+
+
+def swing_up_critics(p, effort=0.01):
+    return [EnergyCritic(p.upright_energy, weight=1.0, scale=p.upright_energy),
+            TrackingCritic([np.pi, 0.0], [1.0, 0.05], weight=1.0, terminal_weight=1.0, wrap=[0]),
+            EffortCritic(effort, scale=LIMIT)]
+
+
+def make(pendulum=None, critics=None, **changes):
+    p = pendulum or Pendulum()
+    s = MPPISettings(action_low=-LIMIT, action_high=LIMIT, num_samples=256, horizon=30, temperature=0.05,
+                     noise_std=1.5, noise_correlation=0.5, seed=1).replace(**changes)
+    return MPPIOptimizer(s, p, swing_up_critics(p) if critics is None else critics), p
+
+
+def angle_error(theta):
+    return (theta - np.pi + np.pi) % (2 * np.pi) - np.pi
+
+
+def test_iterations_lower_the_cost_of_the_plan():
+    opt, p = make(iterations=1)
+    z0 = np.array([0.3, 0.0], np.float32)
+    before = opt.evaluate(z0, opt.nominal[None])[0]
+    costs = [before]
+    for _ in range(4):
+        opt.plan(z0, shift=0)
+        costs.append(opt.evaluate(z0, opt.nominal[None])[0])
+    assert costs[-1] < 0.8 * before
+    # Sample 0 is the nominal itself, so the weighted update cannot be much worse than the warm start.
+    assert all(b <= a * 1.05 for a, b in zip(costs, costs[1:]))
+
+
+def test_swings_the_pendulum_up_from_rest_and_holds_it():
+    opt, p = make()
+    x = np.zeros(2)
+    errors = []
+    for _ in range(240):  # 12 s at 20 Hz
+        result = opt.plan(x.astype(np.float32))
+        assert result.valid and abs(result.command[0]) <= LIMIT
+        x = p.step(x, result.command)
+        errors.append(abs(angle_error(x[0])))
+    first_up = next(i for i, e in enumerate(errors) if e < 0.2)
+    assert first_up * p.dt < 8.0
+    assert max(errors[-40:]) < 0.2  # held upright for the last 2 s
+
+
+def test_same_seed_reproduces_and_different_seed_differs():
+    runs = []
+    for seed in (3, 3, 4):
+        opt, _ = make(seed=seed)
+        runs.append([opt.plan(np.array([0.5, 0.0], np.float32)).command[0] for _ in range(5)])
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_weight_change_takes_effect_without_resetting_the_warm_start():
+    opt, _ = make()
+    z0 = np.array([0.5, 1.0], np.float32)
+    for _ in range(5):
+        opt.plan(z0, shift=0)
+    warm = opt.nominal
+    opt.set_weight('effort', 1000.0)
+    assert opt.weights()['effort'] == 1000.0
+    np.testing.assert_array_equal(opt.nominal, warm)  # no reset
+    for _ in range(10):
+        result = opt.plan(z0, shift=0)
+    assert np.abs(result.sequence).mean() < 0.5 * np.abs(warm).mean()
+    with pytest.raises(CriticError):
+        opt.set_weight('effort', -1.0)
+    assert opt.weights()['effort'] == 1000.0
+    with pytest.raises(KeyError):
+        opt.set_weight('nope', 1.0)
+
+
+def test_partial_nan_rollouts_get_zero_weight():
+    # The model is only valid up to |omega| = 2 rad/s: faster samples are NaN. The plan must stay in the valid domain.
+    p = Pendulum(valid_speed=2.0)
+    opt, _ = make(p, noise_std=3.0)
+    z0 = np.array([0.0, 1.5], np.float32)
+    for _ in range(5):
+        result = opt.plan(z0, shift=0)
+        assert result.valid and 0.0 < result.finite_fraction < 1.0
+        assert np.isfinite(result.command).all() and np.isfinite(result.predicted_observations).all()
+    check = p(z0, result.sequence[None])
+    assert np.isfinite(check.observations).all()
+
+
+def test_all_nan_rollouts_retry_a_bounded_number_of_times_then_report_invalid():
+    broken = Pendulum(mass=math.nan)  # corrupted model: every prediction is NaN
+    opt, _ = make(broken, swing_up_critics(Pendulum()), iterations=2, max_retries=3, max_action_rate=0.5)
+    prev = np.array([2.0], np.float32)
+    result = opt.plan(np.array([0.1, 0.0], np.float32), previous_action=prev)
+    assert not result.valid and 'no finite rollout' in result.reason
+    assert broken.calls == 1 + 3  # first attempt + max_retries, then give up
+    assert result.retries == 3
+    assert np.isfinite(result.command).all() and abs(result.command[0]) <= LIMIT
+    assert result.command[0] == pytest.approx(1.5)  # toward the safe action 0, at the rate limit
+    np.testing.assert_array_equal(result.sequence, 0.0)  # the warm start was reset
+
+
+def test_non_finite_state_is_invalid_without_calling_the_model():
+    opt, p = make()
+    result = opt.plan(np.array([np.nan, 0.0], np.float32))
+    assert not result.valid and 'state' in result.reason and p.calls == 0
+    assert np.isfinite(result.command).all()
+
+
+def test_recovers_after_invalid():
+    opt, p = make()
+    assert not opt.plan(np.array([np.inf, 0.0], np.float32)).valid
+    assert opt.plan(np.array([0.0, 0.0], np.float32)).valid
+
+
+def test_wrong_rollout_shape_is_a_wiring_error():
+    opt, _ = make(critics=[EffortCritic()], pendulum=None)
+    opt.rollout_fn = lambda z0, a: Pendulum()(z0, a[:, :-1])
+    with pytest.raises(RolloutShapeError, match='expected'):
+        opt.plan(np.zeros(2, np.float32))
+
+
+def test_critic_with_wrong_output_shape_is_named():
+    class PerStep(EffortCritic):
+        name = 'per_step'
+
+        def score(self, ctx):
+            return np.square(ctx.actions[..., 0])  # (B, H) instead of (B,)
+
+    opt, _ = make(critics=[PerStep()])
+    with pytest.raises(CriticError, match='per_step'):
+        opt.plan(np.zeros(2, np.float32))
+
+
+def test_shift_moves_the_warm_start_and_repeats_the_tail():
+    opt, _ = make(horizon=6, iterations=1)
+    opt.plan(np.array([0.4, 0.0], np.float32))
+    seq = opt.nominal
+    opt._shift(2)
+    np.testing.assert_array_equal(opt.nominal[:4], seq[2:])
+    np.testing.assert_array_equal(opt.nominal[4:], seq[[5, 5]])
+
+
+def test_update_settings_keeps_warm_start_and_resizes():
+    opt, _ = make()
+    z0 = np.array([0.5, 0.0], np.float32)
+    opt.plan(z0)
+    warm = opt.nominal
+    opt.update_settings(opt.settings.replace(horizon=40, temperature=0.1, num_samples=128))
+    assert opt.nominal.shape == (40, 1)
+    np.testing.assert_array_equal(opt.nominal[:30], warm)
+    np.testing.assert_array_equal(opt.nominal[30:], warm[-1:].repeat(10, 0))
+    assert opt.plan(z0).valid
+    with pytest.raises(SettingsError):
+        opt.update_settings({'horizon': 3})
+
+
+def test_smoothing_reduces_command_chatter():
+    chatter = {}
+    for method in ('none', 'savgol'):
+        opt, p = make(smoothing=method, smoothing_window=9, seed=5)
+        x = np.array([np.pi - 0.05, 0.0])
+        commands = []
+        for _ in range(60):
+            result = opt.plan(x.astype(np.float32))
+            x = p.step(x, result.command)
+            commands.append(result.command[0])
+        chatter[method] = np.abs(np.diff(commands)).mean()
+    assert chatter['savgol'] < chatter['none']
+
+
+@hyp_settings(max_examples=30, deadline=None)
+@given(theta=st.floats(-10, 10), omega=st.floats(-20, 20), previous=st.floats(-LIMIT, LIMIT),
+       effort=st.floats(0, 100), smooth=st.floats(0, 100), temperature=st.floats(1e-3, 10),
+       rate=st.floats(0.05, 2.0), seed=st.integers(0, 2**31 - 1))
+def test_command_within_limits_and_rate(theta, omega, previous, effort, smooth, temperature, rate, seed):
+    p = Pendulum()
+    critics = swing_up_critics(p, effort) + [SmoothnessCritic(smooth, scale=LIMIT)]
+    opt, _ = make(p, critics, num_samples=32, horizon=8, temperature=temperature, max_action_rate=rate, seed=seed,
+                  iterations=2, smoothing='savgol')
+    last = np.array([previous], np.float32)
+    z = np.array([theta, omega], np.float32)
+    for _ in range(3):
+        result = opt.plan(z, previous_action=last)
+        assert np.isfinite(result.command).all()
+        assert abs(result.command[0]) <= LIMIT
+        assert abs(result.command[0] - last[0]) <= rate * (1 + 1e-5) + 1e-6
+        seq = np.concatenate([last, result.sequence[:, 0]])
+        assert np.all(np.abs(np.diff(seq)) <= rate * (1 + 1e-5) + 1e-6)
+        assert np.all(np.abs(result.sequence) <= LIMIT)
+        last = result.command
+        z = p.step(z, result.command).astype(np.float32)

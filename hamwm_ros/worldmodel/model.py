@@ -1,0 +1,725 @@
+"""The port-Hamiltonian latent world model.
+
+Observations are encoded into a latent phase space z = (q, p) (``latent_dim`` each) that evolves as
+
+    dz/dt = (J - R(z)) dH/dz + G(z) u + r(z, u),      J = [[0, I], [-I, 0]],
+
+with a learned Hamiltonian H, a positive semi-definite dissipation R acting on the momenta (Rayleigh damping D(q)),
+an input map G(q) taking actions to generalised forces, and a small residual r for what the structure cannot explain
+(zero-initialised, penalised in training, switchable off). Two Hamiltonians:
+
+* ``'separable'`` (structured, mechanical): H = 1/2 p^T M(q)^-1 p + V(q). The *inverse* mass is parameterised as
+  L L^T + eps I with L lower triangular with a softplus diagonal, so M is positive definite by construction and no
+  matrix inverse appears in the graph. ``mass_matrix='constant'`` makes H truly separable (explicit leapfrog, the
+  fastest predictor); ``'state'`` learns M(q) (generalised leapfrog with fixed-point iterations).
+* ``'general'``: H = MLP(q, p) (HNN-style), integrated with implicit midpoint or generalised leapfrog.
+
+dH/dz is computed in closed form by the explicit backward passes in :mod:`.networks`, so ``encode``, ``step``,
+``rollout``, ``decode`` and ``energy`` trace to ONNX. Ensemble members are a leading batch dimension of every weight.
+
+Shape conventions: with ``ensemble == 1`` the public methods take and return (B, ...) tensors; with ``ensemble > 1``
+they return (E, B, ...) and accept either (E, B, ...) or (B, ...) (broadcast to every member). Observations and
+actions are in physical units; the normalisation statistics are buffers of the model and are saved with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+import torch.nn.functional as F  # noqa: N812
+
+from .integrators import dissipation_substep, leapfrog_step, midpoint_step
+from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
+
+ENCODERS = ('mlp', 'identity', 'image', 'fused')
+HAMILTONIANS = ('separable', 'general')
+INTEGRATORS = ('leapfrog', 'midpoint')
+_SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the mass starts at the identity
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`HamiltonianWorldModel` (saved as ``config.json``).
+
+    Attributes
+    ----------
+    obs_dim, action_dim, latent_dim
+        Observation size (joint positions then velocities for robots), action size, and the size of each of q and p.
+    encoder
+        ``'mlp'`` (joint states), ``'identity'`` (observations already are canonical (q, p); obs_dim == 2 latent_dim),
+        ``'image'`` (conv encoder over ``n_frames`` stacked frames) or ``'fused'`` (images and joint states).
+    hamiltonian
+        ``'separable'`` (1/2 p^T M(q)^-1 p + V(q)) or ``'general'`` (MLP).
+    dissipation, control, residual
+        Switch R, G u and r on or off.
+    hidden, layers, activation
+        Width, hidden-layer count and activation (``'tanh'``/``'softplus'``) of every MLP.
+    ensemble
+        Number of members.
+    image_shape, n_frames
+        (H, W, C) of camera frames and how many consecutive frames the image encoder stacks.
+    integrator
+        ``'leapfrog'`` (generalised Stormer-Verlet) or ``'midpoint'`` (implicit midpoint).
+    dt
+        Model step in seconds (one ``step`` call).
+    mass_matrix, input_map, damping_map
+        ``'state'`` (M, G, D depend on q) or ``'constant'`` (cheaper: the predictor inside MPPI wants constants).
+    solver_iters
+        Fixed-point iterations of the implicit integrators.
+    substeps
+        Integrator substeps per ``dt``.
+    residual_scale
+        Output scale of the residual network.
+    mass_eps
+        Lower bound added to the inverse mass (keeps it positive definite and bounded below).
+    """
+
+    obs_dim: int
+    action_dim: int
+    latent_dim: int
+    encoder: str = 'mlp'
+    hamiltonian: str = 'separable'
+    dissipation: bool = True
+    control: bool = True
+    residual: bool = True
+    hidden: int = 64
+    ensemble: int = 1
+    image_shape: tuple[int, int, int] | None = None
+    n_frames: int = 2
+    integrator: str = 'leapfrog'
+    dt: float = 0.01
+    layers: int = 2
+    activation: str = 'tanh'
+    mass_matrix: str = 'state'
+    input_map: str = 'state'
+    damping_map: str = 'state'
+    solver_iters: int = 2
+    substeps: int = 1
+    residual_scale: float = 0.1
+    mass_eps: float = 1e-3
+
+    def validate(self) -> None:
+        """Check the configuration.
+
+        Raises
+        ------
+        ValueError
+            On inconsistent or out-of-range values, naming the field.
+        """
+        if self.encoder not in ENCODERS:
+            raise ValueError(f'encoder must be one of {ENCODERS}, got {self.encoder!r}')
+        if self.hamiltonian not in HAMILTONIANS:
+            raise ValueError(f'hamiltonian must be one of {HAMILTONIANS}, got {self.hamiltonian!r}')
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(f'integrator must be one of {INTEGRATORS}, got {self.integrator!r}')
+        for name in ('mass_matrix', 'input_map', 'damping_map'):
+            if getattr(self, name) not in ('state', 'constant'):
+                raise ValueError(f"{name} must be 'state' or 'constant', got {getattr(self, name)!r}")
+        for name in ('latent_dim', 'hidden', 'ensemble', 'n_frames', 'layers', 'solver_iters', 'substeps'):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.obs_dim < 0 or self.action_dim < 0:
+            raise ValueError('obs_dim and action_dim must be >= 0')
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f'dt must be positive and finite, got {self.dt}')
+        if self.encoder == 'identity' and self.obs_dim != 2 * self.latent_dim:
+            raise ValueError(f'identity encoder needs obs_dim == 2 * latent_dim, got {self.obs_dim} and '
+                             f'{self.latent_dim}')
+        if self.encoder in ('image', 'fused'):
+            if self.image_shape is None or len(self.image_shape) != 3 or min(self.image_shape) < 1:
+                raise ValueError(f'encoder {self.encoder!r} needs image_shape (H, W, C), got {self.image_shape}')
+        if self.encoder in ('mlp', 'fused') and self.obs_dim < 1:
+            raise ValueError(f'encoder {self.encoder!r} needs obs_dim >= 1')
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = asdict(self)
+        out['image_shape'] = list(self.image_shape) if self.image_shape is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected.
+
+        Raises
+        ------
+        ValueError
+            On unknown keys or an invalid configuration.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown model config keys: {unknown}')
+        data = dict(data)
+        if data.get('image_shape') is not None:
+            data['image_shape'] = tuple(int(v) for v in data['image_shape'])
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+
+def _skip_init(ensemble: int, n_in: int, n_out: int) -> torch.Tensor:
+    """(E, n_in, n_out) identity where the sizes match (extra rows/columns zero), else a random projection."""
+    if n_in == n_out:
+        return torch.eye(n_in).expand(ensemble, n_in, n_out).clone()
+    return torch.randn(ensemble, n_in, n_out) / math.sqrt(n_in)
+
+
+class _Dynamics:
+    """Per-call evaluator of the latent vector field with a small memo of configuration (q-only) quantities.
+
+    Leapfrog evaluates dH/dq, M^-1(q), G(q), D(q) several times at the same q object (the last kick of one step and
+    the first of the next share q), so those are memoised by tensor identity; a rollout then costs one potential
+    gradient per step for a constant mass.
+    """
+
+    def __init__(self, model: HamiltonianWorldModel) -> None:
+        self.m = model
+        self._memo: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
+        self._general: tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._const_a: torch.Tensor | None = None
+        self._const_d: torch.Tensor | None = None
+
+    def _q(self, q: torch.Tensor) -> dict[str, Any]:
+        hit = self._memo.get(id(q))
+        if hit is not None and hit[0] is q:
+            return hit[1]
+        if len(self._memo) >= 6:
+            self._memo.pop(next(iter(self._memo)))
+        entry: dict[str, Any] = {}
+        self._memo[id(q)] = (q, entry)
+        return entry
+
+    # -- structured Hamiltonian pieces ------------------------------------------------------------------------------
+    def potential_grad(self, q: torch.Tensor) -> torch.Tensor:
+        e = self._q(q)
+        if 'dV' not in e:
+            e['V'], e['dV'] = self.m.potential.scalar_and_grad(q)
+        return e['dV']
+
+    def mass_factor(self, q: torch.Tensor) -> dict[str, Any]:
+        """L(q) (E, B, d, d) with packed outputs and MLP cache, or the constant inverse mass A (E, 1, d, d)."""
+        e = self._q(q)
+        if 'L' not in e:
+            m = self.m
+            if m.cfg.mass_matrix == 'constant':
+                if self._const_a is None:
+                    self._const_a = m.constant_inverse_mass()
+                e['A'] = self._const_a
+                e['L'] = None
+            else:
+                o, cache = m.mass_net.forward_cached(q)
+                e['o'], e['cache'] = o, cache
+                e['L'] = m.packed_to_tril(o, _SOFTPLUS_ONE)
+        return e
+
+    def apply_inverse_mass(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        e = self.mass_factor(q)
+        if e['L'] is None:  # one batched GEMM, (E, B, d) @ (E, d, d); A is symmetric
+            return torch.matmul(x, e['A'])
+        L = e['L']
+        w = torch.matmul(x.unsqueeze(-2), L)  # (.., 1, d) = (L^T x)^T
+        return torch.matmul(w, L.transpose(-1, -2)).squeeze(-2) + self.m.cfg.mass_eps * x
+
+    def kinetic_grad_q(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """d/dq of 1/2 p^T L(q) L(q)^T p.
+
+        The cotangent on L is p w^T (w = L^T p), chained through the softplus diagonal and the mass network's explicit
+        backward pass.
+        """
+        e = self.mass_factor(q)
+        w = torch.matmul(p.unsqueeze(-2), e['L']).squeeze(-2)
+        grad_l = (p.unsqueeze(-1) * w.unsqueeze(-2)).flatten(-2)
+        g_packed = torch.matmul(grad_l, self.m.tril_select.transpose(0, 1))
+        mask = self.m.tril_diag
+        g_packed = g_packed * ((1.0 - mask) + mask * torch.sigmoid(e['o'] + _SOFTPLUS_ONE))
+        return self.m.mass_net.vjp(e['cache'], g_packed)
+
+    # -- gradients of H ---------------------------------------------------------------------------------------------
+    def grad_q(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        if self.m.cfg.hamiltonian == 'general':
+            return self.general_grad(q, p)[0]
+        g = self.potential_grad(q)
+        if self.m.cfg.mass_matrix == 'state':
+            g = g + self.kinetic_grad_q(q, p)
+        return g
+
+    def grad_p(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        if self.m.cfg.hamiltonian == 'general':
+            return self.general_grad(q, p)[1]
+        return self.apply_inverse_mass(q, p)
+
+    def general_grad(self, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        last = self._general
+        if last is not None and last[0] is q and last[1] is p:  # grad_q and grad_p of one point share a pass
+            return last[2]
+        _, g = self.m.hamiltonian_net.scalar_and_grad(torch.cat([q, p], -1))
+        d = self.m.cfg.latent_dim
+        out = (g[..., :d], g[..., d:])
+        self._general = (q, p, out)
+        return out
+
+    def energy(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        if self.m.cfg.hamiltonian == 'general':
+            return self.m.hamiltonian_net(torch.cat([q, p], -1))[..., 0]
+        v = self.m.potential(q)[..., 0]
+        return v + 0.5 * (p * self.apply_inverse_mass(q, p)).sum(-1)
+
+    # -- ports ------------------------------------------------------------------------------------------------------
+    def damp(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """D(q) v with D = C C^T + diag(softplus(net(q))) (PSD by construction; no net for a constant D)."""
+        if self._const_d is None:
+            C = self.m.constant_damping_factor()
+            self._const_d = torch.matmul(C, C.transpose(-1, -2))  # (E, d, d), symmetric PSD
+        out = torch.matmul(v, self._const_d)
+        if self.m.cfg.damping_map == 'state':
+            e = self._q(q)
+            if 'Ddiag' not in e:
+                e['Ddiag'] = F.softplus(self.m.damping_net(q) - 4.0)
+            out = out + e['Ddiag'] * v
+        return out
+
+    def force(self, q: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """G(q) u, (E, B, d)."""
+        m = self.m
+        out = torch.matmul(u, m.input_const.transpose(-1, -2))
+        if m.cfg.input_map == 'state':
+            e = self._q(q)
+            if 'G' not in e:
+                e['G'] = 0.1 * m.input_net(q).reshape(*q.shape[:-1], m.cfg.latent_dim, m.cfg.action_dim)
+            out = out + torch.matmul(e['G'], u.unsqueeze(-1)).squeeze(-1)
+        return out
+
+
+class HamiltonianWorldModel(nn.Module):
+    """Port-Hamiltonian latent world model (see the module docstring).
+
+    Parameters
+    ----------
+    cfg
+        The configuration; validated here.
+
+    Raises
+    ------
+    ValueError
+        If ``cfg`` is invalid.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.info: dict[str, Any] = {}  # free-form provenance saved with the model (joint names, data hash, ...)
+        E, d, m, hid = cfg.ensemble, cfg.latent_dim, cfg.action_dim, cfg.hidden
+        mlp = dict(layers=cfg.layers, activation=cfg.activation)
+        self.register_buffer('obs_mean', torch.zeros(cfg.obs_dim))
+        self.register_buffer('obs_std', torch.ones(cfg.obs_dim))
+        self.register_buffer('action_scale', torch.ones(m))
+        select, diag = tril_selector(d)
+        self.register_buffer('tril_select', select.float(), persistent=False)
+        self.register_buffer('tril_diag', diag.float(), persistent=False)
+
+        if cfg.encoder in ('image', 'fused'):
+            self.image_encoder = ImageEncoder(tuple(cfg.image_shape), cfg.n_frames, hid)
+            self.image_decoder = ImageDecoder(tuple(cfg.image_shape), 2 * d)
+        if cfg.encoder != 'identity':
+            enc_in = {'mlp': cfg.obs_dim, 'image': hid, 'fused': hid + cfg.obs_dim}[cfg.encoder]
+            self.encoder_net = EnsembleMLP(E, enc_in, hid, 2 * d, zero_last=cfg.encoder != 'image', **mlp)
+            if cfg.encoder in ('mlp', 'fused'):
+                # Linear skip from the joint observations, starting at (q, p) = (positions, velocities) when the
+                # sizes allow: a physically sensible initial phase space that the MLP then corrects.
+                self.encoder_skip = nn.Parameter(_skip_init(E, cfg.obs_dim, 2 * d))
+            if cfg.obs_dim > 0:
+                self.decoder_net = EnsembleMLP(E, 2 * d, hid, cfg.obs_dim, zero_last=True, **mlp)
+                self.decoder_skip = nn.Parameter(_skip_init(E, 2 * d, cfg.obs_dim))
+
+        n_tri = d * (d + 1) // 2
+        if cfg.hamiltonian == 'separable':
+            self.potential = EnsembleMLP(E, d, hid, 1, **mlp)
+            if cfg.mass_matrix == 'constant':
+                self.mass_raw = nn.Parameter(torch.zeros(E, n_tri))
+            else:
+                self.mass_net = EnsembleMLP(E, d, hid, n_tri, zero_last=True, **mlp)
+        else:
+            self.hamiltonian_net = EnsembleMLP(E, 2 * d, hid, 1, **mlp)
+        if cfg.dissipation:
+            self.damping_raw = nn.Parameter(torch.zeros(E, n_tri))
+            if cfg.damping_map == 'state':
+                self.damping_net = EnsembleMLP(E, d, max(hid // 2, 8), d, layers=1, activation=cfg.activation,
+                                               zero_last=True)
+        if cfg.control and m > 0:
+            self.input_const = nn.Parameter(0.3 * torch.randn(E, d, m) / math.sqrt(max(m, 1)))
+            if cfg.input_map == 'state':
+                self.input_net = EnsembleMLP(E, d, hid, d * m, layers=1, activation=cfg.activation, zero_last=True)
+        if cfg.residual:
+            self.residual_net = EnsembleMLP(E, 2 * d + m, hid, 2 * d, layers=1, activation=cfg.activation,
+                                            zero_last=True)
+
+    # -- shape helpers -----------------------------------------------------------------------------------------------
+    @property
+    def has_control(self) -> bool:
+        """Whether actions act on the model."""
+        return self.cfg.control and self.cfg.action_dim > 0
+
+    def _lift(self, x: torch.Tensor, base_dims: int) -> tuple[torch.Tensor, bool]:
+        """Give ``x`` a member dimension; returns (E, ...) and whether to drop it on output."""
+        E = self.cfg.ensemble
+        if x.dim() == base_dims + 1:
+            if x.shape[0] not in (1, E):
+                raise ValueError(f'leading (member) dimension is {x.shape[0]}, model has {E} members')
+            return x.expand(E, *x.shape[1:]), False
+        if x.dim() != base_dims:
+            raise ValueError(f'expected a {base_dims}-d tensor (or {base_dims + 1}-d with members), got {x.dim()}-d')
+        return x.unsqueeze(0).expand(E, *x.shape), E == 1
+
+    @staticmethod
+    def _drop(x: torch.Tensor, squeeze: bool) -> torch.Tensor:
+        return x[0] if squeeze else x
+
+    def packed_to_tril(self, packed: torch.Tensor, diag_offset: float) -> torch.Tensor:
+        """Packed (..., d(d+1)/2) -> lower-triangular (..., d, d) with a positive (softplus) diagonal."""
+        d = self.cfg.latent_dim
+        mask = self.tril_diag
+        packed = packed * (1.0 - mask) + F.softplus(packed + diag_offset) * mask
+        return torch.matmul(packed, self.tril_select).reshape(*packed.shape[:-1], d, d)
+
+    def constant_inverse_mass(self) -> torch.Tensor:
+        """(E, d, d) inverse mass L L^T + eps I for ``mass_matrix='constant'``."""
+        L = self.packed_to_tril(self.mass_raw, _SOFTPLUS_ONE)
+        eye = torch.eye(self.cfg.latent_dim, dtype=L.dtype, device=L.device)
+        return torch.matmul(L, L.transpose(-1, -2)) + self.cfg.mass_eps * eye
+
+    def constant_damping_factor(self) -> torch.Tensor:
+        """(E, d, d) factor C of the constant part C C^T of the damping."""
+        return self.packed_to_tril(self.damping_raw, -3.0)
+
+    # -- observation maps -------------------------------------------------------------------------------------------
+    def normalise_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Physical observations -> the normalised units the networks and the losses use."""
+        return (obs - self.obs_mean) / self.obs_std
+
+    def set_normalisation(self, obs_mean: Any, obs_std: Any, action_scale: Any | None = None) -> None:
+        """Set the statistics (physical units). Standard deviations below 1e-6 are raised to 1e-6.
+
+        Raises
+        ------
+        ValueError
+            On wrong sizes or non-finite values.
+        """
+        mean = torch.as_tensor(obs_mean, dtype=self.obs_mean.dtype).reshape(-1)
+        std = torch.as_tensor(obs_std, dtype=self.obs_std.dtype).reshape(-1)
+        if mean.numel() != self.cfg.obs_dim or std.numel() != self.cfg.obs_dim:
+            raise ValueError(f'normalisation needs {self.cfg.obs_dim} entries, got {mean.numel()} and {std.numel()}')
+        scale = torch.ones(self.cfg.action_dim) if action_scale is None else torch.as_tensor(
+            action_scale, dtype=self.action_scale.dtype).reshape(-1)
+        if scale.numel() != self.cfg.action_dim:
+            raise ValueError(f'action_scale needs {self.cfg.action_dim} entries, got {scale.numel()}')
+        if not all(torch.isfinite(t).all() for t in (mean, std, scale)):
+            raise ValueError('normalisation statistics must be finite')
+        self.obs_mean.copy_(mean)
+        self.obs_std.copy_(std.clamp_min(1e-6))
+        self.action_scale.copy_(scale.clamp_min(1e-6))
+
+    def encode(self, obs: torch.Tensor | None, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Observations (B, obs_dim) and/or frames (B, n_frames, H, W, C) -> latent z (B, 2 d) or (E, B, 2 d).
+
+        Frames are float in [0, 1] or uint8 (scaled here).
+
+        Raises
+        ------
+        ValueError
+            If an input the encoder needs is missing or has the wrong shape.
+        """
+        cfg = self.cfg
+        features = None
+        if cfg.encoder in ('image', 'fused'):
+            if images is None:
+                raise ValueError(f'encoder {cfg.encoder!r} needs images (B, n_frames, H, W, C)')
+            if images.dim() != 5 or tuple(images.shape[1:]) != (cfg.n_frames, *cfg.image_shape):
+                raise ValueError(f'images must be (B, {cfg.n_frames}, {", ".join(map(str, cfg.image_shape))}), got '
+                                 f'{tuple(images.shape)}')
+            frames = images.float() / 255.0 if images.dtype == torch.uint8 else images
+            features = self.image_encoder(frames.to(self.obs_mean.dtype))
+        if cfg.encoder == 'image':
+            x, squeeze = self._lift(features, 2)
+            return self._drop(self.encoder_net(x), squeeze)
+        if obs is None:
+            raise ValueError(f'encoder {cfg.encoder!r} needs obs (B, {cfg.obs_dim})')
+        if obs.shape[-1] != cfg.obs_dim:
+            raise ValueError(f'obs last dimension must be {cfg.obs_dim}, got {obs.shape[-1]}')
+        x, squeeze = self._lift(self.normalise_obs(obs), 2)
+        if cfg.encoder == 'identity':
+            return self._drop(x, squeeze)
+        skip = torch.matmul(x, self.encoder_skip)
+        if cfg.encoder == 'fused':
+            x = torch.cat([x, features.unsqueeze(0).expand(x.shape[0], *features.shape)], -1)
+        return self._drop(skip + self.encoder_net(x), squeeze)
+
+    def decode_normalised(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent -> observations in normalised units (what the reconstruction loss compares); see :meth:`decode`."""
+        if self.cfg.encoder == 'identity':
+            return z
+        if self.cfg.obs_dim == 0:
+            raise ValueError('this model has no observation decoder (obs_dim == 0); use decode_image')
+        E, n = self.cfg.ensemble, z.shape[-1]
+        lead = z.shape[:-1]
+        def dec(x: torch.Tensor) -> torch.Tensor:
+            return self.decoder_net(x) + torch.matmul(x, self.decoder_skip)
+
+        if E == 1:  # decoding is pointwise, so any leading shape flattens into one batch
+            return dec(z.reshape(1, -1, n)).reshape(*lead, self.cfg.obs_dim)
+        if z.dim() >= 3 and z.shape[0] == E:
+            return dec(z.reshape(E, -1, n)).reshape(*lead, self.cfg.obs_dim)
+        flat = z.reshape(1, -1, n).expand(E, -1, n)  # no member dimension: every member decodes it
+        return dec(flat).reshape(E, *lead, self.cfg.obs_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (..., 2 d) -> observations (..., obs_dim) in physical units.
+
+        Decoding is pointwise: ``z`` may be (B, 2 d), (E, B, 2 d) or a rollout (E, B, H, 2 d). With several members a
+        leading dimension equal to the member count (on a 3-d or larger tensor) is taken as the member dimension;
+        otherwise every member decodes the input and the result gains a leading member dimension.
+        """
+        return self.decode_normalised(z) * self.obs_std + self.obs_mean
+
+    def decode_image(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (..., 2 d) -> frame (..., H, W, C) in [0, 1] (image and fused encoders only).
+
+        Raises
+        ------
+        ValueError
+            If the model has no image decoder.
+        """
+        if not hasattr(self, 'image_decoder'):
+            raise ValueError(f'encoder {self.cfg.encoder!r} has no image decoder')
+        out = self.image_decoder(z.reshape(-1, z.shape[-1]))
+        return out.reshape(*z.shape[:-1], *out.shape[1:])
+
+    # -- Hamiltonian ------------------------------------------------------------------------------------------------
+    def _split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        if z.shape[-1] != 2 * self.cfg.latent_dim:
+            raise ValueError(f'z last dimension must be {2 * self.cfg.latent_dim}, got {z.shape[-1]}')
+        z3, squeeze = self._lift(z, 2)
+        d = self.cfg.latent_dim
+        return z3[..., :d], z3[..., d:], squeeze
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        """H(z): (B,) or (E, B)."""
+        q, p, squeeze = self._split(z)
+        return self._drop(_Dynamics(self).energy(q, p), squeeze)
+
+    def grad_energy(self, z: torch.Tensor) -> torch.Tensor:
+        """dH/dz = (dH/dq, dH/dp) in closed form (explicit backward pass, no autograd); shape of ``z``."""
+        q, p, squeeze = self._split(z)
+        dyn = _Dynamics(self)
+        return self._drop(torch.cat([dyn.grad_q(q, p), dyn.grad_p(q, p)], -1), squeeze)
+
+    def _inputs(self, u: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """Physical actions -> normalised inputs broadcast to ``shape`` (E, B[, H], m); None when uncontrolled."""
+        if u is None or not self.has_control:
+            return None
+        if u.shape[-1] != self.cfg.action_dim:
+            raise ValueError(f'actions last dimension must be {self.cfg.action_dim}, got {u.shape[-1]}')
+        u = u / self.action_scale
+        if u.dim() == len(shape) - 1:
+            u = u.unsqueeze(0)
+        return u.expand(*shape)
+
+    def residual_term(self, z: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """r(z, u) (E, B, 2 d) for member-shaped ``z``; ``u`` normalised or None."""
+        if not self.cfg.residual:
+            return torch.zeros_like(z)
+        x = z if self.cfg.action_dim == 0 else torch.cat(
+            [z, u if u is not None else z.new_zeros(*z.shape[:-1], self.cfg.action_dim)], -1)
+        return self.cfg.residual_scale * self.residual_net(x)
+
+    def time_derivative(self, z: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """dz/dt = (J - R) dH/dz + G u + r, same shape as ``z``; ``u`` in physical units (B, m)."""
+        q, p, squeeze = self._split(z)
+        un = self._inputs(u, (*q.shape[:-1], self.cfg.action_dim))
+        return self._drop(self._field(_Dynamics(self), q, p, un, with_residual=True), squeeze)
+
+    def _field(self, dyn: _Dynamics, q: torch.Tensor, p: torch.Tensor, u: torch.Tensor | None, *,
+               with_residual: bool) -> torch.Tensor:
+        dq = dyn.grad_p(q, p)
+        dp = -dyn.grad_q(q, p)
+        if self.cfg.dissipation:
+            dp = dp - dyn.damp(q, dq)
+        if u is not None:
+            dp = dp + dyn.force(q, u)
+        out = torch.cat([dq, dp], -1)
+        if with_residual and self.cfg.residual:
+            out = out + self.residual_term(torch.cat([q, p], -1), u)
+        return out
+
+    def _step(self, dyn: _Dynamics, z: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """One model step of ``dt`` for member-shaped z (E, B, 2 d) and normalised u (E, B, m) or None."""
+        cfg = self.cfg
+        d = cfg.latent_dim
+        h = cfg.dt / cfg.substeps
+        q, p = z[..., :d], z[..., d:]
+        separable = cfg.hamiltonian == 'separable' and cfg.mass_matrix == 'constant'
+        force = (lambda qq: dyn.force(qq, u)) if u is not None else None
+        structured = cfg.hamiltonian == 'separable'
+
+        def dissipate(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            metric = (lambda x: dyn.apply_inverse_mass(q, x)) if structured else None
+            return dissipation_substep(p, 0.5 * h, dyn.grad_p(q, p), lambda v: dyn.damp(q, v), metric)
+
+        for _ in range(cfg.substeps):
+            if cfg.integrator == 'midpoint':
+                zz = midpoint_step(torch.cat([q, p], -1), h,
+                                   lambda x: self._field(dyn, x[..., :d], x[..., d:], u, with_residual=False),
+                                   iters=cfg.solver_iters)
+                q, p = zz[..., :d], zz[..., d:]
+                continue
+            # Strang splitting: half dissipation, symplectic forced step, half dissipation.
+            if cfg.dissipation:
+                p = dissipate(q, p)
+            q, p = leapfrog_step(q, p, h, dyn.grad_q, dyn.grad_p, force=force, separable=separable,
+                                 iters=cfg.solver_iters)
+            if cfg.dissipation:
+                p = dissipate(q, p)
+        z_new = torch.cat([q, p], -1)
+        if cfg.residual:
+            z_new = z_new + cfg.dt * self.residual_term(z, u)
+        return z_new
+
+    def step(self, z: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Advance ``z`` by ``dt`` under action ``u`` (B, m) (physical units, held over the step)."""
+        q, p, squeeze = self._split(z)
+        un = self._inputs(u, (*q.shape[:-1], self.cfg.action_dim))
+        return self._drop(self._step(_Dynamics(self), torch.cat([q, p], -1), un), squeeze)
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor | None = None, horizon: int | None = None
+                ) -> torch.Tensor:
+        """Roll ``z0`` (B, 2 d) through ``actions`` (B, H, m) -> states after each action (B, H, 2 d).
+
+        With members: (E, B, H, 2 d). Without control (or ``actions`` None) give ``horizon``. The loop over time is
+        the only Python loop; every step is batched over members and samples.
+
+        Raises
+        ------
+        ValueError
+            On shape mismatches or a missing horizon.
+        """
+        q, p, squeeze = self._split(z0)
+        z = torch.cat([q, p], -1)
+        E, B = z.shape[:2]
+        if actions is not None:
+            if actions.dim() not in (3, 4):
+                raise ValueError(f'actions must be (B, H, m) or (E, B, H, m), got {tuple(actions.shape)}')
+            horizon = actions.shape[-2]
+        if horizon is None:
+            raise ValueError('rollout needs actions or a horizon')
+        u_all = self._inputs(actions, (E, B, horizon, self.cfg.action_dim)) if actions is not None else None
+        dyn = _Dynamics(self)
+        states = []
+        for t in range(horizon):
+            z = self._step(dyn, z, None if u_all is None else u_all[:, :, t])
+            states.append(z)
+        return self._drop(torch.stack(states, 2), squeeze)
+
+    def predict(self, obs: torch.Tensor | None, actions: torch.Tensor | None = None, *,
+                images: torch.Tensor | None = None, horizon: int | None = None) -> torch.Tensor:
+        """Encode, roll out and decode: observations after each action, (E, B, H, obs_dim) (always with members)."""
+        z0 = self.encode(obs, images)
+        if z0.dim() == 2:
+            z0 = z0.unsqueeze(0)
+        return self.decode(self.rollout(z0, actions, horizon))
+
+    def predict_mean_std(self, obs: torch.Tensor | None, actions: torch.Tensor | None = None, *,
+                         images: torch.Tensor | None = None, horizon: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ensemble mean and standard deviation (zero for one member) of predicted observations, (B, H, obs_dim)."""
+        pred = self.predict(obs, actions, images=images, horizon=horizon)
+        std = pred.std(0, unbiased=False) if pred.shape[0] > 1 else torch.zeros_like(pred[0])
+        return pred.mean(0), std
+
+    # -- physical read-outs (evaluation) ------------------------------------------------------------------------------
+    def inverse_mass(self, z: torch.Tensor) -> torch.Tensor:
+        """M(q)^-1 as (..., d, d) for the separable Hamiltonian.
+
+        Raises
+        ------
+        ValueError
+            For the general Hamiltonian.
+        """
+        if self.cfg.hamiltonian != 'separable':
+            raise ValueError('inverse_mass exists only for the separable Hamiltonian')
+        q, p, squeeze = self._split(z)
+        eye = torch.eye(self.cfg.latent_dim, dtype=q.dtype, device=q.device)
+        cols = _Dynamics(self)
+        out = torch.stack([cols.apply_inverse_mass(q, eye[i].expand_as(q)) for i in range(q.shape[-1])], -1)
+        return self._drop(out, squeeze)
+
+    def damping_matrix(self, z: torch.Tensor) -> torch.Tensor:
+        """D(q) (..., d, d), the momentum block of R(z); zeros when dissipation is off."""
+        q, p, squeeze = self._split(z)
+        d = self.cfg.latent_dim
+        if not self.cfg.dissipation:
+            return self._drop(q.new_zeros(*q.shape, d), squeeze)
+        dyn = _Dynamics(self)
+        eye = torch.eye(d, dtype=q.dtype, device=q.device)
+        return self._drop(torch.stack([dyn.damp(q, eye[i].expand_as(q)) for i in range(d)], -1), squeeze)
+
+    def input_matrix(self, z: torch.Tensor) -> torch.Tensor:
+        """G(q) (..., d, m) in normalised-action units; zeros without control."""
+        q, p, squeeze = self._split(z)
+        m = self.cfg.action_dim
+        if not self.has_control:
+            return self._drop(q.new_zeros(*q.shape, m), squeeze)
+        dyn = _Dynamics(self)
+        eye = torch.eye(m, dtype=q.dtype, device=q.device)
+        return self._drop(torch.stack([dyn.force(q, eye[i].expand(*q.shape[:-1], m)) for i in range(m)], -1),
+                          squeeze)
+
+    # -- persistence ------------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.pt`` (weights), ``config.json``, ``normalisation.json`` and ``info.json`` into ``path``."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        torch.save({'format': 'hamwm-world-model/1', 'config': self.cfg.to_dict(), 'state_dict': state,
+                    'info': self.info}, out / 'model.pt')
+        (out / 'config.json').write_text(json.dumps(self.cfg.to_dict(), indent=2) + '\n')
+        norm = {'obs_mean': self.obs_mean.tolist(), 'obs_std': self.obs_std.tolist(),
+                'action_scale': self.action_scale.tolist()}
+        (out / 'normalisation.json').write_text(json.dumps(norm, indent=2) + '\n')
+        (out / 'info.json').write_text(json.dumps(self.info, indent=2, default=str) + '\n')
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = 'cpu') -> HamiltonianWorldModel:
+        """Load a model written by :meth:`save` (a directory, or its ``model.pt``).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no ``model.pt``.
+        ValueError
+            If the file is not a world model or its weights do not match its config.
+        """
+        p = Path(path)
+        file = p / 'model.pt' if p.is_dir() else p
+        if not file.is_file():
+            raise FileNotFoundError(f'no world model at {file}')
+        try:
+            blob = torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as err:  # pickle/zip errors of many kinds
+            raise ValueError(f'{file} is not a readable hamwm world model file: {err}') from err
+        if not isinstance(blob, dict) or blob.get('format') != 'hamwm-world-model/1':
+            raise ValueError(f'{file} is not a hamwm world model file')
+        model = cls(ModelConfig.from_dict(blob['config']))
+        try:
+            model.load_state_dict(blob['state_dict'])
+        except RuntimeError as err:
+            raise ValueError(f'{file}: weights do not match the config: {err}') from err
+        model.info = dict(blob.get('info') or {})
+        return model

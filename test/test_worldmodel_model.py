@@ -1,0 +1,198 @@
+"""The port-Hamiltonian world model: closed-form gradients, structure, ensembles, persistence."""
+
+import numpy as np
+import pytest
+import torch
+
+from hamwm_ros.worldmodel.model import HamiltonianWorldModel, ModelConfig
+
+torch.set_num_threads(1)
+DT = torch.float64
+
+
+def _model(seed=0, scale=0.4, **kw):
+    """A float64 model with every weight randomised (zero-initialised heads would make checks trivial)."""
+    torch.manual_seed(seed)
+    base = dict(obs_dim=6, action_dim=2, latent_dim=3, hidden=16)
+    base.update(kw)
+    model = HamiltonianWorldModel(ModelConfig(**base)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, scale)
+    return model
+
+
+VARIANTS = [
+    dict(hamiltonian='separable', mass_matrix='state'),
+    dict(hamiltonian='separable', mass_matrix='constant', input_map='constant', damping_map='constant'),
+    dict(hamiltonian='general'),
+    dict(hamiltonian='separable', mass_matrix='state', ensemble=3, activation='softplus'),
+]
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_closed_form_gradient_matches_autograd(variant):
+    model = _model(**variant)
+    shape = (variant.get('ensemble', 1), 7, 6) if variant.get('ensemble', 1) > 1 else (7, 6)
+    z = torch.randn(*shape, dtype=DT)
+    explicit = model.grad_energy(z)
+    zz = z.clone().requires_grad_(True)
+    (auto,) = torch.autograd.grad(model.energy(zz).sum(), zz)
+    assert explicit.shape == z.shape
+    assert torch.allclose(explicit, auto, atol=1e-5, rtol=0)
+    assert auto.abs().max() > 1e-3  # the check is not vacuous
+
+
+def test_prediction_paths_need_no_autograd():
+    # Under no_grad with plain inputs torch.autograd.grad would raise: encode/step/rollout/energy must not use it.
+    model = _model()
+    with torch.no_grad():
+        z = model.encode(torch.randn(5, 6, dtype=DT))
+        out = model.rollout(z, torch.randn(5, 4, 2, dtype=DT))
+        model.grad_energy(z)
+        model.energy(out[:, -1])
+        model.decode(out)
+    assert torch.isfinite(out).all()
+
+
+def test_conservative_vector_field_preserves_energy_and_dissipation_removes_it():
+    z = torch.randn(64, 6, dtype=DT)
+    conservative = _model(dissipation=False, control=False, residual=False)
+    dz = conservative.time_derivative(z)
+    assert torch.allclose((conservative.grad_energy(z) * dz).sum(-1), torch.zeros(64, dtype=DT), atol=1e-10)
+    for damping_map in ('state', 'constant'):
+        damped = _model(dissipation=True, control=False, residual=False, damping_map=damping_map)
+        rate = (damped.grad_energy(z) * damped.time_derivative(z)).sum(-1)
+        assert torch.all(rate <= 1e-12)
+        assert rate.min() < -1e-4
+        R = damped.damping_matrix(z)
+        assert torch.allclose(R, R.transpose(-1, -2))
+        assert torch.linalg.eigvalsh(R).min() >= -1e-10  # PSD
+
+
+def test_inverse_mass_is_positive_definite():
+    model = _model(scale=1.5)
+    minv = model.inverse_mass(torch.randn(128, 6, dtype=DT) * 3)
+    assert torch.linalg.eigvalsh(minv).min() >= model.cfg.mass_eps * 0.999
+
+
+@pytest.mark.parametrize('variant', [dict(mass_matrix='state'), dict(mass_matrix='constant'),
+                                     dict(hamiltonian='general', integrator='midpoint', solver_iters=8)])
+def test_undamped_unforced_model_conserves_its_energy(variant):
+    kw = dict(scale=0.3, dissipation=False, control=True, residual=False, dt=0.02, solver_iters=4)
+    model = _model(**{**kw, **variant})
+    z0 = torch.randn(4, 6, dtype=DT) * 0.5
+    with torch.no_grad():
+        traj = model.rollout(z0, None, horizon=1000)  # actions None: unforced
+        h = model.energy(traj.reshape(-1, 6)).reshape(4, 1000)
+    h0 = model.energy(z0)
+    spread = (h - h0[:, None]).abs().max(1).values / (h0.abs() + 1e-3)
+    assert spread.max() < 2e-2
+    drift = (h[:, -200:].mean(1) - h[:, :200].mean(1)).abs() / (h0.abs() + 1e-3)
+    assert drift.max() < 5e-3
+
+
+def test_damped_model_loses_energy_and_never_gains_it_on_balance():
+    model = _model(scale=0.3, dissipation=True, control=False, residual=False, dt=0.05, mass_matrix='constant')
+    with torch.no_grad():
+        model.damping_raw.add_(2.0)  # strong damping
+        z0 = torch.randn(16, 6, dtype=DT)
+        traj = model.rollout(z0, None, horizon=400)
+        h = model.energy(traj.reshape(-1, 6)).reshape(16, 400)
+        h0 = model.energy(z0)
+        undamped = _model(scale=0.3, dissipation=False, control=False, residual=False, dt=0.05,
+                          mass_matrix='constant')
+        undamped.load_state_dict(model.state_dict(), strict=False)
+        hu = undamped.energy(undamped.rollout(z0, None, horizon=400).reshape(-1, 6)).reshape(16, 400)
+    assert torch.all(h[:, -1] < h0)
+    # the damped trajectory never sits above what the same conservative model would oscillate to
+    assert torch.all(h.max(1).values <= hu.max(1).values + 1e-9)
+
+
+def test_rollout_matches_repeated_steps_and_handles_actions():
+    model = _model()
+    z = torch.randn(4, 6, dtype=DT)
+    actions = torch.randn(4, 5, 2, dtype=DT)
+    traj = model.rollout(z, actions)
+    for t in range(5):
+        z = model.step(z, actions[:, t])
+        assert torch.allclose(traj[:, t], z, atol=1e-12)
+    unforced = model.rollout(traj[:, 0], torch.zeros(4, 3, 2, dtype=DT))
+    assert not torch.allclose(unforced, model.rollout(traj[:, 0], actions[:, :3]))
+
+
+def test_large_batch_rollout_shapes():
+    model = HamiltonianWorldModel(ModelConfig(obs_dim=8, action_dim=4, latent_dim=4, hidden=32,
+                                              mass_matrix='constant', input_map='constant'))
+    with torch.no_grad():
+        out = model.rollout(torch.randn(1024, 8), torch.randn(1024, 32, 4))
+    assert out.shape == (1024, 32, 8)
+    assert model.decode(out).shape == (1024, 32, 8)
+
+
+def test_ensemble_mean_and_spread():
+    model = _model(ensemble=4, scale=0.3)
+    obs = torch.randn(5, 6, dtype=DT)
+    actions = torch.randn(5, 7, 2, dtype=DT)
+    z = model.encode(obs)
+    assert z.shape == (4, 5, 6)
+    assert model.rollout(z, actions).shape == (4, 5, 7, 6)
+    assert model.energy(z).shape == (4, 5)
+    mean, std = model.predict_mean_std(obs, actions)
+    assert mean.shape == (5, 7, 6) and std.shape == (5, 7, 6)
+    assert torch.all(std > 0)
+    members = model.predict(obs, actions)
+    assert torch.allclose(mean, members.mean(0))
+    single = _model(ensemble=1)
+    _, std1 = single.predict_mean_std(obs, actions)
+    assert torch.all(std1 == 0)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = _model(ensemble=2)
+    model.set_normalisation(np.arange(6.0), np.linspace(1, 2, 6), [0.5, 3.0])
+    model.info = {'joint_names': ['a', 'b', 'c']}
+    obs = torch.randn(3, 6, dtype=DT)
+    actions = torch.randn(3, 4, 2, dtype=DT)
+    expected = model.predict(obs, actions)
+    model.save(tmp_path / 'm')
+    loaded = HamiltonianWorldModel.load(tmp_path / 'm').double()
+    assert loaded.cfg == model.cfg
+    assert loaded.info == model.info
+    assert torch.allclose(loaded.action_scale, torch.tensor([0.5, 3.0], dtype=DT))
+    assert torch.allclose(loaded.predict(obs, actions), expected, atol=1e-6)
+    for name in ('config.json', 'normalisation.json', 'info.json'):
+        assert (tmp_path / 'm' / name).is_file()
+
+
+def test_load_rejects_other_files(tmp_path):
+    (tmp_path / 'model.pt').write_bytes(b'not a model')
+    with pytest.raises(Exception, match='model'):
+        HamiltonianWorldModel.load(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        HamiltonianWorldModel.load(tmp_path / 'missing')
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match='identity'):
+        ModelConfig(obs_dim=5, action_dim=0, latent_dim=2, encoder='identity').validate()
+    with pytest.raises(ValueError, match='image_shape'):
+        ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='image').validate()
+    with pytest.raises(ValueError, match='hamiltonian'):
+        ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, hamiltonian='odd').validate()
+
+
+def test_identity_and_image_encoders():
+    ident = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=0, latent_dim=1, encoder='identity',
+                                              control=False))
+    x = torch.randn(3, 2)
+    assert torch.equal(ident.encode(x), x)
+    assert torch.allclose(ident.decode(ident.encode(x)), x)
+    img = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=1, latent_dim=1, encoder='fused',
+                                            image_shape=(16, 20, 3), n_frames=2, hidden=16))
+    frames = torch.randint(0, 255, (3, 2, 16, 20, 3), dtype=torch.uint8)
+    z = img.encode(torch.randn(3, 2), frames)
+    assert z.shape == (3, 2)
+    assert img.decode_image(z).shape == (3, 16, 20, 3)
+    with pytest.raises(ValueError, match='images'):
+        img.encode(torch.randn(3, 2))

@@ -1,0 +1,268 @@
+"""``hamwm models``: regenerate every shipped model in ``models/`` from fixed seeds.
+
+For each entry of :data:`RECIPES`: simulate training data (``hamwm_ros.sim`` through
+:func:`hamwm_ros.worldmodel.data.load_sim`), train with :func:`hamwm_ros.worldmodel.train.fit`, export with
+:func:`hamwm_ros.worldmodel.export.export_model`, then evaluate **the exported ONNX files through the runtime** (what a
+robot runs) on held-out simulated trajectories from a different seed, and record the numbers in ``metadata.json``.
+``models/README.md`` is rewritten with the table of what each model reaches.
+
+Model sizes are chosen for the planner: MPPI rolls 1024 x 32 latent steps per iteration, so the shipped predictors
+use constant (learned) mass and input matrices where the physics allows it, which makes the leapfrog step explicit
+and the unrolled graph short.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+from hamwm_ros.worldmodel.data import TrajectoryData, load_sim
+from hamwm_ros.worldmodel.export import export_model
+from hamwm_ros.worldmodel.metrics import horizon_mse
+from hamwm_ros.worldmodel.train import TrainOptions, build_model, fit
+
+EVAL_HORIZONS = (1, 10, 32, 100)
+EVAL_SEED_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one shipped model is made."""
+
+    robot: str
+    seed: int
+    trajectories: int
+    steps: int
+    model: dict[str, Any]
+    train: dict[str, Any]
+    control_dt: float = 0.02
+    render: tuple[int, int] | None = None  # (width, height) of camera frames for image-fed models
+    eval_trajectories: int = 6
+    eval_steps: int = 160
+    horizon: int = 32
+    notes: str = ''
+    quick_train: dict[str, Any] = field(default_factory=lambda: {'epochs': 1, 'batches_per_epoch': 3})
+
+
+_LEAN = {'mass_matrix': 'constant', 'input_map': 'constant', 'residual': False, 'activation': 'tanh'}
+
+# Budgets are sized for a shared 2-core machine (a few CPU-minutes per model); raise epochs and trajectories for
+# better models where there is more compute (the seeds keep any budget reproducible).
+RECIPES: dict[str, Recipe] = {
+    'pendulum': Recipe(
+        robot='pendulum', seed=11, trajectories=32, steps=150,
+        model={**_LEAN, 'latent_dim': 1, 'hidden': 32, 'layers': 2},
+        train={'epochs': 4, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 40},
+        notes='joint states; constant mass (exact for a pendulum)'),
+    'cartpole': Recipe(
+        robot='cartpole', seed=12, trajectories=40, steps=150,
+        model={**_LEAN, 'latent_dim': 2, 'hidden': 32, 'layers': 2},
+        train={'epochs': 5, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 40},
+        notes='joint states; constant learned mass in a learned latent (fast explicit leapfrog for MPPI)'),
+    'acrobot': Recipe(
+        robot='acrobot', seed=13, trajectories=40, steps=150,
+        model={**_LEAN, 'latent_dim': 2, 'hidden': 32, 'layers': 2},
+        train={'epochs': 5, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 40},
+        notes='joint states; constant learned mass in a learned latent'),
+    'humanoid': Recipe(
+        robot='humanoid', seed=14, trajectories=32, steps=120,
+        model={**_LEAN, 'hidden': 64, 'layers': 2},
+        train={'epochs': 4, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 3e-3, 'batches_per_epoch': 30},
+        eval_trajectories=6, eval_steps=140,
+        notes='joints only (floating base not observed); latent size = joint count'),
+    'pendulum_camera': Recipe(
+        robot='pendulum', seed=15, trajectories=24, steps=80, render=(32, 32),
+        model={**_LEAN, 'encoder': 'image', 'latent_dim': 1, 'hidden': 32, 'layers': 2, 'n_frames': 2},
+        train={'epochs': 4, 'batch_size': 32, 'horizon': 8, 'stride': 2, 'lr': 3e-3, 'batches_per_epoch': 30,
+               'image_weight': 1.0},
+        eval_trajectories=4, eval_steps=120,
+        notes='camera only: 2 stacked 32x32 rgb frames -> latent; decodes joint states'),
+}
+
+
+def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons: Sequence[int] = EVAL_HORIZONS,
+                     stride: int = 10) -> dict[str, Any]:
+    """Multi-step prediction error of the exported model, run through onnxruntime, on held-out trajectories.
+
+    Windows start every ``stride`` steps (after the frame history of image models); the longest horizon is reached
+    by chaining predictor calls. Errors are MSE over steps 1..h in units of the model's observation standard
+    deviation, beside a hold-last-state baseline in the same units, plus position RMSE per joint (physical units).
+
+    Raises
+    ------
+    ValueError
+        If no window of the longest horizon fits in the data.
+    """
+    meta = runtime.metadata
+    longest = max(horizons)
+    history = meta.images.frames - 1 if meta.images is not None else 0
+    starts, obs0, frames0, actions, target = [], [], [], [], []
+    for i, (o, a) in enumerate(zip(data.obs, data.actions)):
+        for s in range(history, len(o) - longest, stride):
+            starts.append((i, s))
+            obs0.append(o[s])
+            actions.append(a[s:s + longest])
+            target.append(o[s + 1:s + longest + 1])
+            if meta.images is not None:
+                frames0.append(data.images[i][s - history:s + 1])
+    if not starts:
+        raise ValueError(f'no held-out window of {longest} steps')
+    obs0, actions, target = np.array(obs0), np.array(actions, np.float32), np.array(target)
+    n = len(meta.joint_names)
+    z = runtime.encode(obs0[:, :n], obs0[:, n:], np.array(frames0, np.uint8) if frames0 else None)
+    out = runtime.rollout(z, actions)
+    pred = out.observations if meta.ensemble == 1 else out.observations.mean(0)
+    std = np.asarray(meta.normalisation['obs_std'])
+    hold = np.repeat(obs0[:, None], longest, 1)
+    model_mse = horizon_mse(pred, target, horizons, scale=std)
+    hold_mse = horizon_mse(hold, target, horizons, scale=std)
+    rmse = {str(h): np.sqrt(np.mean((pred[:, :h, :n] - target[:, :h, :n]) ** 2, axis=(0, 1))).round(5).tolist()
+            for h in horizons if h in (10, 32)}
+    return {
+        'windows': len(starts),
+        'finite': bool(np.all(np.isfinite(pred))),
+        'mse_normalised': {str(h): v for h, v in model_mse.items()},
+        'hold_baseline_mse_normalised': {str(h): v for h, v in hold_mse.items()},
+        'position_rmse': rmse,
+        'energy_finite': bool(np.all(np.isfinite(out.energy))),
+    }
+
+
+def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False, log: Any = print) -> dict[str, Any]:
+    """Train, export and evaluate one shipped model into ``out_root / name``; returns its summary row.
+
+    Raises
+    ------
+    hamwm_ros.worldmodel.data.DataError
+        If the simulator cannot produce the data.
+    hamwm_ros.worldmodel.export.ExportError
+        If the export fails a check.
+    """
+    started = time.monotonic()
+    torch.manual_seed(recipe.seed)
+    n_traj = max(6, recipe.trajectories // 8) if quick else recipe.trajectories
+    data = load_sim(recipe.robot, n_traj, recipe.steps, recipe.control_dt, recipe.seed, recipe.render)
+    held_out = load_sim(recipe.robot, 2 if quick else recipe.eval_trajectories, recipe.eval_steps,
+                        recipe.control_dt, recipe.seed + EVAL_SEED_OFFSET, recipe.render)
+    simulated = time.monotonic()
+    train_opts = {**recipe.train, **(recipe.quick_train if quick else {})}
+    opts = TrainOptions(seed=recipe.seed, device='cpu', progress=False, val_fraction=0.1, **train_opts)
+    n_frames = int(recipe.model.get('n_frames', 2))
+    train, val = data.split(opts.val_fraction, opts.horizon + n_frames, seed=recipe.seed)
+    torch.manual_seed(recipe.seed)
+    model = build_model(train, dict(recipe.model))
+    fit(model, train, val, opts, None, log=log)
+    trained = time.monotonic()
+    out_dir = out_root / name
+    training = {
+        'data_hash': 'sha256:' + train.sha256(),
+        'data': {'source': f'sim:{recipe.robot}', 'seed': recipe.seed, 'trajectories': len(train.obs),
+                 'validation_trajectories': len(val.obs) if val else 0, 'steps': recipe.steps,
+                 'control_dt': recipe.control_dt, 'render': list(recipe.render) if recipe.render else None},
+        'options': {k: v for k, v in opts.__dict__.items() if k not in ('progress',)},
+        'quick': quick,
+        'command': 'hamwm models' + (' --quick' if quick else '') + f' --only {name}',
+    }
+    meta = export_model(model, out_dir, robot=recipe.robot, joint_names=data.joint_names, horizon=recipe.horizon,
+                        training=training)
+    runtime = WorldModelRuntime.load(out_dir, config=SessionConfig(providers=('cpu',)))
+    evaluation = evaluate_runtime(runtime, held_out)
+    evaluation['data'] = {'source': f'sim:{recipe.robot}', 'seed': recipe.seed + EVAL_SEED_OFFSET,
+                          'trajectories': len(held_out.obs), 'steps': recipe.eval_steps}
+    timing = {'simulate_s': round(simulated - started, 1), 'train_s': round(trained - simulated, 1),
+              'export_and_eval_s': round(time.monotonic() - trained, 1)}
+    data_dict = meta.to_dict()
+    data_dict['metrics'].update({'held_out': evaluation, 'regeneration_seconds': timing, 'notes': recipe.notes})
+    from hamwm_ros.runtime import ModelMetadata
+    ModelMetadata.from_dict(data_dict).save(out_dir)
+    for extra in ('info.json', 'config.json', 'normalisation.json'):
+        (out_dir / extra).unlink(missing_ok=True)  # all of it is in metadata.json; model.pt carries its own copy
+    row = summary_row(name, out_dir)
+    log(f'{name}: {row["seconds"]} s ({timing}); held-out normalised MSE {evaluation["mse_normalised"]} '
+        f'(hold baseline {evaluation["hold_baseline_mse_normalised"]}); {row["size_kib"]} KiB')
+    return row
+
+
+def summary_row(name: str, model_dir: Path) -> dict[str, Any]:
+    """The README row of one model directory, read back from its metadata (validated, hashes checked)."""
+    from hamwm_ros.runtime import load_metadata
+
+    meta = load_metadata(model_dir)
+    evaluation = meta.metrics.get('held_out', {})
+    size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
+    return {'name': name, 'robot': meta.robot, 'joints': len(meta.joint_names), 'latent': meta.latent_dim,
+            'inputs': 'camera' if meta.images is not None else 'joints', 'horizon': meta.horizon,
+            'mse': evaluation.get('mse_normalised', {}), 'hold': evaluation.get('hold_baseline_mse_normalised', {}),
+            'size_kib': round(size / 1024), 'seconds': round(sum(meta.metrics.get('regeneration_seconds', {})
+                                                                 .values())),
+            'notes': meta.metrics.get('notes', ''), 'quick': bool(meta.training.get('quick')),
+            'parity': max(meta.metrics['export_parity']['rel_error'].values())}
+
+
+def write_readme(rows: Sequence[dict[str, Any]], out_root: Path) -> Path:
+    """``models/README.md``: what each shipped model is and reaches, and how to regenerate it."""
+    lines = [
+        '# Shipped world models',
+        '',
+        'Generated by `hamwm models` (`make models`) from fixed seeds on simulated data; do not edit by hand.',
+        'Each directory holds `encoder.onnx`, `predictor.onnx`, `metadata.json` (schema: `hamwm_ros/runtime/'
+        'metadata.py`) and the torch checkpoint `model.pt` (for the eager-torch benchmark and re-export).',
+        '',
+        'Held-out error: MSE over predicted steps 1..h, in units of each observation\'s standard deviation, from the '
+        'exported ONNX models run through onnxruntime on trajectories simulated with a different seed; `hold` is '
+        'the same error for predicting "nothing moves". Models marked (quick) come from `--quick` smoke-test '
+        'training and are not for use. `parity`: largest torch-vs-onnxruntime relative error at export. `regen`: '
+        'wall seconds of the run that produced the model (simulate + train + export + evaluate; the machine load '
+        'is whatever it was, see `metrics.regeneration_seconds` in each metadata.json).',
+        '',
+        '| model | robot | input | joints | latent | MSE h=1 | h=10 | h=32 | h=100 | hold h=10 | hold h=32 | '
+        'parity | size | regen |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    for r in rows:
+        m, h = r['mse'], r['hold']
+        name = r['name'] + (' (quick)' if r['quick'] else '')
+        lines.append(f"| {name} | {r['robot']} | {r['inputs']} | {r['joints']} | {r['latent']} | "
+                     f"{m.get('1', float('nan')):.2e} | {m.get('10', float('nan')):.2e} | "
+                     f"{m.get('32', float('nan')):.2e} | {m.get('100', float('nan')):.2e} | "
+                     f"{h.get('10', float('nan')):.2e} | {h.get('32', float('nan')):.2e} | {r['parity']:.1e} | "
+                     f"{r['size_kib']} KiB | {r['seconds']} s |")
+    lines += ['', 'Notes:', ''] + [f"- `{r['name']}`: {r['notes']}" for r in rows] + ['']
+    path = out_root / 'README.md'
+    path.write_text('\n'.join(lines))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hamwm models [--only NAME ...] [--out DIR] [--quick]``."""
+    parser = argparse.ArgumentParser(prog='hamwm models', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', type=Path, default=Path('models'), help='root directory (default: models)')
+    parser.add_argument('--only', nargs='+', choices=sorted(RECIPES), help='regenerate only these models')
+    parser.add_argument('--quick', action='store_true', help='tiny data and training (smoke test, not for shipping)')
+    parser.add_argument('--threads', type=int, default=1, help='torch threads for training')
+    parser.add_argument('--readme-only', action='store_true', help='only rewrite README.md from the models present')
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    torch.set_num_threads(max(1, args.threads))
+    names = [] if args.readme_only else (args.only or list(RECIPES))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        print(f'== {name}', flush=True)
+        make_model(name, RECIPES[name], args.out, quick=args.quick, log=lambda *a: print(*a, flush=True))
+    # The table covers every model directory present (built by this run or an earlier one).
+    present = [k for k in RECIPES if (args.out / k / 'metadata.json').is_file()]
+    write_readme([summary_row(k, args.out / k) for k in present], args.out)
+    print(f'wrote {", ".join(names) or "no model"} and {args.out / "README.md"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

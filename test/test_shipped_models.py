@@ -1,0 +1,77 @@
+"""The shipped models in models/: they load through the runtime, validate, match their robot and roll out finitely.
+
+Regenerate them with ``hamwm models`` (``make models``). The whole module skips, with that instruction, only when
+models/ holds no model at all; a model missing from a non-empty models/ is a failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hamwm_ros.runtime import SessionConfig, WorldModelRuntime, load_metadata
+from hamwm_ros.sim import parse_urdf_joints, robot_urdf_path
+
+MODELS = Path(__file__).resolve().parent.parent / 'models'
+SHIPPED = {'pendulum': 'pendulum', 'cartpole': 'cartpole', 'acrobot': 'acrobot', 'humanoid': 'humanoid',
+           'pendulum_camera': 'pendulum'}
+MAX_DIR_BYTES = 5 * 1024 * 1024
+CPU = SessionConfig(providers=('cpu',), intra_op_threads=1)
+
+if not any((MODELS / name / 'metadata.json').is_file() for name in SHIPPED):
+    pytest.skip('models/ holds no shipped model: run `hamwm models` (make models) to generate them',
+                allow_module_level=True)
+
+
+@pytest.fixture(scope='module', params=sorted(SHIPPED))
+def shipped(request):
+    name = request.param
+    directory = MODELS / name
+    assert (directory / 'metadata.json').is_file(), f'{directory} is missing: run `hamwm models --only {name}`'
+    urdf_joints = parse_urdf_joints(robot_urdf_path(SHIPPED[name])).names
+    return name, directory, WorldModelRuntime.load(directory, joint_names=urdf_joints, config=CPU)
+
+
+def test_metadata_is_complete(shipped):
+    name, directory, wm = shipped
+    meta = load_metadata(directory)
+    assert meta.robot == SHIPPED[name]
+    assert meta.training['data_hash'].startswith('sha256:') and not meta.training.get('quick')
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= 1e-4
+    held_out = meta.metrics['held_out']
+    assert held_out['finite'] and held_out['windows'] > 0
+    assert set(held_out['mse_normalised']) >= {'1', '10', '32'}
+    assert (meta.images is not None) == (name == 'pendulum_camera')
+    assert sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) < MAX_DIR_BYTES
+
+
+def test_predicts_better_than_holding_still(shipped):
+    """The recorded held-out error at 32 steps is below the hold-last-state baseline's."""
+    name, directory, _ = shipped
+    held_out = load_metadata(directory).metrics['held_out']
+    assert held_out['mse_normalised']['32'] < held_out['hold_baseline_mse_normalised']['32'], name
+
+
+def test_rolls_out_finite_predictions(shipped):
+    name, _, wm = shipped
+    meta = wm.metadata
+    rng = np.random.default_rng(0)
+    batch, steps = 16, 2 * meta.horizon + 3  # chained calls plus a truncated one
+    n = len(meta.joint_names)
+    mean, std = np.asarray(meta.normalisation['obs_mean']), np.asarray(meta.normalisation['obs_std'])
+    obs = mean + 0.5 * std * rng.normal(size=(batch, meta.obs_dim))
+    frames = None
+    if meta.images is not None:
+        i = meta.images
+        frames = rng.integers(0, 256, (batch, i.frames, i.height, i.width, i.channels), dtype=np.uint8)
+    z = wm.encode(obs[:, :n], obs[:, n:], frames)
+    actions = rng.normal(size=(batch, steps, meta.action_dim)) * np.asarray(meta.normalisation['action_std'])
+    out = wm.rollout(z, actions)
+    assert out.latent.shape == (batch, steps, meta.latent_dim)
+    assert out.position.shape == (batch, steps, n) and out.energy.shape == (batch, steps)
+    assert np.all(np.isfinite(out.latent)) and np.all(np.isfinite(out.observations))
+    assert np.all(np.isfinite(out.energy))
+    # predictions stay in a physically plausible range: within 10 standard deviations of the training data
+    assert np.all(np.abs(out.observations - mean) < 10 * std + 1e-6), name

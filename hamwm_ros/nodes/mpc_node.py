@@ -1,0 +1,778 @@
+"""mpc_node: MPPI over the ONNX world model in the control loop, behind the safety supervisor.
+
+A lifecycle node (``rclpy.lifecycle``):
+
+configure
+    Loads and validates the model directory (:class:`hamwm_ros.runtime.WorldModelRuntime`) and the URDF (the
+    ``robot_description`` text, else ``urdf_file``, else the shipped URDF of the model's ``robot``); the model's joints
+    must be the URDF's movable joints in URDF order, and ``joints`` a permutation of them. Builds the MPPI optimizer
+    (:mod:`hamwm_ros.mpc`), the PD-hold fallback and the :class:`hamwm_ros.safety.Supervisor`. Fails with the reason
+    (logged and published on ``/hamwm/mpc/mode``).
+activate
+    Starts the planner thread (its own rate, ``planner_rate``) and the control thread (``control_rate``, 100-1000 Hz,
+    absolute-deadline pacing on the monotonic clock). The optimizer's warm start is cleared.
+deactivate
+    Stops both threads and publishes one zero-effort command (the safe hold).
+cleanup / shutdown
+    Release the model and the optimizer (shutdown also stops the threads and holds first).
+
+Publishes
+    ``/effort_controller/commands`` (std_msgs/Float64MultiArray; one effort per entry of ``joints``, ros2_control
+    ForwardCommandController convention) on every control tick while active; ``/hamwm/mpc/command``
+    (sensor_msgs/JointState: the same efforts with joint names and the stamp of the tick, node clock) when
+    ``publish_stamped``; ``/hamwm/mpc/mode`` (std_msgs/String ``'<MODE>: <reason>'``, transient local, on every
+    mode change; modes in :mod:`hamwm_ros.safety.modes`); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at
+    ``diagnostics_rate``: mode, reason, counters, planner and loop timing).
+Subscribes
+    ``/joint_states`` (sensor_msgs/JointState; joints matched by name, extra joints ignored).
+Services
+    ``/hamwm/estop`` (std_srvs/SetBool): ``true`` latches the e-stop (in any lifecycle state; zero effort overrides
+    everything while latched); ``false`` resets it only when it is safe (inactive, or active with fresh, valid joint
+    states), otherwise the response says why not.
+
+Hot-load: setting ``model_dir`` while configured loads and validates the new model in the parameter callback; a model
+that fails to load, or whose joints differ, is refused with the reason and the old one keeps running. The planner
+swaps models between iterations and drops its warm start.
+
+Threads: the executor (joint states, services, parameters, diagnostics), the planner thread and the control thread
+share only the supervisor (internally locked) and a few slots guarded by ``self._lock``.
+"""
+
+from __future__ import annotations
+
+import array
+from collections import deque
+from dataclasses import dataclass
+import math
+import os
+from pathlib import Path
+import threading
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterUninitializedException,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from std_srvs.srv import SetBool
+
+from hamwm_ros.mpc import (
+    BatchedRollout,
+    EffortCritic,
+    EnergyCritic,
+    JointLimitsCritic,
+    MPPIOptimizer,
+    MPPISettings,
+    PDHoldFallback,
+    SmoothnessCritic,
+    TrackingCritic,
+)
+from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
+from hamwm_ros.safety import EStop, JointLimits, LimitsError, Mode, Plan, Supervisor, SupervisorConfig
+from hamwm_ros.sim.robots import ROBOTS, SETTINGS, robot_urdf_path
+
+NODE_NAME = 'mpc_node'
+WARN_PERIOD_S = 2.0
+PASSIVE_BOUND = 1e-6        # MPPI needs low < high: a passive joint (effort limit 0) gets a tiny range, clamped to 0
+CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
+DEFAULT_WEIGHTS = {'tracking': 100.0, 'energy': 0.0, 'effort': 0.01, 'smoothness': 0.01, 'limits': 1.0}
+SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp', 'zero_stamp',
+                     'position_tolerance', 'max_consecutive_rejections', 'max_plan_age', 'overrun_limit')
+MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'noise_std', 'seed')
+
+
+def _descriptor(description: str, *, read_only: bool = False, float_range: tuple[float, float] | None = None,
+                int_range: tuple[int, int] | None = None, constraints: str = '') -> ParameterDescriptor:
+    """A ParameterDescriptor with an optional inclusive range."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=constraints)
+    if float_range is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                              to_value=float(float_range[1]), step=0.0)]
+    if int_range is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
+    return descriptor
+
+
+def _doubles(values: np.ndarray) -> array.array:
+    return array.array('d', np.ascontiguousarray(values, dtype=np.float64).tobytes())
+
+
+def _rss_kb() -> int:
+    """Resident memory of this process in KiB (Linux /proc; -1 elsewhere)."""
+    try:
+        with open('/proc/self/statm') as statm:
+            return int(statm.read().split()[1]) * (os.sysconf('SC_PAGE_SIZE') // 1024)
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+class _Throttle:
+    """Per-kind warning throttle that counts the events it swallowed."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.last: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+
+    def due(self, kind: str) -> int:
+        """Record one event; the number of events since the last warning if one is due now, else 0."""
+        self.count[kind] = self.count.get(kind, 0) + 1
+        now = time.monotonic()
+        if now - self.last.get(kind, -math.inf) < self.period:
+            return 0
+        self.last[kind] = now
+        count, self.count[kind] = self.count[kind], 0
+        return count
+
+
+@dataclass
+class _Controller:
+    """Everything configure builds; replaced as a whole, never half-built."""
+
+    runtime: WorldModelRuntime
+    limits: JointLimits                  # model (= URDF) joint order
+    optimizer: MPPIOptimizer
+    supervisor: Supervisor
+    critics: dict[str, Any]
+    output_index: np.ndarray             # model order -> ``joints`` order
+    output_names: list[str]
+    robot: str
+
+
+class MpcNode(Node):
+    """Lifecycle node running MPPI on the world model behind the safety supervisor; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        self._lock = threading.Lock()
+        self._throttle = _Throttle(WARN_PERIOD_S)
+        self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
+        self._controller: _Controller | None = None
+        self._pending_runtime: WorldModelRuntime | None = None
+        self._pending_settings: MPPISettings | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop_stats = self._new_loop_stats()
+        self._mode_text = 'INACTIVE: not configured'
+        self._declare_parameters()
+        self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
+        self._cache_rates()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # Plain (not lifecycle) publishers: the node itself decides when to publish, so the safe hold can still go
+        # out during the deactivate transition and the mode is visible in every state.
+        self._command_pub = self.create_publisher(Float64MultiArray, 'effort_controller/commands', reliable)
+        self._stamped_pub = self.create_publisher(JointState, 'hamwm/mpc/command', reliable)
+        self._mode_pub = self.create_publisher(String, 'hamwm/mpc/mode', latched)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', reliable)
+        self._state_group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data,
+                                 callback_group=self._state_group)
+        self.create_service(SetBool, 'hamwm/estop', self._on_estop)
+        # Steady clock: diagnostics must keep coming when simulated time stands still (a dead simulator).
+        self._diagnostics_timer = self.create_timer(1.0 / self._param('diagnostics_rate'), self._publish_diagnostics,
+                                                    clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._publish_mode('INACTIVE: not configured')
+        self.get_logger().info('ready (unconfigured); configure loads the model and the URDF')
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> None:
+        d = self.declare_parameter
+        d('model_dir', '', _descriptor('world-model directory (metadata.json, encoder.onnx, predictor.onnx); '
+                                       'changing it while configured hot-loads the model (refused if invalid)'))
+        d('robot_description', '', _descriptor('URDF XML; wins over urdf_file; read at configure'))
+        d('urdf_file', '', _descriptor("URDF path; both empty: the shipped URDF of the model's robot; read at "
+                                       'configure'))
+        d('joints', Parameter.Type.STRING_ARRAY, _descriptor(
+            'joint order of /effort_controller/commands (a permutation of the model joints; unset: model order)',
+            read_only=True))
+        d('providers', ['cpu'], _descriptor('onnxruntime providers in priority order: tensorrt, cuda, cpu',
+                                            read_only=True))
+        d('onnx_threads', 1, _descriptor('onnxruntime intra-op threads (0: one per core)', read_only=True,
+                                         int_range=(0, 64)))
+        d('control_rate', 500.0, _descriptor('Hz of the command loop', float_range=(100.0, 1000.0)))
+        d('planner_rate', 50.0, _descriptor('Hz of the MPPI planner loop', float_range=(1.0, 500.0)))
+        d('diagnostics_rate', 1.0, _descriptor('Hz of /diagnostics', read_only=True, float_range=(0.1, 50.0)))
+        d('publish_stamped', True, _descriptor('also publish each command, named and stamped, on /hamwm/mpc/command',
+                                               read_only=True))
+        d('nominal_posture', Parameter.Type.DOUBLE_ARRAY, _descriptor(
+            'posture the fallback holds, model joint order (unset: the shipped robot\'s resting posture, else zeros)',
+            read_only=True))
+        d('fallback_kp', Parameter.Type.DOUBLE_ARRAY, _descriptor(
+            'fallback PD stiffness, 1 or one per joint (unset: the shipped robot\'s gains)', read_only=True))
+        d('fallback_kd', Parameter.Type.DOUBLE_ARRAY, _descriptor('fallback PD damping, like fallback_kp',
+                                                                  read_only=True))
+        d('goal_position', Parameter.Type.DOUBLE_ARRAY, _descriptor(
+            'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
+        # safety supervisor
+        d('joint_state_timeout', 0.02, _descriptor('s without an accepted /joint_states (receipt time) before '
+                                                   'the safe hold', float_range=(0.001, 1.0)))
+        d('recovery_time', 0.2, _descriptor('s of fresh, valid joint states needed after activation, a stale period '
+                                            'or a fault before control resumes', float_range=(0.0, 10.0)))
+        d('max_stamp_age', 0.5, _descriptor('s; older stamps (against the node clock) are ignored',
+                                            float_range=(0.001, 10.0)))
+        d('max_future_stamp', 0.05, _descriptor('s; stamps further in the future are ignored',
+                                                float_range=(0.0, 10.0)))
+        d('zero_stamp', 'reject', _descriptor('zero stamps: reject (ignored) or accept (used, with a warning)',
+                                              constraints='reject | accept'))
+        d('position_tolerance', 0.05, _descriptor('rad or m a measured position may exceed its URDF range before '
+                                                  'it is a fault', float_range=(0.0, 1.0)))
+        d('max_consecutive_rejections', 10, _descriptor('rejected joint-state messages in a row that make a fault',
+                                                        int_range=(1, 10000)))
+        d('max_plan_age', 0.1, _descriptor('s; a plan made from an older state is late: fallback',
+                                           float_range=(0.001, 5.0)))
+        d('overrun_limit', 5, _descriptor('planner overruns in a row that trip the fallback', int_range=(1, 10000)))
+        d('max_effort_rate', 0.0, _descriptor('largest effort change per second (N m/s or N/s); 0: unlimited',
+                                              float_range=(0.0, 1.0e7)))
+        # MPPI
+        d('mppi.num_samples', 256, _descriptor('sampled action sequences per iteration', int_range=(2, 65536)))
+        d('mppi.horizon', 0, _descriptor('planning steps (model steps); 0: the horizon the model was exported with',
+                                         int_range=(0, 1000)))
+        d('mppi.iterations', 1, _descriptor('MPPI iterations per plan', int_range=(1, 20)))
+        d('mppi.temperature', 1.0, _descriptor('MPPI temperature lambda', float_range=(1e-6, 1e6)))
+        d('mppi.noise_std', 0.3, _descriptor('exploration noise std as a fraction of each effort limit',
+                                             float_range=(1e-4, 10.0)))
+        d('mppi.seed', 0, _descriptor('noise seed of the MPPI sampler', int_range=(0, 2**31 - 1)))
+        for name in CRITICS:
+            d(f'critics.{name}.weight', DEFAULT_WEIGHTS[name], _descriptor(
+                f'weight of the {name} critic; changes apply at the next iteration, warm start kept',
+                float_range=(0.0, 1e6)))
+        d('critics.energy.target', 0.0, _descriptor('energy critic target (model energy units)',
+                                                    float_range=(-1e9, 1e9)))
+
+    def _cache_rates(self) -> None:
+        # The loops read these plain attributes, not the parameter store, on every tick.
+        self._control_period = 1.0 / float(self._param('control_rate'))
+        self._planner_period = 1.0 / float(self._param('planner_rate'))
+        self._publish_stamped = bool(self._param('publish_stamped'))
+
+    def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
+        """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
+        if changes and name in changes:
+            return changes[name]
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None
+
+    def _supervisor_config(self, changes: dict[str, Any] | None = None) -> SupervisorConfig:
+        values = {name: self._param(name, changes) for name in SUPERVISOR_PARAMS}
+        rate = float(self._param('max_effort_rate', changes))
+        values['max_effort_delta'] = rate / float(self._param('control_rate', changes)) if rate > 0 else math.inf
+        for name in ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp',
+                     'position_tolerance', 'max_plan_age', 'max_effort_delta'):
+            if not math.isfinite(values[name]) and not (name == 'max_effort_delta' and values[name] == math.inf):
+                raise ValueError(f'{name} must be finite, got {values[name]}')
+        return SupervisorConfig(**values)
+
+    def _mppi_settings(self, limits: JointLimits, model_horizon: int,
+                       changes: dict[str, Any] | None = None) -> MPPISettings:
+        bound = np.maximum(limits.effort, PASSIVE_BOUND)
+        horizon = int(self._param('mppi.horizon', changes)) or int(model_horizon)
+        noise = float(self._param('mppi.noise_std', changes))
+        return MPPISettings(action_low=tuple(-bound), action_high=tuple(bound),
+                            num_samples=int(self._param('mppi.num_samples', changes)),
+                            horizon=horizon,
+                            iterations=int(self._param('mppi.iterations', changes)),
+                            temperature=float(self._param('mppi.temperature', changes)),
+                            noise_std=tuple(noise * bound), max_retries=2,
+                            seed=int(self._param('mppi.seed', changes)))
+
+    def _validate_all(self, changes: dict[str, Any] | None = None) -> None:
+        """Raise ValueError (with the reason) if the parameters with ``changes`` applied are invalid."""
+        for name in ('control_rate', 'planner_rate', 'mppi.temperature', 'mppi.noise_std', 'critics.energy.target',
+                     *(f'critics.{c}.weight' for c in CRITICS)):
+            value = float(self._param(name, changes))
+            if not math.isfinite(value):
+                raise ValueError(f'{name} must be finite, got {value}')
+        self._supervisor_config(changes)
+        if self._param('planner_rate', changes) > self._param('control_rate', changes):
+            raise ValueError('planner_rate must not exceed control_rate')
+        controller = self._controller
+        if controller is not None:
+            self._mppi_settings(controller.limits, controller.runtime.horizon, changes)
+            goal = self._param('goal_position', changes)
+            if goal is not None and len(goal) not in (0, len(controller.limits.names)):
+                raise ValueError(f'goal_position needs {len(controller.limits.names)} values, got {len(goal)}')
+            if goal is not None and not all(math.isfinite(g) for g in goal):
+                raise ValueError('goal_position must be finite')
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Refuse (with a reason) any change that would leave invalid settings; the old values are kept."""
+        changes = {p.name: p.value for p in parameters}
+        try:
+            self._validate_all(changes)
+            if 'model_dir' in changes and self._controller is not None:
+                runtime = self._load_runtime(str(changes['model_dir']), self._controller.limits.names)
+                settings = self._mppi_settings(self._controller.limits, runtime.horizon, changes)
+                with self._lock:
+                    # Swapped in together by the planner thread, between two iterations.
+                    self._pending_runtime, self._pending_settings = runtime, settings
+        except (ValueError, TypeError, MetadataError, LimitsError) as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, parameters: list[Parameter]) -> None:
+        """Apply accepted values: supervisor settings, critic weights and goals now; MPPI settings via the planner."""
+        names = {p.name for p in parameters}
+        self._cache_rates()
+        controller = self._controller
+        if controller is not None:
+            controller.supervisor.update_config(self._supervisor_config())
+            for critic in CRITICS:
+                if f'critics.{critic}.weight' in names:
+                    controller.optimizer.set_weight(critic, float(self._param(f'critics.{critic}.weight')))
+            if 'critics.energy.target' in names:
+                controller.critics['energy'].target = float(self._param('critics.energy.target'))
+            if 'goal_position' in names:
+                controller.critics['tracking'].goal = self._goal_observation(controller.limits)
+            if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
+                with self._lock:
+                    runtime = self._pending_runtime or controller.runtime
+                    self._pending_settings = self._mppi_settings(controller.limits, runtime.horizon)
+            if 'model_dir' in names:
+                self.get_logger().info(f"model {self._param('model_dir')} validated; the planner switches to it")
+        self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value}' for p in parameters))
+
+    # ------------------------------------------------------------------ configure helpers
+    def _load_runtime(self, model_dir: str, joint_names: tuple[str, ...] | None) -> WorldModelRuntime:
+        if not model_dir:
+            raise ValueError('parameter model_dir is empty: give a model directory (models/<robot>)')
+        if not Path(model_dir).is_dir():
+            raise ValueError(f'model_dir {model_dir} is not a directory')
+        providers = tuple(self._param('providers'))
+        num_samples = int(self._param('mppi.num_samples'))
+        config = SessionConfig(providers=providers, intra_op_threads=int(self._param('onnx_threads')),
+                               warmup_batch=(1, num_samples))
+        runtime = WorldModelRuntime.load(model_dir, joint_names=joint_names, config=config)
+        meta = runtime.metadata
+        if not meta.uses_joints or meta.images is not None:
+            raise ValueError(f'model {model_dir} needs camera images; mpc_node plans from joint states only')
+        if meta.action_dim != len(meta.joint_names):
+            raise ValueError(f'model action_dim {meta.action_dim} is not one effort per joint '
+                             f'({len(meta.joint_names)} joints)')
+        return runtime
+
+    def _urdf_source(self, robot: str) -> str:
+        description = str(self._param('robot_description'))
+        if description.strip():
+            return description
+        urdf_file = str(self._param('urdf_file'))
+        if urdf_file:
+            return urdf_file
+        if robot in ROBOTS:
+            return str(robot_urdf_path(robot))
+        raise ValueError(f"no URDF: set robot_description or urdf_file (the model's robot {robot!r} is not shipped)")
+
+    def _per_joint(self, name: str, default: np.ndarray, n: int) -> np.ndarray:
+        value = self._param(name)
+        if value is None or len(value) == 0:
+            return default
+        array_ = np.asarray(value, dtype=np.float64)
+        if array_.size not in (1, n) or not np.all(np.isfinite(array_)):
+            raise ValueError(f'{name} needs 1 or {n} finite values, got {list(value)}')
+        return np.broadcast_to(array_, (n,)).copy()
+
+    def _goal_observation(self, limits: JointLimits) -> np.ndarray:
+        n = len(limits.names)
+        goal = self._per_joint('goal_position', self._nominal, n)
+        return np.concatenate([goal, np.zeros(n)])
+
+    def _build(self) -> _Controller:
+        """Load and validate everything configure needs; raise with the reason on any problem."""
+        runtime = self._load_runtime(str(self._param('model_dir')), None)
+        meta = runtime.metadata
+        urdf = self._urdf_source(meta.robot)
+        urdf_joints = JointLimits.urdf_joint_names(urdf)
+        check_joint_order(meta, urdf_joints)
+        limits = JointLimits.from_urdf(urdf, meta.joint_names)
+        n = len(limits.names)
+        joints = self._param('joints')
+        joints = list(limits.names) if not joints else list(joints)
+        if sorted(joints) != sorted(limits.names) or len(set(joints)) != len(joints):
+            raise ValueError(f'parameter joints {joints} must be a permutation of the model joints '
+                             f'{list(limits.names)}')
+        shipped = SETTINGS.get(meta.robot)     # resting posture and gains of a shipped robot, else generic ones
+        default_nominal = np.array([shipped.nominal.get(j, 0.0) for j in limits.names]) if shipped else np.zeros(n)
+        default_kp = np.array([shipped.kp.get(j, shipped.kp.get('*', 0.0)) for j in limits.names]) if shipped \
+            else np.full(n, 10.0)
+        default_kd = np.array([shipped.kd.get(j, shipped.kd.get('*', 0.0)) for j in limits.names]) if shipped \
+            else np.full(n, 1.0)
+        self._nominal = self._per_joint('nominal_posture', default_nominal, n)
+        kp = self._per_joint('fallback_kp', default_kp, n)
+        kd = self._per_joint('fallback_kd', default_kd, n)
+        if np.any(kp < 0) or np.any(kd < 0):
+            raise ValueError('fallback gains must be >= 0')
+        bound = np.maximum(limits.effort, PASSIVE_BOUND)
+        fallback = PDHoldFallback(self._nominal, kp, kd, bound)
+        critics = {
+            'tracking': TrackingCritic(self._goal_observation(limits),
+                                       state_weights=np.concatenate([np.ones(n), np.full(n, 0.1)]),
+                                       weight=self._param('critics.tracking.weight'), terminal_weight=1.0),
+            'energy': EnergyCritic(self._param('critics.energy.target'), weight=self._param('critics.energy.weight')),
+            'effort': EffortCritic(weight=self._param('critics.effort.weight'), scale=bound),
+            'smoothness': SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=bound),
+            'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
+                                        weight=self._param('critics.limits.weight')),
+        }
+        optimizer = MPPIOptimizer(self._mppi_settings(limits, meta.horizon), BatchedRollout.from_runtime(runtime),
+                                  list(critics.values()))
+        supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
+        output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
+        return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            controller = self._build()
+        except Exception as error:  # noqa: BLE001 - any failure to build means: stay unconfigured, say why
+            reason = f'configure failed: {type(error).__name__}: {error}'
+            self.get_logger().error(reason)
+            self._publish_mode(f'INACTIVE: {reason}')
+            return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self._controller = controller
+            self._pending_runtime = self._pending_settings = None
+        meta = controller.runtime.metadata
+        self.get_logger().info(
+            f"configured: model {self._param('model_dir')} ({meta.robot}, {len(meta.joint_names)} joints, dt "
+            f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}')
+        self._publish_mode('INACTIVE: configured')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        controller = self._controller
+        controller.supervisor.activate(time.monotonic())
+        controller.optimizer.reset()
+        self._loop_stats = self._new_loop_stats()
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._planner_loop, name='mpc_planner', daemon=True),
+                         threading.Thread(target=self._control_loop, name='mpc_control', daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        self._publish_mode(controller.supervisor.modes.status())
+        self.get_logger().info(f"active: control {self._param('control_rate'):g} Hz, planner "
+                               f"{self._param('planner_rate'):g} Hz")
+        return super().on_activate(state)
+
+    def _stop_threads(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5.0)
+        self._threads = []
+
+    def _hold(self, reason: str) -> None:
+        """Stop the loops and publish one zero-effort command."""
+        self._stop_threads()
+        controller = self._controller
+        if controller is None:
+            return
+        hold = controller.supervisor.deactivate(time.monotonic(), reason)
+        self._publish_command(controller, hold)
+        self._publish_mode(controller.supervisor.modes.status())
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._hold('deactivated: safe hold published')
+        self.get_logger().info('deactivated: safe hold published')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        with self._lock:
+            self._controller = self._pending_runtime = self._pending_settings = None
+        self._publish_mode('INACTIVE: not configured')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._hold('shutting down')
+        with self._lock:
+            self._controller = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._hold('error: safe hold published')
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ executor callbacks
+    def _on_joint_state(self, msg: JointState) -> None:
+        receipt = time.monotonic()
+        controller = self._controller
+        if controller is None:
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        ros_now = self.get_clock().now().nanoseconds * 1e-9
+        verdict = controller.supervisor.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp,
+                                                       ros_now, receipt)
+        if verdict.kind:
+            count = self._throttle.due(verdict.kind)
+            if count:
+                what = 'used' if verdict.ok else 'ignored'
+                self.get_logger().warning(f'/joint_states {what} ({count} since the last warning): {verdict.reason}')
+
+    def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        now = time.monotonic()
+        controller = self._controller
+        if request.data:
+            reason = 'requested on /hamwm/estop'
+            if controller is not None:
+                controller.supervisor.trigger_estop(reason, now)
+            else:
+                self._estop.trigger(reason)
+            self.get_logger().error('E-STOP latched: zero effort until reset (/hamwm/estop false)')
+            response.success, response.message = True, 'e-stop latched'
+        else:
+            if controller is not None:
+                released, message = controller.supervisor.reset_estop(now)
+            else:
+                released, message = self._estop.reset()
+            if released:
+                self.get_logger().warning(message)
+            else:
+                self.get_logger().error(message)
+            response.success, response.message = released, message
+        return response
+
+    # ------------------------------------------------------------------ planner thread
+    def _planner_loop(self) -> None:
+        controller = self._controller
+        supervisor, optimizer = controller.supervisor, controller.optimizer
+        runtime = controller.runtime
+        last_receipt: float | None = None
+        next_start = time.monotonic()
+        while not self._stop.is_set():
+            period = self._planner_period
+            start = time.monotonic()
+            with self._lock:
+                new_runtime, self._pending_runtime = self._pending_runtime, None
+                new_settings, self._pending_settings = self._pending_settings, None
+            if new_runtime is not None:
+                runtime = controller.runtime = new_runtime
+                optimizer.rollout_fn = BatchedRollout.from_runtime(runtime)
+                optimizer.reset()
+                last_receipt = None
+            if new_settings is not None:
+                try:
+                    optimizer.update_settings(new_settings)
+                except Exception as error:  # noqa: BLE001 - validated already; never let the planner thread die
+                    self.get_logger().error(f'MPPI settings not applied: {error}')
+            if supervisor.take_reset_request():
+                optimizer.reset()
+                last_receipt = None
+            state = supervisor.latest_state()
+            if state is not None and state[2] != last_receipt:
+                self._plan_once(controller, runtime, state, last_receipt)
+                last_receipt = state[2]
+                supervisor.on_planner_iteration(time.monotonic() - start, period)
+                self._loop_stats['planner_s'].append(time.monotonic() - start)
+            next_start = max(next_start + period, time.monotonic() - period)   # skip, never burst, after a stall
+            self._stop.wait(max(0.0, next_start - time.monotonic()))
+
+    def _plan_once(self, controller: _Controller, runtime: WorldModelRuntime,
+                   state: tuple[np.ndarray, np.ndarray, float], last_receipt: float | None) -> None:
+        position, velocity, receipt = state
+        supervisor, optimizer = controller.supervisor, controller.optimizer
+        dt = runtime.dt
+        shift = 0 if last_receipt is None else max(0, int(round((receipt - last_receipt) / dt)))
+        try:
+            z = runtime.encode(position[None], velocity[None])
+            z0 = z[:, 0] if z.ndim == 3 else z[0]
+            previous = supervisor.command_guard.previous.astype(np.float32)
+            result = optimizer.plan(z0, previous_action=previous, shift=shift)
+        except Exception as error:  # noqa: BLE001 - a failing model must end in the fallback, not a dead thread
+            optimizer.reset()
+            supervisor.on_plan(None, f'planner error: {type(error).__name__}: {error}')
+            count = self._throttle.due('planner_error')
+            if count:
+                self.get_logger().error(f'planner failed ({count} since the last report): {error}')
+            return
+        if not result.valid:
+            optimizer.reset()
+            supervisor.on_plan(None, f'no valid plan: {result.reason}')
+            return
+        supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt))
+
+    # ------------------------------------------------------------------ control thread
+    @staticmethod
+    def _new_loop_stats() -> dict[str, Any]:
+        return {'ticks': 0, 'missed': 0, 'errors': 0, 'published': 0, 'started': time.monotonic(),
+                'period_error_s': deque(maxlen=5000), 'planner_s': deque(maxlen=500)}
+
+    def _control_loop(self) -> None:
+        controller = self._controller
+        supervisor = controller.supervisor
+        stats = self._loop_stats
+        logger = self.get_logger()
+        deadline = time.monotonic()
+        previous_tick = None
+        while not self._stop.is_set():
+            period = self._control_period
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            if now - deadline > period:            # a whole period late: count it and re-anchor, no burst
+                stats['missed'] += int((now - deadline) / period)
+                deadline = now
+            if previous_tick is not None:
+                stats['period_error_s'].append(abs(now - previous_tick - period))
+            previous_tick = now
+            try:
+                result = supervisor.tick(now)
+                command = result.command
+            except Exception as error:  # noqa: BLE001 - the loop must outlive any bug: hold and report
+                result, command = None, np.zeros(len(controller.limits.names))
+                stats['errors'] += 1
+                if self._throttle.due('control_error'):
+                    logger.error(f'control tick failed, zero effort published: {type(error).__name__}: {error}')
+            stats['ticks'] += 1
+            if not self._publish_command(controller, command):
+                return
+            if result is not None and result.transition is not None:
+                self._report_transition(result.transition)
+
+    def _report_transition(self, transition: Any) -> None:
+        """Publish a mode change and log it (throttled per target mode)."""
+        self._publish_mode(f'{transition.mode.value}: {transition.reason}')
+        count = self._throttle.due('mode ' + transition.mode.value)
+        if not count:
+            return
+        text = f'mode {transition} ({count} transitions to it since the last report)'
+        # rclpy fixes a log call site's severity at its first call: one call site per severity.
+        if transition.mode in (Mode.PLANNING, Mode.WAITING_FOR_STATE):
+            self.get_logger().info(text)
+        else:
+            self.get_logger().warning(text)
+
+    def _publish_command(self, controller: _Controller, command: np.ndarray) -> bool:
+        """Publish one command (and its stamped copy); False when the ROS context is gone (shutting down)."""
+        if not self.context.ok():
+            return False
+        values = np.asarray(command, dtype=np.float64)[controller.output_index]
+        if not np.all(np.isfinite(values)):     # cannot happen after the command guard; never publish it anyway
+            values = np.zeros_like(values)
+        msg = Float64MultiArray()
+        msg.layout.dim = [MultiArrayDimension(label='joints', size=values.size, stride=values.size)]
+        msg.data = _doubles(values)
+        try:
+            self._command_pub.publish(msg)
+            self._loop_stats['published'] += 1
+            if self._publish_stamped:
+                stamped = JointState(name=controller.output_names)
+                stamped.header.stamp = self.get_clock().now().to_msg()
+                stamped.effort = msg.data
+                self._stamped_pub.publish(stamped)
+        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
+            if self.context.ok():
+                raise
+            return False
+        return True
+
+    def _publish_mode(self, text: str) -> None:
+        self._mode_text = text
+        if self.context.ok():
+            self._mode_pub.publish(String(data=text))
+
+    # ------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        controller = self._controller
+        status = DiagnosticStatus(name=f'{NODE_NAME}: supervisor', hardware_id=NODE_NAME)
+        values: dict[str, str] = {'status': self._mode_text, 'estop_latched': str(self._estop.latched),
+                                  'threads': str(threading.active_count()), 'rss_kb': str(_rss_kb())}
+        if controller is None:
+            status.level, status.message = DiagnosticStatus.WARN, self._mode_text
+        else:
+            sup = controller.supervisor
+            mode = sup.modes.mode
+            status.level = {Mode.PLANNING: DiagnosticStatus.OK, Mode.FALLBACK: DiagnosticStatus.WARN,
+                            Mode.WAITING_FOR_STATE: DiagnosticStatus.WARN, Mode.INACTIVE: DiagnosticStatus.OK,
+                            Mode.SAFE_HOLD: DiagnosticStatus.ERROR, Mode.ESTOP: DiagnosticStatus.ERROR}[mode]
+            status.message = sup.modes.status()
+            stats = self._loop_stats
+            elapsed = max(1e-9, time.monotonic() - stats['started'])
+            errors = np.array(stats['period_error_s']) if stats['period_error_s'] else np.zeros(1)
+            planner = np.array(stats['planner_s']) if stats['planner_s'] else np.full(1, math.nan)
+            values.update({
+                'mode': mode.value, 'reason': sup.modes.reason,
+                'model_dir': str(controller.runtime.directory),
+                'control_elapsed_s': f'{elapsed:.3f}', 'control_ticks': str(stats['ticks']),
+                'commands_published': str(stats['published']), 'control_errors': str(stats['errors']),
+                'control_rate_achieved_hz': f"{stats['ticks'] / elapsed:.1f}" if sup.active else '0',
+                'missed_deadlines': str(stats['missed']),
+                'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
+                'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
+                'planner_ms_max': f'{1e3 * float(np.max(planner)):.2f}',
+                'planner_overruns_total': str(sup.overruns.total),
+                'planner_overruns_consecutive': str(sup.overruns.consecutive),
+                'plans': str(sup.stats.plans), 'invalid_plans': str(sup.stats.invalid_plans),
+                'planned_ticks': str(sup.stats.planned_ticks), 'fallback_ticks': str(sup.stats.fallback_ticks),
+                'hold_ticks': str(sup.stats.hold_ticks),
+                'commands_non_finite_refused': str(sup.command_guard.non_finite),
+                'commands_clamped': str(sup.command_guard.clamped),
+                'joint_states_accepted': str(sup.input_guard.accepted),
+                'watchdog_stale_events': str(sup.watchdog.stale_events), 'watchdog_gaps': str(sup.watchdog.gaps),
+                'stale_holds': str(sup.stats.stale_holds),
+                'stale_to_hold_ms_last': f'{1e3 * sup.stats.stale_to_hold_last:.3f}',
+                'stale_to_hold_ms_max': f'{1e3 * sup.stats.stale_to_hold_max:.3f}',
+                'estop_triggers': str(self._estop.triggers),
+            })
+            values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        message = DiagnosticArray(status=[status])
+        message.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(message)
+
+    def destroy_node(self) -> None:
+        """Stop the loops (publishing the safe hold if active), then destroy the node."""
+        if self._threads:
+            self._hold('node destroyed')
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run mpc_node until SIGINT or an external shutdown; return the process exit code."""
+    # No rclpy signal handler: SIGINT raises KeyboardInterrupt here while the context is still valid, so the safe
+    # hold can still be published before shutting down.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = None
+    code = 0
+    executor = MultiThreadedExecutor(num_threads=2)
+    try:
+        node = MpcNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, TypeError, InvalidParameterValueException, InvalidParameterTypeException) as error:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Supervisor: the per-tick decision (mode and command) over real watchdog, guards, e-stop and fallback."""
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+from hamwm_ros.mpc.fallback import PDHoldFallback
+from hamwm_ros.safety import JointLimits, Mode, Plan, Supervisor, SupervisorConfig
+from hamwm_ros.sim import robot_urdf_path
+
+MS = 1.0 / 1024                  # dyadic times: exact float arithmetic
+PERIOD = 2 * MS                  # control period
+NAMES = ['cart_slider', 'pole_hinge']
+
+
+def make(**config) -> Supervisor:
+    limits = JointLimits.from_urdf(robot_urdf_path('cartpole'))
+    fallback = PDHoldFallback([0.0, 0.0], kp=40.0, kd=8.0, effort_limits=np.maximum(limits.effort, 1e-9))
+    defaults = {'joint_state_timeout': 8 * MS, 'recovery_time': 16 * MS, 'max_plan_age': 64 * MS}
+    return Supervisor(limits, fallback, SupervisorConfig(**{**defaults, **config}))
+
+
+def feed(sup: Supervisor, t: float, q=(0.1, 0.0), v=(0.0, 0.0), names=NAMES, stamp=None):
+    return sup.on_joint_state(names, list(q), list(v), [], 100.0 + t if stamp is None else stamp, 100.0 + t, t)
+
+
+def run_until_healthy(sup: Supervisor, t: float = 0.0) -> float:
+    for _ in range(20):
+        feed(sup, t)
+        sup.tick(t)
+        t += PERIOD
+    return t
+
+
+def test_no_command_before_fresh_state_then_fallback():
+    sup = make()
+    assert sup.tick(0.0).mode is Mode.INACTIVE
+    sup.activate(0.0)
+    result = sup.tick(0.0)
+    assert result.mode is Mode.WAITING_FOR_STATE and 'no joint states' in result.reason
+    assert np.all(result.command == 0.0)
+    t = 0.0
+    while t < 16 * MS:                          # data, but not yet for the recovery time
+        feed(sup, t)
+        result = sup.tick(t)
+        assert result.mode is Mode.WAITING_FOR_STATE and np.all(result.command == 0.0)
+        t += PERIOD
+    feed(sup, t)
+    result = sup.tick(t)
+    assert result.mode is Mode.FALLBACK and 'no plan yet' in result.reason
+    assert result.command[0] == pytest.approx(-4.0) and result.command[1] == 0.0   # PD on the cart; pole passive
+
+
+def test_stale_state_gives_safe_hold_on_the_first_tick_past_the_timeout():
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    last = t - PERIOD                           # last receipt
+    assert sup.tick(last + 8 * MS).mode is Mode.FALLBACK     # at the timeout: still fresh
+    result = sup.tick(last + 8 * MS + PERIOD)               # the next tick: hold
+    assert result.mode is Mode.SAFE_HOLD and 'stale' in result.reason and np.all(result.command == 0.0)
+    assert result.transition is not None and result.transition.previous is Mode.FALLBACK
+    assert sup.stats.stale_holds == 1 and 0 < sup.stats.stale_to_hold_max <= PERIOD
+    t = last + 20 * MS
+    feed(sup, t)                                # one fresh message does not release the latch
+    assert sup.tick(t).mode is Mode.SAFE_HOLD
+    t = run_until_healthy(sup, t + PERIOD)
+    assert sup.tick(t - PERIOD).mode is Mode.FALLBACK
+
+
+@pytest.mark.parametrize(('stamp_offset', 'kind'), [(-1.0, 'old_stamp'), (1.0, 'future_stamp')])
+def test_badly_stamped_messages_never_count_as_fresh(stamp_offset, kind):
+    sup = make()
+    sup.activate(0.0)
+    t = 0.0
+    for _ in range(40):
+        verdict = feed(sup, t, stamp=100.0 + t + stamp_offset)
+        assert not verdict.ok and verdict.kind == kind
+        assert sup.tick(t).mode is Mode.WAITING_FOR_STATE
+        t += PERIOD
+    assert sup.stats.rejected[kind] == 40 and sup.latest_state() is None
+
+
+def test_zero_stamps_follow_the_policy():
+    sup = make(zero_stamp='accept')
+    sup.activate(0.0)
+    verdict = feed(sup, 0.0, stamp=0.0)
+    assert verdict.ok and verdict.kind == 'zero_stamp'
+    sup = make()
+    sup.activate(0.0)
+    assert not feed(sup, 0.0, stamp=0.0).ok
+
+
+def test_position_fault_holds_until_valid_data_for_the_recovery_time():
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    verdict = feed(sup, t, q=(2.5, 0.0))        # cart beyond its 2 m rail
+    assert verdict.fault and verdict.kind == 'position_limit'
+    result = sup.tick(t)
+    assert result.mode is Mode.SAFE_HOLD and 'cart_slider=2.5' in result.reason
+    t = run_until_healthy(sup, t + PERIOD)
+    assert sup.tick(t - PERIOD).mode is Mode.FALLBACK
+
+
+def test_persistent_nan_input_gives_safe_hold():
+    sup = make(max_consecutive_rejections=3)
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    for _ in range(3):
+        feed(sup, t, q=(math.nan, 0.0))
+        t += PERIOD
+    result = sup.tick(t)
+    assert result.mode is Mode.SAFE_HOLD and 'not finite' in result.reason
+
+
+def test_plan_is_followed_interpolated_and_dropped_when_late_or_overrunning():
+    sup = make(overrun_limit=2)
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    plan = Plan(np.array([[1.0, 0.0], [3.0, 0.0], [5.0, 0.0]]), start=t, dt=4 * MS)
+    assert sup.on_plan(plan)
+    feed(sup, t)
+    result = sup.tick(t + 2 * MS)
+    assert result.mode is Mode.PLANNING and result.command[0] == pytest.approx(2.0)
+    sup.on_planner_iteration(0.05, 0.02)
+    sup.on_planner_iteration(0.05, 0.02)
+    feed(sup, t + 2 * MS)
+    result = sup.tick(t + 4 * MS)
+    assert result.mode is Mode.FALLBACK and 'overran' in result.reason
+    sup.on_planner_iteration(0.001, 0.02)
+    for k in range(3, 80):                      # keep the state fresh; the plan grows old
+        feed(sup, t + 2 * k * MS)
+        result = sup.tick(t + 2 * k * MS)
+    assert result.mode is Mode.FALLBACK and ('late' in result.reason or 'expired' in result.reason)
+
+
+@pytest.mark.parametrize('bad', [np.array([[math.nan, 0.0]]), np.array([[math.inf, 0.0], [0.0, 0.0]]),
+                                 np.zeros((3, 5))])
+def test_non_finite_or_misshaped_plans_never_reach_a_command(bad):
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    assert not sup.on_plan(Plan(bad, start=t, dt=4 * MS))
+    result = sup.tick(t)
+    assert result.mode is Mode.FALLBACK and np.all(np.isfinite(result.command))
+    assert sup.stats.invalid_plans == 1
+    assert not sup.on_plan(None, 'no finite rollout after 3 attempt(s)')
+    assert 'no finite rollout' in sup.tick(t).reason
+
+
+def test_estop_overrides_and_resets_only_when_safe():
+    sup = make()
+    sup.trigger_estop('pressed during configure', 0.0)   # before activation: latched all the same
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    sup.on_plan(Plan(np.full((40, 2), 5.0), start=t, dt=4 * MS))
+    result = sup.tick(t)
+    assert result.mode is Mode.ESTOP and np.all(result.command == 0.0) and 'configure' in result.reason
+    released, message = sup.reset_estop(t + 50 * MS)      # joint states stale by then
+    assert not released and 'stale' in message
+    sup.take_reset_request()
+    t = run_until_healthy(sup, t + 50 * MS)               # ticks meanwhile stay in ESTOP
+    assert sup.tick(t - PERIOD).mode is Mode.ESTOP
+    released, message = sup.reset_estop(t - PERIOD)
+    assert released and sup.take_reset_request() and not sup.take_reset_request()
+    assert sup.tick(t - PERIOD).mode is Mode.FALLBACK     # the old plan was dropped
+    sup.trigger_estop('operator', t)
+    assert sup.tick(t + PERIOD).mode is Mode.ESTOP
+
+
+def test_deactivate_returns_a_zero_hold_and_stops_commanding():
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    assert np.any(sup.tick(t - PERIOD).command != 0.0)
+    hold = sup.deactivate(t)
+    assert np.all(hold == 0.0) and sup.tick(t).mode is Mode.INACTIVE
+
+
+def test_invalid_config_is_refused():
+    sup = make()
+    with pytest.raises(ValueError):
+        sup.replace_config(joint_state_timeout=-1.0)
+    with pytest.raises(ValueError):
+        sup.replace_config(max_plan_age=math.nan)
+    with pytest.raises(TypeError):
+        sup.replace_config(no_such_setting=1)
+    sup.update_config(sup.replace_config(joint_state_timeout=0.5, max_effort_delta=1.0))
+    assert sup.watchdog.timeout == 0.5 and sup.command_guard.max_delta == 1.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(states=st.lists(st.tuples(st.floats(-5, 5), st.floats(-50, 50), st.floats(allow_nan=True)),
+                       min_size=1, max_size=40),
+       plan_scale=st.floats(-1e4, 1e4), delta=st.floats(0.01, 50.0))
+def test_every_tick_output_is_finite_within_limits_and_change_bounded(states, plan_scale, delta):
+    sup = make(max_effort_delta=delta, recovery_time=0.0)
+    sup.activate(0.0)
+    limits = sup.limits.effort
+    previous = np.zeros(2)
+    t = 0.0
+    for q, v, noise in states:
+        feed(sup, t, q=(q, noise), v=(v, 0.0))
+        sup.on_plan(Plan(np.array([[plan_scale, plan_scale], [-plan_scale, noise]]), start=t, dt=4 * MS))
+        result = sup.tick(t)
+        out = result.command
+        assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= limits)
+        if not result.mode.commands_zero:
+            assert np.all(np.abs(out - previous) <= delta * (1 + 1e-9))
+        previous = out
+        t += PERIOD
+
+
+names_strategy = st.lists(st.sampled_from(['cart_slider', 'pole_hinge', 'other', '']), max_size=4)
+values_strategy = st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(st.tuples(names_strategy, values_strategy, values_strategy, values_strategy,
+                                   st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=20))
+def test_fuzzed_joint_states_never_raise_and_never_give_a_bad_command(messages):
+    sup = make(recovery_time=0.0)
+    sup.activate(0.0)
+    t = 0.0
+    for names, position, velocity, effort, stamp_offset in messages:
+        verdict = sup.on_joint_state(names, position, velocity, effort, 100.0 + t + stamp_offset, 100.0 + t, t)
+        assert verdict.ok or verdict.kind                 # every rejection is classified (and counted)
+        if verdict.ok:
+            assert np.all(np.isfinite(verdict.position)) and np.all(np.isfinite(verdict.velocity))
+        out = sup.tick(t).command
+        assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= sup.limits.effort)
+        t += PERIOD

@@ -1,0 +1,659 @@
+"""``hamwm eval``: evaluate the Hamiltonian world model against baselines; the HNN paper reproduction.
+
+Suites
+------
+``hnn-table``
+    Greydanus et al. 2019, Table 1 protocol: mass-spring, pendulum and pixel pendulum energy MSE (x1e3) for the
+    derivative-MLP baseline, HNN and ours, plus the double pendulum's median relative energy drift after 2000 steps.
+``sample-efficiency``
+    Damped pendulum and cart-pole (with inputs): 100-step error against the number of training trajectories for ours
+    and the size-matched MLP; how many times fewer trajectories ours needs for the MLP's best error.
+``horizons``
+    Single-step and multi-step MSE at horizons 10, 100, 1000 for MLP, GRU, HNN and ours; energy drift (pendulum),
+    learned versus true damping (damped pendulum), ensemble PICP (cart-pole).
+
+Every suite writes ``results.json`` (and PNG plots when matplotlib is installed) under ``--out``. ``--quick`` shrinks
+every budget so a suite runs in seconds (for tests); its numbers are not meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import json
+import math
+from pathlib import Path
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+from .baselines import HNN, DerivativeMLP, GRUWorldModel, fit_derivatives, fit_rollouts
+from .model import HamiltonianWorldModel, ModelConfig
+from .systems import (
+    PAPER_PROTOCOLS,
+    PaperProtocol,
+    Pendulum,
+    System,
+    hnn_dataset,
+    integrate_fixed,
+    make_system,
+    pixel_energy,
+    pixel_pendulum_dataset,
+    pixel_states,
+    render_frames,
+    rollout_dataset,
+    solve_ivp,
+)
+
+SUITES = ('hnn-table', 'sample-efficiency', 'horizons')
+METHODS = ('mlp', 'hnn', 'ours')
+
+# Anchor figures: HNN paper Table 1 (energy MSE x1e3, baseline / HNN) and the public double-pendulum replication.
+PAPER = {
+    'mass_spring': {'mlp': 170.0, 'hnn': 0.38},
+    'pendulum': {'mlp': 42.0, 'hnn': 25.0},
+    'pixel_pendulum': {'mlp': 9.3, 'hnn': 0.15},
+    'double_pendulum': {'mlp': 1.4e-1, 'hnn': 2.8e-3},
+}
+
+
+@dataclass
+class Budget:
+    """Sizes that ``--quick`` shrinks."""
+
+    train_steps: int = 2000
+    hidden: int = 200
+    eval_trials: int = 15
+    eval_points: int = 100
+    pixel_trajectories: int = 50
+    pixel_steps: int = 1500
+    pixel_dyn_steps: int = 600
+    dp_steps: int = 2000
+    dp_train_steps: int = 3000
+    se_budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    se_steps: int = 500
+    se_batch: int = 128
+    se_hidden: int = 64
+    horizon_steps: int = 1000
+    horizon_train_traj: int = 32
+    ensemble: int = 5
+    rtol: float = 1e-10
+
+    @classmethod
+    def quick(cls) -> Budget:
+        """Tiny budgets for tests."""
+        return cls(train_steps=60, hidden=32, eval_trials=3, eval_points=20, pixel_trajectories=6, pixel_steps=40,
+                   pixel_dyn_steps=30, dp_steps=50, dp_train_steps=60, se_budgets=(1, 2), se_steps=30, se_hidden=16,
+                   horizon_steps=12, horizon_train_traj=3, ensemble=2, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# "Ours": the project's Hamiltonian world model with an identity encoder on canonical coordinates
+# ----------------------------------------------------------------------------------------------------------------------
+
+class Ours(nn.Module):
+    """Adapter giving :class:`HamiltonianWorldModel` the baselines' ``field`` / ``rollout`` interface.
+
+    The observations are canonical (q, p), so the encoder is the identity; ``dt`` is the model step.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int = 0, *, dt: float, hidden: int = 200, dissipation: bool = False,
+                 mass_matrix: str = 'constant', substeps: int = 1, ensemble: int = 1, integrator: str = 'leapfrog',
+                 hamiltonian: str = 'separable', residual: bool = False):
+        super().__init__()
+        self.state_dim, self.action_dim = state_dim, action_dim
+        self.cfg = ModelConfig(obs_dim=state_dim, action_dim=action_dim, latent_dim=state_dim // 2, encoder='identity',
+                               hamiltonian=hamiltonian, dissipation=dissipation, control=action_dim > 0,
+                               residual=residual, hidden=hidden, ensemble=ensemble, integrator=integrator, dt=dt,
+                               mass_matrix=mass_matrix, input_map='constant', substeps=substeps)
+        self.model = HamiltonianWorldModel(self.cfg)
+
+    def field(self, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """dx/dt (B, d), or (E, B, d) for an ensemble."""
+        return self.model.time_derivative(x, u if self.action_dim else None)
+
+    def rollout(self, x0: torch.Tensor, actions: torch.Tensor, dt: float | None = None) -> torch.Tensor:
+        """States after each action, (B, H, d) or (E, B, H, d); ``dt`` must be the model's."""
+        if dt is not None and not math.isclose(dt, self.cfg.dt * 1.0, rel_tol=1e-9):
+            raise ValueError(f'this model steps {self.cfg.dt} s, asked for {dt}')
+        acts = actions if self.action_dim else None
+        return self.model.rollout(x0, acts, horizon=actions.shape[1])
+
+
+def _member_mean(pred: torch.Tensor, target_dims: int) -> torch.Tensor:
+    return pred.mean(0) if pred.dim() > target_dims else pred
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def simulate(model: nn.Module, x0: np.ndarray, actions: np.ndarray, dt: float) -> np.ndarray:
+    """Roll a trained model forward without building a graph; (N, H, d) float64 (ensembles: member mean).
+
+    Diverged (non-finite) states are kept; the metrics turn them into inf.
+    """
+    model.eval()  # HNN builds no double-backward graph in eval mode
+    x = torch.as_tensor(x0, dtype=torch.float32)
+    a = torch.as_tensor(actions, dtype=torch.float32)
+    with torch.no_grad():
+        pred = _member_mean(model.rollout(x, a, dt), 3)
+    return pred.double().numpy()
+
+
+def _ensemble_rollout(model: Ours, x0: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Member rollouts (E, N, H, d)."""
+    with torch.no_grad():
+        pred = model.rollout(torch.as_tensor(x0, dtype=torch.float32), torch.as_tensor(actions, dtype=torch.float32))
+    return pred.double().numpy()
+
+
+def _field_energy_trajectories(system: System, model: nn.Module, x0: np.ndarray, t: np.ndarray,
+                               rtol: float = 1e-10) -> np.ndarray:
+    """Trajectories of a learned field per the paper (adaptive RK45), or ours with its own integrator."""
+    if isinstance(model, Ours):
+        zeros = np.zeros((len(x0), len(t) - 1, 0))
+        pred = simulate(model, x0, zeros, model.cfg.dt)
+        return np.concatenate([x0[:, None], pred], axis=1)
+    try:
+        return solve_ivp(model.numpy_field(), x0, t, rtol=rtol, atol=rtol, max_steps=200_000)
+    except RuntimeError:
+        # A baseline whose field blows up: fixed-step RK4 instead, so the failure shows as a large (or inf) error.
+        with np.errstate(all='ignore'):
+            return integrate_fixed(model.numpy_field(), x0, t, substeps=10)
+
+
+def make_method(method: str, system_dim: int, action_dim: int, *, hidden: int, dt: float, dissipation: bool = False,
+                mass_matrix: str = 'constant', substeps: int = 1, ensemble: int = 1) -> nn.Module:
+    """A fresh model of one method.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    """
+    if method == 'mlp':
+        return DerivativeMLP(system_dim, action_dim, hidden)
+    if method == 'hnn':
+        return HNN(system_dim, action_dim, hidden)
+    if method == 'gru':
+        return GRUWorldModel(system_dim, action_dim, hidden)
+    if method == 'ours':
+        return Ours(system_dim, action_dim, dt=dt, hidden=hidden, dissipation=dissipation, mass_matrix=mass_matrix,
+                    substeps=substeps, ensemble=ensemble)
+    raise ValueError(f'unknown method {method!r}')
+
+
+def _log(msg: str) -> None:
+    print(f'[hamwm eval] {msg}', flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# hnn-table
+# ----------------------------------------------------------------------------------------------------------------------
+
+def energy_task(name: str, budget: Budget, seed: int) -> dict[str, Any]:
+    """Mass-spring or pendulum energy MSE per the paper protocol, for every method."""
+    system = make_system(name)
+    data = hnn_dataset(system, seed=seed, protocol=PAPER_PROTOCOLS[name])
+    rng = np.random.default_rng(seed + 1000)
+    x0 = system.sample_initial(rng, budget.eval_trials)
+    t = np.linspace(0.0, 20.0, budget.eval_points)
+    true = solve_ivp(system.dynamics, x0, t)
+    e_true = system.hamiltonian(true)
+    out: dict[str, Any] = {'protocol': {'train_points': len(data['x']), 'test_points': len(data['test_x']),
+                                        'eval_trials': budget.eval_trials, 't_end': 20.0,
+                                        'eval_points': budget.eval_points}}
+    substeps = 20
+    for method in METHODS:
+        t0 = time.time()
+        _seed(seed)
+        # Ours: one model step per output interval, split into leapfrog substeps of ~0.01 s.
+        model = make_method(method, 2, 0, hidden=budget.hidden, dt=float(t[1] - t[0]), substeps=substeps)
+        losses = fit_derivatives(model, model.field, data['x'], data['dx'], steps=budget.train_steps, seed=seed)
+        with torch.no_grad():
+            test_loss = float(((model.field(torch.as_tensor(data['test_x'], dtype=torch.float32)).double().numpy()
+                                - data['test_dx']) ** 2).mean())
+        pred = _field_energy_trajectories(system, model, x0, t, budget.rtol)
+        e_pred = system.hamiltonian(pred)
+        per_trial = [metrics.energy_mse(e_pred[i], e_true[i]) for i in range(len(x0))]
+        out[method] = {
+            'energy_mse_x1e3': 1e3 * metrics.energy_mse(e_pred, e_true),
+            'energy_mse_x1e3_std_over_trials': 1e3 * float(np.std(per_trial)),
+            'state_mse': metrics.mse(pred, true) if np.all(np.isfinite(pred)) else float('inf'),
+            'train_loss': losses[-1], 'test_loss': test_loss, 'seconds': time.time() - t0,
+        }
+        _log(f'{name:16s} {method:4s} energy MSE x1e3 = {out[method]["energy_mse_x1e3"]:.4g}  '
+             f'({out[method]["seconds"]:.0f} s)')
+    return out
+
+
+class PixelAutoencoder(nn.Module):
+    """MLP autoencoder over two stacked 28x28 frames with a 2-D latent (q, p), as in the paper's pixel experiment.
+
+    PyTorch's default initialisation and a linear output layer: with orthogonal init and a sigmoid output the
+    autoencoder sits on the mean-image plateau for thousands of steps.
+    """
+
+    def __init__(self, hidden: int = 200, size: int = 28):
+        super().__init__()
+        n = 2 * size * size
+        self.size = size
+        self.enc = nn.Sequential(nn.Linear(n, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2))
+        self.dec = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, n))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, 2, H, W) -> (B, 2)."""
+        return self.enc(frames.reshape(frames.shape[0], -1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., 2) -> (..., 2, H, W)."""
+        return self.dec(z).reshape(*z.shape[:-1], 2, self.size, self.size)
+
+
+def pixel_task(budget: Budget, seed: int) -> dict[str, Any]:
+    """Pixel pendulum: a shared autoencoder, then latent dynamics per method (MLP field, HNN field, or ours).
+
+    The autoencoder is trained once (reconstruction plus the paper's canonical-coordinate term
+    p_t ~ (q_{t+1} - q_t) / dt) and frozen, so the three methods see the same latent trajectories and only their latent
+    dynamics differ; each is trained with a 4-step latent rollout loss. Energy is measured on decoded frames with
+    :func:`systems.pixel_energy`, against the same estimator applied to the true frames.
+    """
+    data = pixel_pendulum_dataset(seed=seed, n_trajectories=budget.pixel_trajectories)
+    frames, split, dt = data['frames'], data['split'], float(data['frame_dt'])
+    gap = float(data['frame_gap'])
+    train = torch.as_tensor(frames[:split])
+    x_t, x_n = train[:, :-1].reshape(-1, 2, 28, 28), train[:, 1:].reshape(-1, 2, 28, 28)
+    system = Pendulum()
+    rng = np.random.default_rng(seed + 2000)
+    x0 = system.sample_initial(rng, budget.eval_trials)
+    true_states = pixel_states(system, x0, budget.eval_points, dt)
+    true_frames = render_frames(system, true_states, gap)
+    e_true = pixel_energy(true_frames, gap)
+    out: dict[str, Any] = {'protocol': {'train_trajectories': split, 'frames_per_trajectory': frames.shape[1],
+                                        'frame_dt': dt, 'frame_gap': gap, 'eval_trials': budget.eval_trials,
+                                        'eval_points': budget.eval_points,
+                                        'energy': 'true H from decoded frames (centroid angle, finite-difference p)'}}
+    t0 = time.time()
+    _seed(seed)
+    ae = PixelAutoencoder(budget.hidden)
+    opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(budget.pixel_steps):
+        idx = torch.randint(len(x_t), (min(128, len(x_t)),), generator=gen)
+        a, b = x_t[idx], x_n[idx]
+        za, zb = ae.encode(a), ae.encode(b)
+        recon = ((ae.decode(za) - a) ** 2).mean() + ((ae.decode(zb) - b) ** 2).mean()
+        scale = za.detach().var(0).clamp_min(1e-4)
+        canon = ((za[:, 1] - (zb[:, 0] - za[:, 0]) / dt) ** 2).mean() / scale[1]
+        loss = recon + 1e-3 * canon
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ae.eval()
+    with torch.no_grad():
+        latents = ae.encode(train.reshape(-1, 2, 28, 28)).reshape(split, -1, 2).double().numpy()
+        z0 = ae.encode(torch.as_tensor(true_frames[:, 0])).double().numpy()
+    out['autoencoder'] = {'train_loss': float(loss.detach()), 'seconds': time.time() - t0}
+    _log(f'pixel_pendulum   autoencoder loss {float(loss.detach()):.3g} ({time.time() - t0:.0f} s)')
+    no_actions = np.zeros((split, latents.shape[1] - 1, 0))
+    for method in METHODS:
+        t0 = time.time()
+        _seed(seed)
+        # Every method integrates its latent field over one 0.2 s frame interval in substeps (RK4 or leapfrog).
+        dyn = make_method(method, 2, 0, hidden=budget.hidden, dt=dt, substeps=4)
+        if not isinstance(dyn, Ours):
+            dyn.substeps = 2
+        fit_rollouts(lambda x, a, dyn=dyn: dyn.rollout(x, a, dt), dyn.parameters(), latents, no_actions, horizon=4,
+                     steps=budget.pixel_dyn_steps, seed=seed, batch_size=128)
+        z = simulate(dyn, z0, np.zeros((len(x0), budget.eval_points - 1, 0)), dt)
+        z = np.concatenate([z0[:, None], z], axis=1)
+        with torch.no_grad():
+            decoded = ae.decode(torch.as_tensor(np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0),
+                                                dtype=torch.float32)).numpy()
+        e_pred = pixel_energy(decoded, gap)
+        e_pred = np.where(np.all(np.isfinite(z), axis=-1), e_pred, np.inf)
+        recon_test = float(np.mean((decoded[:, 0] - true_frames[:, 0]) ** 2))
+        out[method] = {'energy_mse_x1e3': 1e3 * metrics.energy_mse(e_pred, e_true), 'recon_mse_t0': recon_test,
+                       'energy_mse_x1e3_t0': 1e3 * metrics.energy_mse(e_pred[:, 0], e_true[:, 0]),
+                       'seconds': time.time() - t0}
+        _log(f'pixel_pendulum   {method:4s} energy MSE x1e3 = {out[method]["energy_mse_x1e3"]:.4g}  '
+             f'({out[method]["seconds"]:.0f} s)')
+    return out
+
+
+def double_pendulum_task(budget: Budget, seed: int) -> dict[str, Any]:
+    """Median relative energy drift of the true H after 2000 steps of 0.01 s from learned models.
+
+    Training data: 50 trajectories over t in [0, 3] (60 points), clean derivatives, noise 0.01 on the states.
+    MLP and HNN are stepped with RK4; ours with its own structure-preserving integrator.
+    """
+    system = make_system('double_pendulum')
+    protocol = PaperProtocol(t_end=3.0, n_points=60, n_trajectories=50, noise_std=0.01)
+    data = hnn_dataset(system, seed=seed, protocol=protocol)
+    rng = np.random.default_rng(seed + 3000)
+    x0 = system.sample_initial(rng, budget.eval_trials)
+    dt = 0.01
+    zeros = np.zeros((len(x0), budget.dp_steps, 0))
+    out: dict[str, Any] = {'protocol': {'train_trajectories': 25, 'dt': dt, 'steps': budget.dp_steps,
+                                        'eval_trials': budget.eval_trials, 'noise_std': protocol.noise_std}}
+    for method in METHODS:
+        t0 = time.time()
+        _seed(seed)
+        model = make_method(method, 4, 0, hidden=budget.hidden, dt=dt, mass_matrix='state')
+        losses = fit_derivatives(model, model.field, data['x'], data['dx'], steps=budget.dp_train_steps, seed=seed,
+                                 batch_size=256, lr=2e-3, cosine=True)
+        pred = simulate(model, x0, zeros, dt)
+        energy = system.hamiltonian(np.concatenate([x0[:, None], pred], axis=1))
+        drift = metrics.relative_energy_drift(energy)
+        out[method] = {'median_relative_drift': float(np.median(drift)), 'drifts': drift.tolist(),
+                       'train_loss': losses[-1], 'seconds': time.time() - t0}
+        _log(f'double_pendulum  {method:4s} median rel. drift = {out[method]["median_relative_drift"]:.3g}  '
+             f'({out[method]["seconds"]:.0f} s)')
+    return out
+
+
+def suite_hnn_table(budget: Budget, seed: int, tasks: list[str]) -> dict[str, Any]:
+    """The reproduction table; see the module docstring."""
+    results: dict[str, Any] = {}
+    for task in tasks:
+        if task in ('mass_spring', 'pendulum'):
+            results[task] = energy_task(task, budget, seed)
+        elif task == 'pixel_pendulum':
+            results[task] = pixel_task(budget, seed)
+        elif task == 'double_pendulum':
+            results[task] = double_pendulum_task(budget, seed)
+        else:
+            raise ValueError(f'unknown hnn-table task {task!r}')
+    summary = {}
+    for task, res in results.items():
+        key = 'median_relative_drift' if task == 'double_pendulum' else 'energy_mse_x1e3'
+        ours, base = res['ours'][key], res['mlp'][key]
+        summary[task] = {
+            'metric': key, 'paper_mlp': PAPER[task]['mlp'], 'paper_hnn': PAPER[task]['hnn'],
+            'mlp': base, 'hnn': res['hnn'][key], 'ours': ours,
+            'ours_le_paper_hnn': bool(ours <= PAPER[task]['hnn']),
+            'ours_10x_below_mlp': bool(ours * 10 <= base),
+        }
+    return {'tasks': results, 'summary': summary}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# sample-efficiency and horizons
+# ----------------------------------------------------------------------------------------------------------------------
+
+CONTROL_SETUP = {
+    # system: (dt, action scale, train steps per trajectory)
+    'damped_pendulum': (0.05, 1.0, 50),
+    'pendulum': (0.05, 0.0, 50),
+    'cartpole': (0.05, 3.0, 50),
+}
+
+
+def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np.ndarray, dt: float, *, hidden: int,
+                    steps: int, seed: int, ensemble: int = 1, batch_size: int = 128, lr: float = 3e-3) -> nn.Module:
+    _seed(seed)
+    model = make_method(method, system.state_dim, system.action_dim, hidden=hidden, dt=dt,
+                        dissipation=True,  # the model is not told which systems are lossless
+                        mass_matrix='state' if system.n_dof > 1 else 'constant', ensemble=ensemble)
+
+    def roll(x0: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return model.rollout(x0, act, dt)
+
+    fit_rollouts(roll, model.parameters(), states, actions, horizon=4, steps=steps, seed=seed, batch_size=batch_size,
+                 lr=lr)
+    model.eval()
+    return model
+
+
+def _control_data(system: System, n: int, steps: int, seed: int) -> dict[str, np.ndarray]:
+    dt, scale, _ = CONTROL_SETUP[system.name]
+    return rollout_dataset(system, n, steps, dt, seed=seed, action_scale=scale)
+
+
+def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str]) -> dict[str, Any]:
+    """100-step error against the number of training trajectories, ours vs the size-matched MLP."""
+    results: dict[str, Any] = {}
+    horizon = 100 if budget.horizon_steps >= 100 else budget.horizon_steps
+    for name in systems:
+        system = make_system(name)
+        dt, _, traj_len = CONTROL_SETUP[name]
+        test = _control_data(system, 20 if budget.eval_trials >= 10 else 3, horizon, seed + 5000)
+        scale = test['states'].reshape(-1, system.state_dim).std(0)
+        curves: dict[str, list[float]] = {'mlp': [], 'ours': []}
+        damping: dict[str, float] = {}
+        for n in budget.se_budgets:
+            data = _control_data(system, n, traj_len, seed + n)
+            for method in ('mlp', 'ours'):
+                t0 = time.time()
+                model = _train_dynamics(method, system, data['states'], data['actions'], dt,
+                                        hidden=budget.se_hidden, steps=budget.se_steps, seed=seed,
+                                        batch_size=budget.se_batch)
+                pred = simulate(model, test['states'][:, 0], test['actions'], dt)
+                err = metrics.horizon_mse(pred, test['states'][:, 1:], (horizon,), scale=scale)[horizon]
+                curves[method].append(err)
+                if n == budget.se_budgets[-1] and system.damping > 0:
+                    damping[method] = _learned_damping(model, system, test['states'][:, 1:])
+                _log(f'{name:16s} {method:4s} n={n:3d} {horizon}-step MSE = {err:.4g} ({time.time() - t0:.0f} s)')
+        ratio = metrics.sample_efficiency_ratio(budget.se_budgets, curves['ours'], curves['mlp'])
+        results[name] = {'trajectories': list(budget.se_budgets), 'steps_per_trajectory': traj_len, 'dt': dt,
+                         'horizon': horizon, 'error': curves, 'efficiency': ratio}
+        if damping:
+            results[name]['learned_damping'] = {**damping, 'true': system.damping}
+        _log(f'{name:16s} ours needs {ratio["trajectories_model"]:.3g} trajectories for the MLP\'s error at '
+             f'{budget.se_budgets[-1]}: ratio {ratio["ratio"]:.3g}')
+    return results
+
+
+def _learned_damping(model: nn.Module, system: System, states: np.ndarray) -> float:
+    x = states.reshape(-1, system.state_dim)
+    with torch.no_grad():
+        f = model.field(torch.as_tensor(x, dtype=torch.float32), None)
+        f = _member_mean(f, 2).double().numpy()
+    return metrics.learned_damping(system.grad_hamiltonian(x), f, system.n_dof)
+
+
+def suite_horizons(budget: Budget, seed: int, systems: list[str]) -> dict[str, Any]:
+    """Multi-step MSE at 1, 10, 100, 1000 steps for MLP, GRU, HNN and ours, plus drift, damping and PICP."""
+    results: dict[str, Any] = {}
+    horizons = tuple(h for h in metrics.HORIZONS if h <= budget.horizon_steps)
+    for name in systems:
+        system = make_system(name)
+        dt, _, traj_len = CONTROL_SETUP[name]
+        data = _control_data(system, budget.horizon_train_traj, traj_len, seed)
+        test = _control_data(system, 10 if budget.eval_trials >= 10 else 2, budget.horizon_steps, seed + 7000)
+        scale = test['states'].reshape(-1, system.state_dim).std(0)
+        res: dict[str, Any] = {'dt': dt, 'train_trajectories': budget.horizon_train_traj, 'methods': {}}
+        for method in ('mlp', 'gru', 'hnn', 'ours'):
+            t0 = time.time()
+            model = _train_dynamics(method, system, data['states'], data['actions'], dt, hidden=budget.se_hidden,
+                                    steps=budget.se_steps, seed=seed, batch_size=budget.se_batch,
+                                    ensemble=budget.ensemble if method == 'ours' else 1)
+            pred = simulate(model, test['states'][:, 0], test['actions'], dt)
+            entry: dict[str, Any] = {'mse': {str(k): v for k, v in
+                                             metrics.horizon_mse(pred, test['states'][:, 1:], horizons, scale).items()}}
+            if system.action_dim == 0:
+                energy = system.hamiltonian(np.concatenate([test['states'][:, :1], pred], axis=1))
+                entry['median_relative_energy_drift'] = float(np.median(metrics.relative_energy_drift(energy)))
+            if system.damping > 0 and method != 'gru':
+                entry['learned_damping'] = _learned_damping(model, system, test['states'][:, 1:])
+            if method == 'ours' and budget.ensemble > 1:
+                members = _ensemble_rollout(model, test['states'][:, 0], test['actions'])
+                entry['picp95'] = {}
+                for h in horizons:
+                    mean, std = members[:, :, h - 1].mean(0), members[:, :, h - 1].std(0)
+                    if np.all(np.isfinite(mean)):
+                        entry['picp95'][str(h)] = metrics.picp(mean, std, test['states'][:, h])
+            entry['seconds'] = time.time() - t0
+            res['methods'][method] = entry
+            _log(f'{name:16s} {method:4s} ' + ' '.join(f'h{k}={v:.3g}' for k, v in entry['mse'].items()))
+        if system.damping > 0:
+            res['true_damping'] = system.damping
+        results[name] = res
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------------------------------
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The README table for an hnn-table summary."""
+    rows = ['| task | metric | paper MLP | paper HNN | our MLP | our HNN | ours | ours <= paper HNN | '
+            'ours >= 10x below our MLP |', '|---|---|---|---|---|---|---|---|---|']
+    for task, s in summary.items():
+        metric = 'energy MSE x1e3' if s['metric'] == 'energy_mse_x1e3' else 'median rel. drift, 2000 steps'
+        rows.append(f"| {task} | {metric} | {s['paper_mlp']:.3g} | {s['paper_hnn']:.3g} | {s['mlp']:.3g} | "
+                    f"{s['hnn']:.3g} | {s['ours']:.3g} | {'yes' if s['ours_le_paper_hnn'] else 'no'} | "
+                    f"{'yes' if s['ours_10x_below_mlp'] else 'no'} |")
+    return '\n'.join(rows)
+
+
+def _plots(suite: str, result: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    if suite == 'hnn-table':
+        summary = result['summary']
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        tasks = list(summary)
+        for i, method in enumerate(('mlp', 'hnn', 'ours')):
+            vals = [max(summary[t][method], 1e-12) for t in tasks]
+            ax.bar(np.arange(len(tasks)) + (i - 1) * 0.27, vals, width=0.27, label=method)
+        ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
+        ax.set_yscale('log')
+        ax.set_ylabel('energy MSE x1e3 / rel. drift')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / 'hnn_table.png', dpi=100)
+        written.append('hnn_table.png')
+    elif suite == 'sample-efficiency':
+        for name, res in result.items():
+            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            for method, errs in res['error'].items():
+                ax.loglog(res['trajectories'], errs, 'o-', label=method)
+            ax.set_xlabel('training trajectories')
+            ax.set_ylabel(f"{res['horizon']}-step MSE (normalised)")
+            ax.set_title(name)
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(out / f'sample_efficiency_{name}.png', dpi=100)
+            written.append(f'sample_efficiency_{name}.png')
+    elif suite == 'horizons':
+        for name, res in result.items():
+            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            for method, entry in res['methods'].items():
+                hs = [int(k) for k in entry['mse']]
+                ax.loglog(hs, [entry['mse'][str(h)] for h in hs], 'o-', label=method)
+            ax.set_xlabel('horizon (steps)')
+            ax.set_ylabel('MSE (normalised)')
+            ax.set_title(name)
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(out / f'horizons_{name}.png', dpi=100)
+            written.append(f'horizons_{name}.png')
+    plt.close('all')
+    return written
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else ('inf' if v > 0 else ('-inf' if v < 0 else 'nan'))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hamwm eval`` argument parser."""
+    parser = argparse.ArgumentParser(prog='hamwm eval', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('suite', choices=SUITES + ('all',), help='what to evaluate')
+    parser.add_argument('--seed', type=int, default=0, help='seed for data, initialisation and batches')
+    parser.add_argument('--out', type=Path, default=None, help='output directory (default reports/eval-<suite>)')
+    parser.add_argument('--quick', action='store_true', help='tiny budgets (seconds; numbers not meaningful)')
+    parser.add_argument('--tasks', nargs='+', default=None,
+                        help='subset: hnn-table tasks (mass_spring pendulum pixel_pendulum double_pendulum) or '
+                             'systems for the other suites')
+    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    parser.add_argument('--rollout-steps', type=int, default=None,
+                        help='optimiser steps per model in sample-efficiency and horizons (default 500)')
+    return parser
+
+
+def run_suite(suite: str, budget: Budget, seed: int, tasks: list[str] | None) -> dict[str, Any]:
+    """Run one suite and return its JSON-ready result.
+
+    Raises
+    ------
+    ValueError
+        For an unknown suite or task.
+    """
+    if suite == 'hnn-table':
+        return suite_hnn_table(budget, seed, tasks or ['mass_spring', 'pendulum', 'pixel_pendulum', 'double_pendulum'])
+    if suite == 'sample-efficiency':
+        return suite_sample_efficiency(budget, seed, tasks or ['damped_pendulum', 'cartpole'])
+    if suite == 'horizons':
+        return suite_horizons(budget, seed, tasks or ['pendulum', 'damped_pendulum', 'cartpole'])
+    raise ValueError(f'unknown suite {suite!r}')
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hamwm eval``; returns the exit code (2 on bad arguments)."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    budget = Budget.quick() if args.quick else Budget()
+    if args.rollout_steps is not None:
+        if args.rollout_steps < 1:
+            print('hamwm eval: --rollout-steps must be >= 1', file=sys.stderr)
+            return 2
+        budget.se_steps = args.rollout_steps
+    suites = list(SUITES) if args.suite == 'all' else [args.suite]
+    for suite in suites:
+        out = args.out or Path('reports') / f'eval-{suite}'
+        if args.suite == 'all' and args.out is not None:
+            out = args.out / suite
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        try:
+            result = run_suite(suite, budget, args.seed, args.tasks)
+        except (ValueError, KeyError) as err:
+            print(f'hamwm eval: {err}', file=sys.stderr)
+            return 2
+        report = {'suite': suite, 'seed': args.seed, 'quick': args.quick, 'seconds': time.time() - start,
+                  'command': 'hamwm eval ' + ' '.join(sys.argv[2:] if argv is None else argv),
+                  'torch': torch.__version__, 'python': platform.python_version(), 'results': result}
+        report['plots'] = _plots(suite, result, out)
+        (out / 'results.json').write_text(json.dumps(_jsonable(report), indent=2) + '\n')
+        if suite == 'hnn-table':
+            table = markdown_table(result['summary'])
+            (out / 'table.md').write_text(table + '\n')
+            print(table)
+        _log(f'{suite}: wrote {out / "results.json"} in {report["seconds"]:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

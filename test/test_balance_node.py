@@ -125,8 +125,18 @@ def posture(wb: WholeBodyModel) -> np.ndarray:
 
 
 def send_until_output(probe: Probe, msg: JointState, sec: int) -> None:
-    probe.joint_pub.publish(msg)
-    probe.wait(lambda: probe.stamped('/hamwm/com', sec) and probe.stamped('/hamwm/support_polygon', sec),
+    # DDS matching is not symmetric: the probe may see the node's subscription before the node has matched the probe,
+    # so a single publish can be lost. Re-publish (the node drops repeated stamps) until the outputs arrive.
+    last_publish = -1.0
+
+    def published_and_answered() -> bool:
+        nonlocal last_publish
+        if time.monotonic() - last_publish > 0.5:
+            probe.joint_pub.publish(msg)
+            last_publish = time.monotonic()
+        return bool(probe.stamped('/hamwm/com', sec) and probe.stamped('/hamwm/support_polygon', sec))
+
+    probe.wait(published_and_answered,
                f'outputs stamped {sec}')
 
 

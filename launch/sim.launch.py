@@ -1,13 +1,21 @@
-"""Start the MuJoCo simulation node with the project's parameter file.
+"""The simulated closed loop: MuJoCo sim_node + balance_node + world_model_node + mpc_node, all on simulated time.
 
 Usage::
 
     ros2 launch hamwm_ros sim.launch.py                        # humanoid, share/hamwm_ros/config/hamwm.yaml
     ros2 launch hamwm_ros sim.launch.py robot:=cartpole
-    ros2 launch hamwm_ros sim.launch.py params_file:=/path/to/my.yaml
+    ros2 launch hamwm_ros sim.launch.py params_file:=/path/to/my.yaml model_dir:=/path/to/models/humanoid
+    ros2 launch hamwm_ros sim.launch.py autostart:=false      # then: ros2 lifecycle set /mpc_node configure ...
 
-Every sim_node parameter comes from the parameter file (section ``sim_node``); the ``robot`` launch argument
-overrides the file's ``robot``. Change other values at run time with ``ros2 param set /sim_node <name> <value>``.
+Every parameter comes from the parameter file (sections ``sim_node``, ``balance_node``, ``world_model_node``,
+``mpc_node``); this file overrides only ``robot`` (sim_node), ``model_dir`` (default: the package's
+``models/<robot>``), ``use_sim_time: true`` (every node; sim_node publishes ``/clock``) and ``autostart``.
+balance_node runs for the humanoid only (it is a floating-base tool).
+
+Lifecycle: no lifecycle manager is needed. world_model_node and mpc_node are started as ``LifecycleNode`` (so
+``ros2 lifecycle`` works on them) and configure and activate themselves at start-up through their ``autostart``
+parameter (set here from the ``autostart`` launch argument). That is race-free (no event can be emitted before the
+node's lifecycle services exist) and is the same mechanism ``hamwm bringup`` relies on without the launch package.
 """
 
 import os
@@ -15,27 +23,54 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
-from launch_ros.actions import Node
+from launch.conditions import IfCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Launch description: sim_node with config/hamwm.yaml and the ``robot`` override."""
-    default_params = os.path.join(get_package_share_directory('hamwm_ros'), 'config', 'hamwm.yaml')
+    """Launch description: sim_node, balance_node (humanoid), world_model_node and mpc_node on simulated time."""
+    share = get_package_share_directory('hamwm_ros')
+    default_params = os.path.join(share, 'config', 'hamwm.yaml')
+    params = LaunchConfiguration('params_file')
+    robot = LaunchConfiguration('robot')
+    # value_type=str: the path must stay a string parameter (YAML would turn some strings into other types)
+    model_dir = ParameterValue(LaunchConfiguration('model_dir'), value_type=str)
+    autostart = ParameterValue(LaunchConfiguration('autostart'), value_type=bool)
+
+    sim = Node(
+        package='hamwm_ros', executable='sim_node', name='sim_node', output='screen', emulate_tty=True,
+        parameters=[params, {'robot': robot}],
+        # MuJoCo renders offscreen through EGL (headless robots, CI) unless MUJOCO_GL says otherwise.
+        additional_env={'MUJOCO_GL': EnvironmentVariable('MUJOCO_GL', default_value='egl')},
+    )
+    balance = Node(
+        package='hamwm_ros', executable='balance_node', name='balance_node', output='screen', emulate_tty=True,
+        parameters=[params, {'use_sim_time': True}],
+        condition=IfCondition(PythonExpression(["'", robot, "' == 'humanoid'"])),
+    )
+    world_model = LifecycleNode(
+        package='hamwm_ros', executable='world_model_node', name='world_model_node', namespace='', output='screen',
+        emulate_tty=True, parameters=[params, {'model_dir': model_dir, 'autostart': autostart, 'use_sim_time': True}],
+    )
+    mpc = LifecycleNode(
+        package='hamwm_ros', executable='mpc_node', name='mpc_node', namespace='', output='screen', emulate_tty=True,
+        parameters=[params, {'model_dir': model_dir, 'autostart': autostart, 'use_sim_time': True}],
+    )
     return LaunchDescription([
         DeclareLaunchArgument('robot', default_value='humanoid',
                               choices=['pendulum', 'cartpole', 'acrobot', 'humanoid'],
-                              description='robot to simulate'),
+                              description='robot to simulate (and whose models/<robot> the nodes load)'),
         DeclareLaunchArgument('params_file', default_value=default_params,
-                              description='parameter file with a sim_node section'),
-        Node(
-            package='hamwm_ros',
-            executable='sim_node',
-            name='sim_node',
-            output='screen',
-            emulate_tty=True,
-            parameters=[LaunchConfiguration('params_file'), {'robot': LaunchConfiguration('robot')}],
-            # MuJoCo renders offscreen through EGL (headless robots, CI) unless MUJOCO_GL says otherwise.
-            additional_env={'MUJOCO_GL': EnvironmentVariable('MUJOCO_GL', default_value='egl')},
-        ),
+                              description='parameter file with sim_node, balance_node, world_model_node and mpc_node '
+                                          'sections'),
+        DeclareLaunchArgument('model_dir', default_value=[os.path.join(share, 'models', ''), robot],
+                              description='world-model directory (default: the package\'s models/<robot>)'),
+        DeclareLaunchArgument('autostart', default_value='true', choices=['true', 'false'],
+                              description='configure and activate world_model_node and mpc_node at start-up'),
+        sim,
+        balance,
+        world_model,
+        mpc,
     ])

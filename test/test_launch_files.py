@@ -142,6 +142,40 @@ def test_sim_launch_robot_argument_choices_are_the_robots():
     assert _constant(_keyword(robot_argument, 'default_value')) in ROBOTS
 
 
+def _parameter_dicts(node: ast.Call) -> dict[str, ast.expr]:
+    """Keys and value expressions of the dict literals in a node's ``parameters`` list (``**spread`` dicts too)."""
+    found: dict[str, ast.expr] = {}
+    parameters = _keyword(node, 'parameters')
+    for item in ast.walk(parameters) if parameters is not None else ():
+        if isinstance(item, ast.Dict):
+            for key, value in zip(item.keys, item.values):
+                if _constant(key) is not None:
+                    found[_constant(key)] = value
+    return found
+
+
+def test_sim_launch_starts_the_closed_loop_on_simulated_time():
+    launch_file = LaunchFile(ROOT / 'launch' / 'sim.launch.py')
+    nodes = {_constant(_keyword(c, 'name')): c for c in launch_file.nodes}
+    assert set(nodes) == {'sim_node', 'balance_node', 'world_model_node', 'mpc_node'}
+    assert _call_name(nodes['world_model_node']) == _call_name(nodes['mpc_node']) == 'LifecycleNode'
+    for name in ('balance_node', 'world_model_node', 'mpc_node'):
+        use_sim_time = _parameter_dicts(nodes[name]).get('use_sim_time')
+        assert isinstance(use_sim_time, ast.Constant) and use_sim_time.value is True, f'{name} is not on sim time'
+    for name in ('world_model_node', 'mpc_node'):
+        keys = set(_parameter_dicts(nodes[name]))
+        assert {'model_dir', 'autostart'} <= keys, f'{name}: model_dir and autostart must be set by the launch file'
+    # the lifecycle nodes start themselves: both declare an autostart parameter
+    for module in ('world_model_node', 'mpc_node'):
+        assert 'autostart' in (ROOT / 'hamwm_ros' / 'nodes' / f'{module}.py').read_text()
+    # model_dir defaults to <share>/models/<robot>, and the robot argument reaches sim_node
+    model_argument = next(c for c in ast.walk(launch_file.tree) if isinstance(c, ast.Call) and c.args
+                          and _call_name(c) == 'DeclareLaunchArgument' and _constant(c.args[0]) == 'model_dir')
+    default = ast.unparse(_keyword(model_argument, 'default_value'))
+    assert "'models'" in default and 'robot' in default, default
+    assert 'robot' in _parameter_dicts(nodes['sim_node'])
+
+
 # ---------------------------------------------------------------------------------------------------- ROS host only
 try:
     import launch

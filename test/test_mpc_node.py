@@ -111,7 +111,7 @@ def write_pendulum_model(directory: Path, poison: bool = False) -> Path:
 class MpcHarness:
     """mpc_node in a subprocess plus a probe node (services and topic records) in this process."""
 
-    def __init__(self, parameters: dict[str, Any]) -> None:
+    def __init__(self, parameters: dict[str, Any], topics: dict[str, type] | None = None) -> None:
         command = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
         for name, value in parameters.items():
             command += ['-p', f'{name}:={_ros_value(value)}']
@@ -121,7 +121,7 @@ class MpcHarness:
                                         start_new_session=True)
         self.probe = TopicProbe({'/effort_controller/commands': Float64MultiArray, '/hamwm/mpc/mode': String,
                                  '/hamwm/mpc/command': JointState, '/diagnostics': DiagnosticArray,
-                                 '/joint_states': JointState},
+                                 '/joint_states': JointState, **(topics or {})},
                                 name='probe_mpc', keep=2000)
         self.node = self.probe.node
         self.mark = 0          # mode messages up to this sequence number are older than the last request
@@ -466,14 +466,23 @@ class TestWithInjectedJointStates:
         injector.set()
         mpc.wait_mode('PLANNING')
         # 100 Hz planning over 16384 samples x 25 steps cannot keep up on this machine: every iteration overruns.
+        # Under load the plan may first be late (another FALLBACK reason, same mode), so the reason is read from
+        # the diagnostics rather than from a mode transition.
         assert all(r.successful for r in mpc.set(planner_rate=100.0, mppi__num_samples=16384))
-        assert 'overran' in mpc.wait_mode('FALLBACK', contains='overran')
-        diagnostics = mpc.diagnostics()
-        assert int(diagnostics['planner_overruns_total']) >= 5
-        fallback = mpc.commands_after(0.5)
-        assert fallback.shape[0] > 0 and np.all(np.isfinite(fallback)) and np.all(np.abs(fallback) <= EFFORT_LIMIT)
-        assert all(r.successful for r in mpc.set(planner_rate=10.0, mppi__num_samples=64))
-        mpc.wait_mode('PLANNING')
+        try:
+            diagnostics = {}
+            for _ in range(60):
+                diagnostics = mpc.diagnostics()
+                if 'overran' in diagnostics['reason']:
+                    break
+            assert diagnostics['mode'] == 'FALLBACK' and 'overran' in diagnostics['reason'], diagnostics
+            assert int(diagnostics['planner_overruns_total']) >= 5
+            fallback = mpc.commands_after(0.5)
+            assert fallback.shape[0] > 0 and np.all(np.isfinite(fallback))
+            assert np.all(np.abs(fallback) <= EFFORT_LIMIT)
+        finally:
+            assert all(r.successful for r in mpc.set(planner_rate=10.0, mppi__num_samples=64))
+        mpc.wait_mode('PLANNING', timeout=60.0)
 
 
     def test_fuzzed_joint_states_never_crash_the_node_or_reach_a_command(self, mpc_direct):
@@ -540,3 +549,18 @@ def test_a_bad_value_in_the_parameter_file_fails_start_up_loudly(tmp_path):
                              str(params)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert 'cannot start' in result.stderr + result.stdout and 'control_rate' in result.stderr + result.stdout
+
+
+def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path):
+    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
+                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 16})
+    try:
+        assert harness.state() == 'active'        # the service answers once the node is up (and autostarted)
+        diagnostics = harness.diagnostics()      # the latched mode may have gone out before the probe subscribed
+        assert diagnostics['mode'] == 'WAITING_FOR_STATE' and 'no joint states' in diagnostics['reason']
+        commands = harness.commands_after(0.5)
+        assert commands.shape[0] > 0 and np.all(commands == 0.0)
+    finally:
+        log = harness.log()
+        code = harness.close()
+    assert code == 0, log[-3000:]

@@ -7,7 +7,15 @@ configure
     ``robot_description`` text, else ``urdf_file``, else the shipped URDF of the model's ``robot``); the model's joints
     must be the URDF's movable joints in URDF order, and ``joints`` a permutation of them. Builds the MPPI optimizer
     (:mod:`hamwm_ros.mpc`), the PD-hold fallback and the :class:`hamwm_ros.safety.Supervisor`. Fails with the reason
-    (logged and published on ``/hamwm/mpc/mode``).
+    (logged and published on ``/hamwm/mpc/mode``). A floating-base robot with sole frames (``balance.floating_base``
+    ``auto``: the shipped robot's setting, i.e. the humanoid) also gets the whole-body balance critic: a Pinocchio
+    :class:`hamwm_ros.wholebody.WholeBodyModel` of the same URDF, its :class:`~hamwm_ros.wholebody.BalanceEstimator`
+    and :class:`~hamwm_ros.wholebody.BatchedBalance` behind a :class:`hamwm_ros.mpc.BalanceCritic` (ZMP margin in the
+    current support polygon + capture point, weights ``critics.balance.*``). Every plan linearises it around the
+    current state first (~0.2 ms): base pose from ``/imu`` + ``/odom`` when they were received within
+    ``balance.base_timeout`` of the joint state, otherwise stance-foot kinematics; the batched evaluation then costs
+    ``mppi.num_samples`` x horizon states per iteration (~17 ms at 1024 x 32 on a loaded 2-core machine). With no
+    sole in contact the balance critic adds nothing for that plan (diagnostics say why).
 activate
     Starts the planner thread (its own rate, ``planner_rate``) and the control thread (``control_rate``, 100-1000 Hz,
     absolute-deadline pacing on the monotonic clock). The optimizer's warm start is cleared.
@@ -18,13 +26,27 @@ cleanup / shutdown
 
 Publishes
     ``/effort_controller/commands`` (std_msgs/Float64MultiArray; one effort per entry of ``joints``, ros2_control
-    ForwardCommandController convention) on every control tick while active; ``/hamwm/mpc/command``
+    ForwardCommandController convention) on every control tick while active, when ``command_interface`` is
+    ``effort`` or ``both``; ``/joint_trajectory_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory,
+    JointTrajectoryController convention) when it is ``trajectory`` or ``both``: each accepted plan while the
+    supervisor allows planning, as the softmin-weighted predicted positions and velocities of the rollout (decoded
+    observations), point k at ``time_from_start = (k + 1) * dt`` (model dt), header stamp zero (start on receipt),
+    clamped to the URDF position and velocity limits; on every change into a non-planning mode (fallback, hold,
+    e-stop, deactivate) one point holding the last measured position with zero velocity. ``/hamwm/mpc/command``
     (sensor_msgs/JointState: the same efforts with joint names and the stamp of the tick, node clock) when
     ``publish_stamped``; ``/hamwm/mpc/mode`` (std_msgs/String ``'<MODE>: <reason>'``, transient local, on every
     mode change; modes in :mod:`hamwm_ros.safety.modes`); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at
     ``diagnostics_rate``: mode, reason, counters, planner and loop timing).
 Subscribes
-    ``/joint_states`` (sensor_msgs/JointState; joints matched by name, extra joints ignored).
+    ``/joint_states`` (sensor_msgs/JointState; joints matched by name, extra joints ignored); ``/diagnostics``
+    (diagnostic_msgs/DiagnosticArray: the status named ``model_validity_status``, by default ``world_model_node:
+    model validity``; ERROR or STALE for ``model_invalid_time`` -> FALLBACK with the monitor's level and message in
+    the mode; OK or WARN -> back; see :mod:`hamwm_ros.safety.validity`); ``/imu`` (sensor_msgs/Imu) and ``/odom``
+    (nav_msgs/Odometry) for the balance critic's base state.
+
+Effort limit rule (besides the URDF effort clamp): an effort that would push a joint that is at or beyond a position
+limit (within ``limit_margin``) further out, or a joint at or beyond its velocity limit faster, is cut to zero;
+efforts toward the inside pass (:func:`hamwm_ros.safety.outward_effort_mask`).
 Services
     ``/hamwm/estop`` (std_srvs/SetBool): ``true`` latches the e-stop (in any lifecycle state; zero effort overrides
     everything while latched); ``false`` resets it only when it is safe (inactive, or active with fresh, valid joint
@@ -50,7 +72,9 @@ import threading
 import time
 from typing import Any
 
+from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 import rclpy
@@ -66,11 +90,13 @@ from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from hamwm_ros.mpc import (
+    BalanceCritic,
     BatchedRollout,
     EffortCritic,
     EnergyCritic,
@@ -82,8 +108,18 @@ from hamwm_ros.mpc import (
     TrackingCritic,
 )
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
-from hamwm_ros.safety import EStop, JointLimits, LimitsError, Mode, Plan, Supervisor, SupervisorConfig
+from hamwm_ros.safety import (
+    EStop,
+    JointLimits,
+    LimitsError,
+    Mode,
+    Plan,
+    Supervisor,
+    SupervisorConfig,
+    clamp_trajectory,
+)
 from hamwm_ros.sim.robots import ROBOTS, SETTINGS, robot_urdf_path
+from hamwm_ros.wholebody import BalanceEstimator, BaseMeasurement, BatchedBalance, WholeBodyError, WholeBodyModel
 
 NODE_NAME = 'mpc_node'
 WARN_PERIOD_S = 2.0
@@ -91,7 +127,10 @@ PASSIVE_BOUND = 1e-6        # MPPI needs low < high: a passive joint (effort lim
 CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
 DEFAULT_WEIGHTS = {'tracking': 100.0, 'energy': 0.0, 'effort': 0.01, 'smoothness': 0.01, 'limits': 1.0}
 SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp', 'zero_stamp',
-                     'position_tolerance', 'max_consecutive_rejections', 'max_plan_age', 'overrun_limit')
+                     'position_tolerance', 'max_consecutive_rejections', 'max_plan_age', 'overrun_limit',
+                     'limit_margin', 'model_invalid_time')
+BALANCE_PARAMS = ('critics.balance.weight', 'critics.balance.margin_target', 'critics.balance.capture_weight')
+COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'noise_std', 'seed')
 
 
@@ -139,6 +178,68 @@ class _Throttle:
         return count
 
 
+class _BalanceTerm:
+    """The balance critic's callable: linearised once per plan around the current state, evaluated per iteration.
+
+    Used only from the planner thread (``update`` before ``MPPIOptimizer.plan``, ``__call__`` inside it).
+    """
+
+    def __init__(self, wb: WholeBodyModel, dt: float) -> None:
+        self.wb = wb
+        self.estimator = BalanceEstimator(wb)
+        self.batched = BatchedBalance(wb)
+        self.n = wb.n_joints
+        self.dt = float(dt)
+        self.v_now = np.zeros(self.n)
+        self.ready = False
+        self.reason = 'no state yet'
+        self.base_source = ''
+        self.margin_now = math.nan
+        self.linearise_s = math.nan
+        self.evaluate_s = math.nan
+        self.skipped = 0
+
+    def reset(self) -> None:
+        self.estimator.reset()
+        self.ready, self.reason = False, 'no state yet'
+
+    def update(self, t: float, position: np.ndarray, velocity: np.ndarray, base: BaseMeasurement | None) -> bool:
+        """Linearise around the state at monotonic time ``t``; False (balance off for this plan) when impossible."""
+        start = time.perf_counter()
+        self.ready = False
+        try:
+            state = self.estimator.update(t, position, velocity, base=base)
+            polygon = state.support_polygon
+            if polygon.shape[0] < 3:
+                self.reason = 'no sole in contact: no support polygon'
+                self.skipped += 1
+                return False
+            stance = self.estimator.stance
+            if stance is None or not state.contacts[stance]:
+                stance = next(k for k, c in enumerate(state.contacts) if c)
+            self.batched.linearise(self.estimator.last_q, stance, polygon)
+        except (ValueError, WholeBodyError, np.linalg.LinAlgError, StopIteration) as error:
+            self.reason = f'linearisation failed: {error}'
+            self.skipped += 1
+            self.estimator.reset()
+            return False
+        self.v_now[:] = velocity
+        self.base_source, self.margin_now = state.base_source, float(state.margin)
+        self.linearise_s = time.perf_counter() - start
+        self.ready, self.reason = True, ''
+        return True
+
+    def __call__(self, observations: np.ndarray) -> Any:
+        if not self.ready:
+            shape = observations.shape[:2]
+            return np.full(shape, np.inf), np.zeros(shape)     # margin beyond any target: no balance cost
+        start = time.perf_counter()
+        n = self.n
+        result = self.batched.evaluate(observations[..., :n], observations[..., n:2 * n], self.dt, self.v_now)
+        self.evaluate_s = time.perf_counter() - start
+        return result
+
+
 @dataclass
 class _Controller:
     """Everything configure builds; replaced as a whole, never half-built."""
@@ -151,6 +252,7 @@ class _Controller:
     output_index: np.ndarray             # model order -> ``joints`` order
     output_names: list[str]
     robot: str
+    balance: _BalanceTerm | None = None
 
 
 class MpcNode(Node):
@@ -168,6 +270,10 @@ class MpcNode(Node):
         self._threads: list[threading.Thread] = []
         self._loop_stats = self._new_loop_stats()
         self._mode_text = 'INACTIVE: not configured'
+        self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
+        self._odom: tuple[float, Odometry] | None = None
+        self._trajectories = 0
+        self._validity_reports = 0
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -183,9 +289,14 @@ class MpcNode(Node):
         self._stamped_pub = self.create_publisher(JointState, 'hamwm/mpc/command', reliable)
         self._mode_pub = self.create_publisher(String, 'hamwm/mpc/mode', latched)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', reliable)
+        self._trajectory_pub = self.create_publisher(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
+                                                     reliable)
         self._state_group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data,
                                  callback_group=self._state_group)
+        self.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 50)
+        self.create_subscription(Imu, 'imu', self._on_imu, qos_profile_sensor_data)
+        self.create_subscription(Odometry, 'odom', self._on_odom, qos_profile_sensor_data)
         self.create_service(SetBool, 'hamwm/estop', self._on_estop)
         # Steady clock: diagnostics must keep coming when simulated time stands still (a dead simulator).
         self._diagnostics_timer = self.create_timer(1.0 / self._param('diagnostics_rate'), self._publish_diagnostics,
@@ -222,6 +333,33 @@ class MpcNode(Node):
                                                                   read_only=True))
         d('goal_position', Parameter.Type.DOUBLE_ARRAY, _descriptor(
             'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
+        d('autostart', False, _descriptor('configure and activate at start-up (launch files without a lifecycle '
+                                          'manager)', read_only=True))
+        d('command_interface', 'effort', _descriptor(
+            'effort: /effort_controller/commands; trajectory: /joint_trajectory_controller/joint_trajectory; both',
+            constraints='effort | trajectory | both'))
+        d('limit_margin', 0.0, _descriptor('rad or m: a joint this close to a position limit counts as at it; '
+                                           'efforts pushing it further out are cut to zero',
+                                           float_range=(0.0, 1.0)))
+        # world-model validity (world_model_node's monitor on /diagnostics)
+        d('use_model_validity', True, _descriptor('follow the world-model monitor on /diagnostics (ERROR/STALE -> '
+                                                  'fallback)'))
+        d('model_validity_status', 'world_model_node: model validity', _descriptor(
+            'name of the DiagnosticStatus that reports the world model\'s validity', read_only=True))
+        d('model_invalid_time', 0.5, _descriptor('s an ERROR or STALE model validity must last before the fallback '
+                                                 'takes over', float_range=(0.0, 60.0)))
+        d('model_validity_timeout', 5.0, _descriptor('s without a validity report, once one was heard, that count as '
+                                                     'STALE; 0: never', float_range=(0.0, 3600.0)))
+        # whole-body balance critic (floating-base robots with sole frames)
+        d('balance.floating_base', 'auto', _descriptor(
+            'auto: the shipped robot\'s setting (humanoid: true), false otherwise; true: require the balance critic',
+            read_only=True, constraints='auto | true | false'))
+        d('balance.sole_frames', ['left_sole', 'right_sole'], _descriptor(
+            'sole-centre frames of the URDF (z up) for the support polygon', read_only=True))
+        d('balance.use_imu', True, _descriptor('base state from /imu (+ /odom) when fresh, else stance-foot '
+                                               'kinematics'))
+        d('balance.base_timeout', 0.1, _descriptor('s; /imu and /odom received further from the joint state than '
+                                                   'this are not used', float_range=(0.001, 10.0)))
         # safety supervisor
         d('joint_state_timeout', 0.02, _descriptor('s without an accepted /joint_states (receipt time) before '
                                                    'the safe hold', float_range=(0.001, 1.0)))
@@ -257,12 +395,23 @@ class MpcNode(Node):
                 float_range=(0.0, 1e6)))
         d('critics.energy.target', 0.0, _descriptor('energy critic target (model energy units)',
                                                     float_range=(-1e9, 1e9)))
+        d('critics.balance.weight', 1.0, _descriptor(
+            'weight of the balance critic (floating-base robots only); changes apply at the next iteration',
+            float_range=(0.0, 1e6)))
+        d('critics.balance.margin_target', 0.03, _descriptor(
+            'm of ZMP margin inside the support polygon beyond which balance costs nothing', float_range=(1e-4, 1.0)))
+        d('critics.balance.capture_weight', 1.0, _descriptor(
+            'relative weight of the capture point\'s distance outside the support polygon', float_range=(0.0, 1e6)))
 
     def _cache_rates(self) -> None:
         # The loops read these plain attributes, not the parameter store, on every tick.
         self._control_period = 1.0 / float(self._param('control_rate'))
         self._planner_period = 1.0 / float(self._param('planner_rate'))
         self._publish_stamped = bool(self._param('publish_stamped'))
+        interface = str(self._param('command_interface'))
+        self._publish_effort = interface in ('effort', 'both')
+        self._publish_trajectory = interface in ('trajectory', 'both')
+        self._use_validity = bool(self._param('use_model_validity'))
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -275,11 +424,15 @@ class MpcNode(Node):
 
     def _supervisor_config(self, changes: dict[str, Any] | None = None) -> SupervisorConfig:
         values = {name: self._param(name, changes) for name in SUPERVISOR_PARAMS}
+        timeout = float(self._param('model_validity_timeout', changes))
+        values['model_validity_timeout'] = timeout if timeout > 0 else math.inf
         rate = float(self._param('max_effort_rate', changes))
         values['max_effort_delta'] = rate / float(self._param('control_rate', changes)) if rate > 0 else math.inf
         for name in ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp',
-                     'position_tolerance', 'max_plan_age', 'max_effort_delta'):
-            if not math.isfinite(values[name]) and not (name == 'max_effort_delta' and values[name] == math.inf):
+                     'position_tolerance', 'max_plan_age', 'max_effort_delta', 'limit_margin', 'model_invalid_time',
+                     'model_validity_timeout'):
+            if not math.isfinite(values[name]) and not (name in ('max_effort_delta', 'model_validity_timeout')
+                                                        and values[name] == math.inf):
                 raise ValueError(f'{name} must be finite, got {values[name]}')
         return SupervisorConfig(**values)
 
@@ -299,10 +452,16 @@ class MpcNode(Node):
     def _validate_all(self, changes: dict[str, Any] | None = None) -> None:
         """Raise ValueError (with the reason) if the parameters with ``changes`` applied are invalid."""
         for name in ('control_rate', 'planner_rate', 'mppi.temperature', 'mppi.noise_std', 'critics.energy.target',
-                     *(f'critics.{c}.weight' for c in CRITICS)):
+                     'balance.base_timeout', *BALANCE_PARAMS, *(f'critics.{c}.weight' for c in CRITICS)):
             value = float(self._param(name, changes))
             if not math.isfinite(value):
                 raise ValueError(f'{name} must be finite, got {value}')
+        interface = str(self._param('command_interface', changes))
+        if interface not in COMMAND_INTERFACES:
+            raise ValueError(f'command_interface must be one of {list(COMMAND_INTERFACES)}, got {interface!r}')
+        floating = str(self._param('balance.floating_base', changes))
+        if floating not in ('auto', 'true', 'false'):
+            raise ValueError(f'balance.floating_base must be auto, true or false, got {floating!r}')
         self._supervisor_config(changes)
         if self._param('planner_rate', changes) > self._param('control_rate', changes):
             raise ValueError('planner_rate must not exceed control_rate')
@@ -342,6 +501,15 @@ class MpcNode(Node):
                     controller.optimizer.set_weight(critic, float(self._param(f'critics.{critic}.weight')))
             if 'critics.energy.target' in names:
                 controller.critics['energy'].target = float(self._param('critics.energy.target'))
+            balance = controller.critics.get('balance')
+            if balance is not None:
+                # Plain attribute writes, read once per scoring call by the planner thread: no lock needed.
+                if 'critics.balance.weight' in names:
+                    controller.optimizer.set_weight('balance', float(self._param('critics.balance.weight')))
+                if 'critics.balance.margin_target' in names:
+                    balance.margin_target = float(self._param('critics.balance.margin_target'))
+                if 'critics.balance.capture_weight' in names:
+                    balance.capture_weight = float(self._param('critics.balance.capture_weight'))
             if 'goal_position' in names:
                 controller.critics['tracking'].goal = self._goal_observation(controller.limits)
             if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
@@ -433,11 +601,44 @@ class MpcNode(Node):
             'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
                                         weight=self._param('critics.limits.weight')),
         }
+        balance = self._build_balance(urdf, meta.robot, limits.names, runtime.dt)
+        if balance is not None:
+            critics['balance'] = BalanceCritic(balance, weight=self._param('critics.balance.weight'),
+                                               margin_target=self._param('critics.balance.margin_target'),
+                                               capture_weight=self._param('critics.balance.capture_weight'),
+                                               hard=False)
         optimizer = MPPIOptimizer(self._mppi_settings(limits, meta.horizon), BatchedRollout.from_runtime(runtime),
                                   list(critics.values()))
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
-        return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot)
+        return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
+                           balance)
+
+    def _build_balance(self, urdf: str, robot: str, joint_names: tuple[str, ...], dt: float) -> _BalanceTerm | None:
+        """The balance term for a floating-base robot with sole frames; None for a fixed base.
+
+        Raises
+        ------
+        ValueError
+            If ``balance.floating_base`` is true (or auto on a shipped floating-base robot) and the URDF has no such
+            soles, or Pinocchio's joint order differs from the model's.
+        """
+        setting = str(self._param('balance.floating_base'))
+        shipped = SETTINGS.get(robot)
+        floating = setting == 'true' or (setting == 'auto' and shipped is not None and shipped.floating_base)
+        if not floating:
+            return None
+        soles = list(self._param('balance.sole_frames'))
+        if not soles:
+            raise ValueError('balance.sole_frames is empty: a floating-base robot needs its sole frames')
+        try:
+            wb = WholeBodyModel(urdf, floating_base=True, sole_frames=soles)
+        except WholeBodyError as error:
+            raise ValueError(f'balance critic: {error}') from None
+        if tuple(wb.joint_names) != tuple(joint_names):
+            raise ValueError(f'balance critic: Pinocchio joint order {list(wb.joint_names)} differs from the model\'s '
+                             f'{list(joint_names)}')
+        return _BalanceTerm(wb, dt)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -452,9 +653,11 @@ class MpcNode(Node):
             self._controller = controller
             self._pending_runtime = self._pending_settings = None
         meta = controller.runtime.metadata
+        balance = controller.balance
         self.get_logger().info(
             f"configured: model {self._param('model_dir')} ({meta.robot}, {len(meta.joint_names)} joints, dt "
-            f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}')
+            f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}'
+            + (f', balance critic on soles {[f.frame for f in balance.wb.feet]}' if balance is not None else ''))
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
 
@@ -462,6 +665,8 @@ class MpcNode(Node):
         controller = self._controller
         controller.supervisor.activate(time.monotonic())
         controller.optimizer.reset()
+        if controller.balance is not None:
+            controller.balance.reset()
         self._loop_stats = self._new_loop_stats()
         self._stop.clear()
         self._threads = [threading.Thread(target=self._planner_loop, name='mpc_planner', daemon=True),
@@ -488,6 +693,7 @@ class MpcNode(Node):
             return
         hold = controller.supervisor.deactivate(time.monotonic(), reason)
         self._publish_command(controller, hold)
+        self._publish_hold_trajectory(controller)
         self._publish_mode(controller.supervisor.modes.status())
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -526,6 +732,61 @@ class MpcNode(Node):
             if count:
                 what = 'used' if verdict.ok else 'ignored'
                 self.get_logger().warning(f'/joint_states {what} ({count} since the last warning): {verdict.reason}')
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        controller = self._controller
+        if controller is None or not self._use_validity:
+            return
+        name = self._param('model_validity_status')
+        for status in msg.status:
+            if status.name == name:
+                level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
+                controller.supervisor.on_model_validity(level, status.message, time.monotonic())
+                self._validity_reports += 1
+
+    def _on_imu(self, msg: Imu) -> None:
+        self._imu = (time.monotonic(), msg)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._odom = (time.monotonic(), msg)
+
+    def _base_measurement(self, receipt: float) -> BaseMeasurement | None:
+        """/imu (+ /odom) received within ``balance.base_timeout`` of the joint state ``receipt``, else None.
+
+        None means stance-foot kinematics. An IMU without orientation (REP 145 covariance -1) needs odometry's.
+        """
+        if not self._param('balance.use_imu') or self._imu is None:
+            return None
+        timeout = float(self._param('balance.base_timeout'))
+        t_imu, imu = self._imu
+        if abs(receipt - t_imu) > timeout:
+            return None
+        odom = self._odom[1] if self._odom is not None and abs(receipt - self._odom[0]) <= timeout else None
+        if imu.orientation_covariance[0] == -1.0:
+            if odom is None:
+                return None
+            o = odom.pose.pose.orientation
+        else:
+            o = imu.orientation
+        xyzw = np.array([o.x, o.y, o.z, o.w])
+        norm = float(np.linalg.norm(xyzw))
+        if not (math.isfinite(norm) and norm > 1e-6):
+            return None
+        xyzw /= norm
+        position = linear_velocity = None
+        if odom is not None:
+            pose, twist = odom.pose.pose, odom.twist.twist
+            x, y, z, w = xyzw
+            rotation = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+            position = np.array([pose.position.x, pose.position.y, pose.position.z])
+            # nav_msgs/Odometry: the twist is in the child (base) frame; BaseMeasurement wants world axes
+            linear_velocity = rotation @ np.array([twist.linear.x, twist.linear.y, twist.linear.z])
+        av, la = imu.angular_velocity, imu.linear_acceleration
+        return BaseMeasurement(position=position, orientation_xyzw=xyzw, linear_velocity=linear_velocity,
+                               angular_velocity=np.array([av.x, av.y, av.z]),
+                               linear_acceleration=np.array([la.x, la.y, la.z]))
 
     def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         now = time.monotonic()
@@ -591,6 +852,14 @@ class MpcNode(Node):
         supervisor, optimizer = controller.supervisor, controller.optimizer
         dt = runtime.dt
         shift = 0 if last_receipt is None else max(0, int(round((receipt - last_receipt) / dt)))
+        balance = controller.balance
+        if balance is not None:
+            balance.dt = dt
+            if not balance.update(receipt, position, velocity, self._base_measurement(receipt)):
+                count = self._throttle.due('balance_off')
+                if count:
+                    self.get_logger().warning(f'balance critic off for this plan ({count} since the last report): '
+                                              f'{balance.reason}')
         try:
             z = runtime.encode(position[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
@@ -607,7 +876,47 @@ class MpcNode(Node):
             optimizer.reset()
             supervisor.on_plan(None, f'no valid plan: {result.reason}')
             return
-        supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt))
+        taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt))
+        if taken and self._publish_trajectory and result.predicted_observations is not None \
+                and supervisor.trajectory_allowed(time.monotonic()):
+            n = len(controller.limits.names)
+            predicted = np.asarray(result.predicted_observations, dtype=np.float64)
+            if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
+                self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
+
+    # ------------------------------------------------------------------ trajectory output
+    def _publish_trajectory_msg(self, controller: _Controller, positions: np.ndarray,
+                                velocities: np.ndarray | None, dt: float) -> None:
+        """One JointTrajectory (model-order arrays in; clamped to the URDF limits, reordered to ``joints``)."""
+        if not self.context.ok():
+            return
+        q, v = clamp_trajectory(positions, velocities, controller.limits)
+        index = controller.output_index
+        msg = JointTrajectory(joint_names=controller.output_names)   # stamp zero: start when received
+        points = []
+        for k in range(q.shape[0]):
+            ns = int(round((k + 1) * dt * 1e9))
+            point = JointTrajectoryPoint(positions=_doubles(q[k, index]),
+                                         time_from_start=Duration(sec=ns // 1_000_000_000,
+                                                                  nanosec=ns % 1_000_000_000))
+            if v is not None:
+                point.velocities = _doubles(v[k, index])
+            points.append(point)
+        msg.points = points
+        try:
+            self._trajectory_pub.publish(msg)
+            self._trajectories += 1
+        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
+            if self.context.ok():
+                raise
+
+    def _publish_hold_trajectory(self, controller: _Controller) -> None:
+        """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold."""
+        state = controller.supervisor.latest_state()
+        if state is None or not self._publish_trajectory:
+            return
+        position = state[0][None]
+        self._publish_trajectory_msg(controller, position, np.zeros_like(position), self._control_period)
 
     # ------------------------------------------------------------------ control thread
     @staticmethod
@@ -648,6 +957,8 @@ class MpcNode(Node):
                 return
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
+                if result.transition.mode is not Mode.PLANNING:
+                    self._publish_hold_trajectory(controller)
 
     def _report_transition(self, transition: Any) -> None:
         """Publish a mode change and log it (throttled per target mode)."""
@@ -669,6 +980,8 @@ class MpcNode(Node):
         values = np.asarray(command, dtype=np.float64)[controller.output_index]
         if not np.all(np.isfinite(values)):     # cannot happen after the command guard; never publish it anyway
             values = np.zeros_like(values)
+        if not self._publish_effort:
+            return True
         msg = Float64MultiArray()
         msg.layout.dim = [MultiArrayDimension(label='joints', size=values.size, stride=values.size)]
         msg.data = _doubles(values)
@@ -727,6 +1040,14 @@ class MpcNode(Node):
                 'hold_ticks': str(sup.stats.hold_ticks),
                 'commands_non_finite_refused': str(sup.command_guard.non_finite),
                 'commands_clamped': str(sup.command_guard.clamped),
+                'commands_limit_cut': str(sup.command_guard.limit_cut),
+                'command_interface': str(self._param('command_interface')),
+                'trajectories_published': str(self._trajectories),
+                'model_validity': sup.validity.problem(time.monotonic()) or (
+                    'no report' if sup.validity.level is None else
+                    ('OK', 'WARN', 'ERROR', 'STALE')[sup.validity.level] + ' (not long enough to act)'
+                    if sup.validity.level >= 2 else ('OK', 'WARN')[sup.validity.level]),
+                'model_validity_reports': str(self._validity_reports),
                 'joint_states_accepted': str(sup.input_guard.accepted),
                 'watchdog_stale_events': str(sup.watchdog.stale_events), 'watchdog_gaps': str(sup.watchdog.gaps),
                 'stale_holds': str(sup.stats.stale_holds),
@@ -735,6 +1056,16 @@ class MpcNode(Node):
                 'estop_triggers': str(self._estop.triggers),
             })
             values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
+            balance = controller.balance
+            values['balance_critic'] = 'off (fixed base)' if balance is None else (
+                'on' if balance.ready else f'off for the last plan: {balance.reason}')
+            if balance is not None:
+                values.update({
+                    'balance_base_source': balance.base_source, 'balance_margin_now_m': f'{balance.margin_now:.4f}',
+                    'balance_linearise_ms': f'{1e3 * balance.linearise_s:.3f}',
+                    'balance_evaluate_ms': f'{1e3 * balance.evaluate_s:.3f}',
+                    'balance_skipped_plans': str(balance.skipped),
+                })
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         message = DiagnosticArray(status=[status])
         message.header.stamp = self.get_clock().now().to_msg()
@@ -758,6 +1089,11 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = MpcNode()
         executor.add_node(node)
+        if node.get_parameter('autostart').value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            else:
+                node.get_logger().error('autostart: configure failed (reason above); fix it and configure again')
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

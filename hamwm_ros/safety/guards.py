@@ -7,8 +7,10 @@ is a *fault* (the sensor or the robot is not where any plan assumes). Many rejec
 
 :class:`CommandGuard` is the last step before publication: a non-finite entry never passes (the whole command is
 replaced by a step toward zero), every entry is clamped to its URDF effort limit, and the change from the previous
-output is bounded per tick. Going to zero effort at once (safe hold, e-stop) bypasses the rate bound: zero is always
-within limits and is the safe action.
+output is bounded per tick. Given the measured state and the URDF limits, it finally cuts to zero every effort
+that would push a joint further out of its position range or beyond its velocity limit
+(:func:`~hamwm_ros.safety.limits.outward_effort_mask`). Going to zero effort at once (safe hold, e-stop) bypasses the
+rate bound: zero is always within limits and is the safe action.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import math
 import numpy as np
 
 from hamwm_ros.jointmap import JointMap, JointMapError
-from hamwm_ros.safety.limits import JointLimits
+from hamwm_ros.safety.limits import JointLimits, outward_effort_mask
 
 
 @dataclass(frozen=True)
@@ -143,19 +145,29 @@ class CommandGuard:
         (n,) non-negative limits; a limit of 0 (passive joint) forces that entry to 0.
     max_delta
         Largest change of any entry between consecutive outputs; ``inf`` disables the bound.
+    joint_limits
+        URDF position and velocity limits (same joint order) for the outward-effort rule; None disables the rule.
+    limit_margin
+        A joint this close to a position limit (rad or m) counts as at it for the rule.
 
     Raises
     ------
     ValueError
-        If the limits are not finite and >= 0, or ``max_delta`` is not > 0.
+        If the limits are not finite and >= 0, ``max_delta`` is not > 0 or ``limit_margin`` is negative.
     """
 
-    def __init__(self, effort_limits: Sequence[float], max_delta: float = math.inf) -> None:
+    def __init__(self, effort_limits: Sequence[float], max_delta: float = math.inf,
+                 joint_limits: JointLimits | None = None, limit_margin: float = 0.0) -> None:
         limits = np.asarray(effort_limits, dtype=np.float64).ravel()
         if limits.size == 0 or not (np.all(np.isfinite(limits)) and np.all(limits >= 0)):
             raise ValueError('effort_limits must be a non-empty array of finite values >= 0')
+        if joint_limits is not None and len(joint_limits.names) != limits.size:
+            raise ValueError(f'joint_limits name {len(joint_limits.names)} joints, effort limits {limits.size}')
         self.effort_limits = limits
         self.max_delta = max_delta
+        self.joint_limits = joint_limits
+        self.limit_margin = limit_margin
+        self.limit_cut = 0
         self.previous = np.zeros(limits.size)
         self.non_finite = 0
         self.clamped = 0
@@ -173,11 +185,26 @@ class CommandGuard:
             raise ValueError(f'max_delta must be > 0 (or inf), got {value}')
         self._max_delta = value
 
-    def apply(self, command: Sequence[float]) -> np.ndarray:
+    @property
+    def limit_margin(self) -> float:
+        """Distance to a position limit that counts as at it (outward-effort rule)."""
+        return self._limit_margin
+
+    @limit_margin.setter
+    def limit_margin(self, value: float) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f'limit_margin must be finite and >= 0, got {value}')
+        self._limit_margin = value
+
+    def apply(self, command: Sequence[float], position: np.ndarray | None = None,
+              velocity: np.ndarray | None = None) -> np.ndarray:
         """The command to publish: finite, within the effort limits, within ``max_delta`` of the previous output.
 
         A command of the wrong size or with any non-finite entry is refused as a whole (a partly corrupt command
-        is not trusted): the output then steps from the previous one toward zero.
+        is not trusted): the output then steps from the previous one toward zero. With the measured ``position``
+        and ``velocity`` (and ``joint_limits``), efforts pushing a joint further out of its position range or past
+        its velocity limit are then cut to zero (last, so the rate bound cannot delay the cut).
         """
         proposal = np.asarray(command, dtype=np.float64).ravel()
         if proposal.shape != self.previous.shape or not np.all(np.isfinite(proposal)):
@@ -192,6 +219,11 @@ class CommandGuard:
             if np.any(limited != clipped):
                 self.rate_limited += 1
             clipped = np.clip(limited, -self.effort_limits, self.effort_limits)
+        if self.joint_limits is not None and position is not None and velocity is not None:
+            cut = outward_effort_mask(clipped, position, velocity, self.joint_limits, self._limit_margin)
+            if np.any(cut):
+                self.limit_cut += 1
+                clipped = np.where(cut, 0.0, clipped)
         self.previous = clipped
         return clipped.copy()
 

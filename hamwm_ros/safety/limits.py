@@ -115,3 +115,40 @@ class JointLimits:
             raise LimitsError(f'no limits for joints {unknown}')
         index = [self.names.index(name) for name in joint_names]
         return JointLimits(tuple(joint_names), self.position[index], self.velocity[index], self.effort[index])
+
+
+def outward_effort_mask(effort: np.ndarray, position: np.ndarray, velocity: np.ndarray, limits: JointLimits,
+                        margin: float = 0.0) -> np.ndarray:
+    """Which efforts push a joint further out of its URDF range: True entries must be cut to zero.
+
+    The rule (one joint at a time, arrays in ``limits.names`` order):
+
+    * a positive effort is cut when the measured position is at or above ``upper - margin`` or the measured
+      velocity is at or above ``+velocity_limit``;
+    * a negative effort is cut when the position is at or below ``lower + margin`` or the velocity at or below
+      ``-velocity_limit``.
+
+    Efforts that pull the joint back inside (toward its range, or slowing it down) always pass; a zero effort is
+    never cut. Non-finite measurements cut both directions (nothing is known about that joint).
+    """
+    effort = np.asarray(effort, dtype=np.float64)
+    position = np.asarray(position, dtype=np.float64)
+    velocity = np.asarray(velocity, dtype=np.float64)
+    unknown = ~(np.isfinite(position) & np.isfinite(velocity))
+    with np.errstate(invalid='ignore'):
+        up = (position >= limits.position[:, 1] - margin) | (velocity >= limits.velocity) | unknown
+        down = (position <= limits.position[:, 0] + margin) | (velocity <= -limits.velocity) | unknown
+    return ((effort > 0.0) & up) | ((effort < 0.0) & down)
+
+
+def clamp_trajectory(positions: np.ndarray, velocities: np.ndarray | None,
+                     limits: JointLimits) -> tuple[np.ndarray, np.ndarray | None]:
+    """Trajectory points clamped into the URDF position range and velocity limits (``(k, n)`` arrays).
+
+    Non-finite entries are not repaired here: the caller must not publish a trajectory that has any.
+    """
+    q = np.clip(np.asarray(positions, dtype=np.float64), limits.position[:, 0], limits.position[:, 1])
+    if velocities is None:
+        return q, None
+    v = np.clip(np.asarray(velocities, dtype=np.float64), -limits.velocity, limits.velocity)
+    return q, v

@@ -11,13 +11,16 @@ Decision on each :meth:`Supervisor.tick`, first match wins (see :mod:`hamwm_ros.
     e-stop latched                          -> ESTOP              zero effort
     watchdog never healthy since activation -> WAITING_FOR_STATE  zero effort
     watchdog unhealthy or input fault       -> SAFE_HOLD          zero effort
+    world model reported invalid            -> FALLBACK           PD hold (reason: the monitor's level and message)
     usable plan                             -> PLANNING           plan, linearly interpolated at ``now``
     otherwise                               -> FALLBACK           PD hold of the nominal posture
 
 A plan is usable when it is finite, was made from a state received at most ``max_plan_age`` ago, still covers
 ``now``, and the planner has not overrun ``overrun_limit`` times in a row. Every output then goes through the
 :class:`~hamwm_ros.safety.guards.CommandGuard`: zero-effort modes go to zero at once; the others are clamped to the
-URDF effort limits and rate bounded.
+URDF effort limits and rate bounded, and efforts pushing a joint further past a position limit (or its velocity
+limit) are cut to zero (:func:`~hamwm_ros.safety.limits.outward_effort_mask`). The world model's validity comes
+from :meth:`Supervisor.on_model_validity` (:class:`~hamwm_ros.safety.validity.ModelValidity`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from hamwm_ros.safety.guards import CommandGuard, InputGuard, InputVerdict
 from hamwm_ros.safety.limits import JointLimits
 from hamwm_ros.safety.modes import Mode, ModeMachine, Transition
 from hamwm_ros.safety.overrun import OverrunCounter
+from hamwm_ros.safety.validity import ModelValidity
 from hamwm_ros.safety.watchdog import Watchdog
 
 
@@ -60,6 +64,12 @@ class SupervisorConfig:
         Planner overruns in a row that trip the fallback.
     max_effort_delta
         Largest change of any effort between two ticks (N m or N); ``inf`` disables it.
+    limit_margin
+        A joint this close to a position limit counts as at it: efforts pushing it further out are cut (rad or m).
+    model_invalid_time
+        Seconds a world-model ERROR/STALE report must persist before the fallback takes over.
+    model_validity_timeout
+        Seconds without a validity report, once one was heard, that count as STALE (``inf``: never).
     """
 
     joint_state_timeout: float = 0.02
@@ -72,13 +82,17 @@ class SupervisorConfig:
     max_plan_age: float = 0.1
     overrun_limit: int = 5
     max_effort_delta: float = math.inf
+    limit_margin: float = 0.0
+    model_invalid_time: float = 0.5
+    model_validity_timeout: float = math.inf
 
     def __post_init__(self) -> None:
         # Build throwaway parts so every value is validated by the class that uses it.
         Watchdog(self.joint_state_timeout, self.recovery_time, self.max_stamp_age, self.max_future_stamp,
                  self.zero_stamp)
         OverrunCounter(self.overrun_limit)
-        CommandGuard([1.0], self.max_effort_delta)
+        CommandGuard([1.0], self.max_effort_delta, limit_margin=self.limit_margin)
+        ModelValidity(self.model_invalid_time, self.model_validity_timeout)
         if not math.isfinite(self.position_tolerance) or self.position_tolerance < 0:
             raise ValueError(f'position_tolerance must be finite and >= 0, got {self.position_tolerance}')
         if isinstance(self.max_consecutive_rejections, bool) or not isinstance(self.max_consecutive_rejections,
@@ -186,7 +200,9 @@ class Supervisor:
         self.stats = SupervisorStats()
         self.config = config or SupervisorConfig()
         self._apply_config(self.config)
-        self.command_guard = CommandGuard(limits.effort, self.config.max_effort_delta)
+        self.command_guard = CommandGuard(limits.effort, self.config.max_effort_delta, limits,
+                                          self.config.limit_margin)
+        self.validity = ModelValidity(self.config.model_invalid_time, self.config.model_validity_timeout)
         self.active = False
         self._state: _State | None = None
         self._plan: Plan | None = None
@@ -214,6 +230,9 @@ class Supervisor:
             self.input_guard.max_consecutive_rejections = config.max_consecutive_rejections
             self.overruns.limit = config.overrun_limit
             self.command_guard.max_delta = config.max_effort_delta
+            self.command_guard.limit_margin = config.limit_margin
+            self.validity.invalid_time = config.model_invalid_time
+            self.validity.report_timeout = config.model_validity_timeout
 
     def replace_config(self, **changes: float | int | str) -> SupervisorConfig:
         """A validated copy of the settings with ``changes`` (does not apply it).
@@ -304,6 +323,23 @@ class Supervisor:
             self._plan, self._plan_problem = plan, ''
             return True
 
+    def on_model_validity(self, level: int, message: str, now: float) -> None:
+        """One world-model validity report (diagnostic level 0 OK .. 3 STALE) at monotonic time ``now``."""
+        with self._lock:
+            self.validity.report(level, message, now)
+
+    def trajectory_allowed(self, now: float) -> bool:
+        """True when a fresh plan may go out as a trajectory now.
+
+        That is: active, no e-stop, the last tick was PLANNING or a FALLBACK that a new plan ends (none yet, late,
+        expired; not planner overruns), and the world model is trusted. The state's health is the last tick's (at
+        most one control period old); nothing here changes the watchdog.
+        """
+        with self._lock:
+            mode = self.modes.mode
+            usable = mode is Mode.PLANNING or (mode is Mode.FALLBACK and not self.overruns.tripped)
+            return (self.active and usable and not self.estop.latched and self.validity.problem(now) is None)
+
     def on_planner_iteration(self, duration: float, period: float) -> bool:
         """Record one planner iteration's duration against its period; return True if it overran."""
         with self._lock:
@@ -365,7 +401,9 @@ class Supervisor:
                     self.stats.planned_ticks += 1
                 else:
                     self.stats.fallback_ticks += 1
-                out = self.command_guard.apply(command)
+                state = self._state
+                out = self.command_guard.apply(command, *((state.position, state.velocity) if state is not None
+                                                          else (None, None)))
             return TickResult(out, mode, reason, transition)
 
     def _decide(self, now: float) -> tuple[Mode, str, np.ndarray | None]:
@@ -382,6 +420,10 @@ class Supervisor:
         self._ever_healthy = True
         self._fault = None
         state = self._state
+        invalid = self.validity.problem(now)
+        if invalid is not None:
+            return Mode.FALLBACK, f'PD hold of the nominal posture: {invalid}', \
+                self.fallback.command(state.position, state.velocity)
         problem = self._plan_problem
         plan = self._plan
         command = None

@@ -92,9 +92,15 @@ def push_stage(model_dir: Path, quick: bool, threads: int) -> tuple[dict[str, An
         trial = loop.trial(controller, force, config.directions_deg[0], seed=0, record=True)
         trace = dict(trial.trace)
         trace['joint_names'] = loop.sim.joint_names
+        gap = np.asarray(trace['zmp']) - np.asarray(trace['cop'])
+        figures.setdefault('zmp_vs_contact_cop_rms_m', {})[controller] = float(np.sqrt(np.nanmean(gap ** 2)))
         traces[f'{controller}: push {force * config.push_duration_s:.1f} N s at '
                f'{config.directions_deg[0]:g} deg ({"stood" if trial.survived else "fell"})'] = trace
     figures['recorded_push_ns'] = force * config.push_duration_s
+    mppi_trace = next(t for k, t in traces.items() if k.startswith('mppi'))
+    # how hard the planner actually worked: mean |feed-forward correction| as a fraction of the effort limits
+    figures['mppi_mean_correction_fraction'] = float(np.mean(np.abs(mppi_trace['correction'])
+                                                             / loop.sim.effort_limits))
     figures['wall_s'] = round(time.perf_counter() - started, 1)
     figures['model'] = _model_facts(model_dir)
     figures['limits_of_this_comparison'] = (
@@ -337,7 +343,8 @@ def main(argv: list[str]) -> int:
     """Run the demo; returns the process exit code (1 when a stage could not run or errored)."""
     parser = argparse.ArgumentParser(prog='hamwm demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='smoke-test size: 1 short episode per stage')
-    parser.add_argument('--models', type=Path, default=Path('models'), help='shipped models root (default: models)')
+    parser.add_argument('--models', type=Path, default=None,
+                        help="shipped models root (default: the checkout's or installed package's models/)")
     parser.add_argument('--out', type=Path, default=Path('reports/demo'), help='report folder (default: reports/demo)')
     parser.add_argument('--episodes', type=int, default=20, help='seeded episodes per swing-up robot (default: 20)')
     parser.add_argument('--only', nargs='+', choices=('pendulum', 'cartpole', 'humanoid', 'ros'),
@@ -350,6 +357,13 @@ def main(argv: list[str]) -> int:
     if args.episodes < 1:
         parser.error('--episodes must be >= 1')
     stages = args.only or ['pendulum', 'cartpole', 'humanoid', 'ros']
+    if args.models is None:
+        from hamwm_ros import share_path
+
+        try:
+            args.models = share_path('models')
+        except FileNotFoundError:
+            args.models = Path('models')
     os.environ.setdefault('MUJOCO_GL', 'egl')
     started = time.perf_counter()
     figures: dict[str, Any] = {

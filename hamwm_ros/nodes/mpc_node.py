@@ -119,6 +119,7 @@ from hamwm_ros.safety import (
     clamp_trajectory,
 )
 from hamwm_ros.sim.robots import ROBOTS, SETTINGS, robot_urdf_path
+from hamwm_ros.throttle import EventThrottle
 from hamwm_ros.wholebody import BalanceEstimator, BaseMeasurement, BatchedBalance, WholeBodyError, WholeBodyModel
 
 NODE_NAME = 'mpc_node'
@@ -159,23 +160,6 @@ def _rss_kb() -> int:
         return -1
 
 
-class _Throttle:
-    """Per-kind warning throttle that counts the events it swallowed."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.last: dict[str, float] = {}
-        self.count: dict[str, int] = {}
-
-    def due(self, kind: str) -> int:
-        """Record one event; the number of events since the last warning if one is due now, else 0."""
-        self.count[kind] = self.count.get(kind, 0) + 1
-        now = time.monotonic()
-        if now - self.last.get(kind, -math.inf) < self.period:
-            return 0
-        self.last[kind] = now
-        count, self.count[kind] = self.count[kind], 0
-        return count
 
 
 class _BalanceTerm:
@@ -261,7 +245,7 @@ class MpcNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self._lock = threading.Lock()
-        self._throttle = _Throttle(WARN_PERIOD_S)
+        self._throttle = EventThrottle(WARN_PERIOD_S)
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
         self._pending_runtime: WorldModelRuntime | None = None

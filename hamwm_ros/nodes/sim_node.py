@@ -56,6 +56,7 @@ from trajectory_msgs.msg import JointTrajectory
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.model import CAMERA
+from hamwm_ros.throttle import EventThrottle
 
 NODE_NAME = 'sim_node'
 MAX_LAG_S = 0.25          # real-time mode: further behind wall clock than this, re-anchor instead of catching up
@@ -183,23 +184,6 @@ class _Trajectory:
     velocities: np.ndarray | None
 
 
-class _Throttle:
-    """Counts dropped inputs per kind and says when a warning about them is due."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.last: dict[str, float] = {}
-        self.count: dict[str, int] = {}
-
-    def due(self, kind: str) -> int:
-        """Record one event of ``kind``; return the events since the last warning if one is due now, else 0."""
-        self.count[kind] = self.count.get(kind, 0) + 1
-        now = time.monotonic()
-        if now - self.last.get(kind, -math.inf) < self.period:
-            return 0
-        self.last[kind] = now
-        count, self.count[kind] = self.count[kind], 0
-        return count
 
 
 class _Camera:
@@ -295,7 +279,7 @@ class SimNode(Node):
         super().__init__(NODE_NAME)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._throttle = _Throttle(WARN_PERIOD_S)
+        self._throttle = EventThrottle(WARN_PERIOD_S)
         self._dropped = 0
         self._diagnostics_windows = 0
         self._failed = False

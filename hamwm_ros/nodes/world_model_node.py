@@ -52,6 +52,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
+from hamwm_ros.throttle import EventThrottle
 
 NODE_NAME = 'world_model_node'
 RCLError = _rclpy.RCLError
@@ -134,23 +135,6 @@ def resolve_model_dir(directory: str) -> Path:
     return next((c for c in candidates if c.exists()), path)
 
 
-class _Throttle:
-    """Counts events per kind and says when a warning about them is due (at most one per period)."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self.last: dict[str, float] = {}
-        self.count: dict[str, int] = {}
-
-    def due(self, kind: str) -> int:
-        """Record one event; return the events since the last warning if one is due now, else 0."""
-        self.count[kind] = self.count.get(kind, 0) + 1
-        now = time.monotonic()
-        if now - self.last.get(kind, -math.inf) < self.period:
-            return 0
-        self.last[kind] = now
-        count, self.count[kind] = self.count[kind], 0
-        return count
 
 
 class _Loaded:
@@ -176,7 +160,7 @@ class WorldModelNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._throttle = _Throttle(WARN_PERIOD_S)
+        self._throttle = EventThrottle(WARN_PERIOD_S)
         declare = self.declare_parameter
         declare('model_dir', '', _descriptor(
             'model directory (metadata.json, encoder.onnx, predictor.onnx); loaded at configure, hot-loaded when '

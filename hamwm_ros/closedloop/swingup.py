@@ -1,0 +1,550 @@
+"""Swing-up and balance of the pendulum and the cart-pole, planned by MPPI on the shipped learned world model.
+
+One episode, in-process and deterministic (no ROS): MuJoCo ``Simulation`` -> ``WorldModelRuntime.encode`` ->
+``MPPIOptimizer.plan`` (energy shaping on the model's own Hamiltonian + wrapped-angle tracking + effort + smoothness
++ joint limits) -> PD fallback when the plan is invalid -> ``sim.set_effort`` -> physics for one model step.
+
+Success (:func:`episode_success`): the pole stays within ``tolerance`` rad of upright for the whole final
+``window_s`` seconds of the episode, and (cart-pole) the cart stays inside its rail the whole episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import math
+from pathlib import Path
+import time
+from typing import Any
+
+import numpy as np
+
+from hamwm_ros.closedloop.rollout import EffortRollout
+from hamwm_ros.mpc import (
+    EffortCritic,
+    EnergyCritic,
+    JointLimitsCritic,
+    MPPIOptimizer,
+    MPPISettings,
+    PDHoldFallback,
+    SmoothnessCritic,
+    TrackingCritic,
+)
+from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+from hamwm_ros.sim import Simulation, parse_urdf_joints, robot_urdf_path
+
+SWINGUP_ROBOTS = ('pendulum', 'cartpole')
+
+
+def wrap_angle(x: np.ndarray | float) -> np.ndarray | float:
+    """Angle(s) wrapped to [-pi, pi)."""
+    return (np.asarray(x) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+@dataclass(frozen=True)
+class SwingUpConfig:
+    """Task, planner and success settings of one robot's swing-up.
+
+    Attributes
+    ----------
+    robot
+        ``'pendulum'`` or ``'cartpole'``.
+    angle_joint
+        Index of the pole angle in the joint order (0 hangs down, +-pi is upright).
+    duration_s
+        Episode length, seconds of simulated time.
+    window_s, tolerance
+        Success: ``|wrap(angle - pi)| <= tolerance`` (rad) over the final ``window_s`` seconds.
+    initial_noise
+        Uniform noise (rad, and rad/s on velocities) around hanging still, drawn from the episode seed.
+    num_samples, iterations, temperature, noise_std, noise_correlation
+        MPPI settings (noise as a fraction of the effort limit).
+    energy_weight, tracking_weight, effort_weight, smoothness_weight, limits_weight
+        Critic weights.
+    position_weights, velocity_weights
+        Tracking weights per joint (positions, velocities).
+    terminal_weight
+        Extra tracking weight on the last predicted step.
+    energy_gate
+        Energy shaping is switched off (weight 0) when the pole is within this many rad of upright, where
+        tracking alone stabilises it.
+    energy_source
+        ``'model'``: the world model's Hamiltonian (one target per side of upright); ``'pole'``: the pole's own
+        energy computed from the decoded predictions and the URDF's pole inertia (Pinocchio), for the cart-pole,
+        whose model Hamiltonian also counts the cart's kinetic energy.
+    energy_margin
+        Energy target below the model's upright energy, as a fraction of the energy scale (the pole then arrives
+        slower; tracking takes it the rest of the way).
+    far_tracking_fraction
+        Tracking weight, as a fraction of ``tracking_weight``, while the pole is farther than ``energy_gate`` from
+        upright (energy shaping leads there).
+    wrap_encode
+        Wrap the pole angle to [-pi, pi) before encoding (keeps the encoder inside its training range when the
+        pole has turned over; the planner's tracking cost compares angles on the circle anyway).
+    """
+
+    robot: str
+    angle_joint: int
+    duration_s: float = 8.0
+    window_s: float = 2.0
+    tolerance: float = 0.3
+    initial_noise: float = 0.1
+    num_samples: int = 128
+    iterations: int = 2
+    temperature: float = 0.05
+    noise_std: float = 0.4
+    noise_correlation: float = 0.6
+    energy_weight: float = 1.0
+    tracking_weight: float = 1.0
+    effort_weight: float = 0.01
+    smoothness_weight: float = 0.01
+    limits_weight: float = 1.0
+    position_weights: tuple[float, ...] = (1.0,)
+    velocity_weights: tuple[float, ...] = (0.05,)
+    terminal_weight: float = 1.0
+    energy_gate: float = 1.0
+    far_tracking_fraction: float = 0.05
+    energy_margin: float = 0.0
+    energy_source: str = 'model'
+    wrap_encode: bool = True
+    fallback_kp: float = 5.0
+    fallback_kd: float = 1.0
+    seed: int = 0
+
+    def replace(self, **changes: Any) -> SwingUpConfig:
+        """A copy with ``changes`` applied."""
+        return SwingUpConfig(**{**asdict(self), **changes})
+
+
+CONFIGS: dict[str, SwingUpConfig] = {
+    'pendulum': SwingUpConfig(robot='pendulum', angle_joint=0),
+    # Cart-pole: the model's Hamiltonian includes the cart's kinetic energy, so shaping the total energy pumps the
+    # cart rather than the pole; tracking alone (everywhere) swings the pole up within about 2 s.
+    'cartpole': SwingUpConfig(robot='cartpole', angle_joint=1, position_weights=(0.2, 1.0),
+                              velocity_weights=(0.05, 0.05), energy_weight=0.0, far_tracking_fraction=1.0,
+                              iterations=1),
+}
+
+
+@dataclass
+class EpisodeLog:
+    """Everything recorded in one episode, one row per control tick (arrays after :meth:`finish`)."""
+
+    robot: str
+    seed: int
+    dt: float
+    joint_names: tuple[str, ...]
+    time: Any = field(default_factory=list)
+    position: Any = field(default_factory=list)
+    velocity: Any = field(default_factory=list)
+    command: Any = field(default_factory=list)
+    valid: Any = field(default_factory=list)
+    plan_ms: Any = field(default_factory=list)
+    tick_ms: Any = field(default_factory=list)
+    energy: Any = field(default_factory=list)          # physical (MuJoCo) kinetic + potential, J
+    model_energy: Any = field(default_factory=list)    # world model Hamiltonian one step ahead
+    predicted: Any = field(default_factory=list)       # (H, k) prediction of the applied plan at each tick
+    success: bool = False
+    final_error: float = math.nan
+    time_to_upright: float = math.nan
+    upright_energy: float = math.nan                   # physical energy of the upright rest state, J
+
+    def finish(self) -> EpisodeLog:
+        """Turn the per-tick lists into arrays."""
+        for name in ('time', 'position', 'velocity', 'command', 'valid', 'plan_ms', 'tick_ms', 'energy',
+                     'model_energy', 'predicted'):
+            setattr(self, name, np.asarray(getattr(self, name)))
+        return self
+
+    def prediction_errors(self, steps: tuple[int, ...] = (1, 10, 25)) -> dict[str, float]:
+        """RMS position error (physical units, all joints) of the k-step-ahead predictions made in closed loop."""
+        pos = self.position
+        n = pos.shape[1]
+        out = {}
+        for k in steps:
+            if k > self.predicted.shape[1] or len(pos) <= k:
+                continue
+            pred = self.predicted[:-k, k - 1, :n]
+            actual = pos[k:]
+            err = pred - actual
+            if self.robot in SWINGUP_ROBOTS:
+                err[:, -1] = wrap_angle(err[:, -1])
+            out[str(k)] = float(np.sqrt(np.mean(np.square(err))))
+        return out
+
+
+def episode_success(angle: np.ndarray, times: np.ndarray, window_s: float, tolerance: float,
+                    cart: np.ndarray | None = None, cart_limit: float = math.inf) -> tuple[bool, float, float]:
+    """Success flag, worst upright error over the final window, and first time the pole entered the tolerance.
+
+    Parameters
+    ----------
+    angle
+        (T,) pole angle (0 down, +-pi up).
+    times
+        (T,) seconds.
+    window_s, tolerance
+        Final window length (s) and allowed error (rad).
+    cart, cart_limit
+        Optional cart positions and the rail half-length they must stay inside.
+    """
+    error = np.abs(wrap_angle(np.asarray(angle) - np.pi))
+    final = times >= times[-1] - window_s + 1e-9
+    worst = float(error[final].max()) if final.any() else math.inf
+    inside = np.nonzero(error <= tolerance)[0]
+    first = float(times[inside[0]]) if inside.size else math.nan
+    ok = worst <= tolerance
+    if cart is not None:
+        ok = ok and bool(np.all(np.abs(cart) < cart_limit))
+    return ok, worst, first
+
+
+@dataclass
+class TickResult:
+    """What one controller tick decided."""
+
+    command: np.ndarray          # (n,) effort for every joint (0 on passive joints)
+    valid: bool                  # False: the PD fallback produced the command
+    plan_ms: float               # encode excluded; NaN when no plan was attempted
+    predicted: np.ndarray        # (H, 2n) the model's prediction of the applied plan (NaN when invalid)
+    model_energy: float          # the model's Hamiltonian one step ahead (NaN when invalid)
+
+
+def pole_inertia(robot: str, joint: str) -> tuple[float, float, float]:
+    """Mass (kg), axis-to-CoM distance (m) and inertia about the axis (kg m^2) of the body below ``joint``.
+
+    Read from the shipped robot's URDF with Pinocchio; the shipped poles swing about y.
+    """
+    import pinocchio as pin
+
+    model = pin.buildModelFromUrdf(str(robot_urdf_path(robot)))
+    body = model.inertias[model.getJointId(joint)]
+    axis = np.array([0.0, 1.0, 0.0])  # the shipped poles swing about y
+    lever_vec = np.asarray(body.lever)
+    lever = float(np.linalg.norm(lever_vec - axis * (lever_vec @ axis)))
+    inertia = float(axis @ np.asarray(body.inertia) @ axis) + body.mass * lever ** 2
+    return float(body.mass), lever, inertia
+
+
+class SwingUpController:
+    """Learned model + MPPI + PD fallback for one swing-up robot; needs only joint states (no simulator).
+
+    Parameters
+    ----------
+    config
+        Task and planner settings.
+    model_dir
+        Model directory (``models/<robot>``).
+    threads
+        onnxruntime intra-op threads.
+
+    Raises
+    ------
+    hamwm_ros.runtime.MetadataError
+        If the model is invalid or its joint order differs from the robot's URDF.
+    ValueError
+        If the robot has no swing-up task.
+    """
+
+    def __init__(self, config: SwingUpConfig, model_dir: str | Path, threads: int = 1) -> None:
+        if config.robot not in SWINGUP_ROBOTS:
+            raise ValueError(f'no swing-up task for {config.robot!r}; choose from {SWINGUP_ROBOTS}')
+        self.config = config
+        urdf = parse_urdf_joints(robot_urdf_path(config.robot))
+        self.joint_names = urdf.names
+        self.runtime = WorldModelRuntime.load(
+            model_dir, joint_names=urdf.names,
+            config=SessionConfig(providers=('cpu',), intra_op_threads=threads, warmup_batch=(1, config.num_samples)))
+        self.dt = self.runtime.dt
+        n = len(urdf.names)
+        self.n_joints = n
+        self.actuated = np.nonzero(urdf.effort_limits > 0)[0]
+        limits = urdf.effort_limits[self.actuated]
+        self.rollout = EffortRollout(self.runtime, self.actuated)
+        self.settings = MPPISettings(
+            action_low=tuple(-limits), action_high=tuple(limits), num_samples=config.num_samples,
+            horizon=self.runtime.horizon, iterations=config.iterations, temperature=config.temperature,
+            noise_std=tuple(config.noise_std * limits), noise_correlation=config.noise_correlation,
+            seed=config.seed)
+        a = config.angle_joint
+        goal = np.zeros(2 * n)
+        goal[a] = math.pi
+        weights = np.concatenate([np.broadcast_to(config.position_weights, (n,)),
+                                  np.broadcast_to(config.velocity_weights, (n,))])
+        # The learned Hamiltonian need not be periodic in the angle: upright reached from the positive side (+pi) and
+        # from the negative side (-pi) can have different model energies, so there is one target per side.
+        below = goal.copy()
+        below[a] = -math.pi
+        self.energy_targets = (float(self._model_energy(self.runtime.encode(below[:n], below[n:])[0])),
+                               float(self._model_energy(self.runtime.encode(goal[:n], goal[n:])[0])))
+        self.energy_target = self.energy_targets[1]
+        hanging = self.runtime.encode(np.zeros(n), np.zeros(n))[0]
+        scale = abs(float(np.mean(self.energy_targets)) - float(self._model_energy(hanging))) or 1.0
+        self.energy = EnergyCritic(self.energy_target, weight=config.energy_weight, scale=scale)
+        if config.energy_source == 'pole':
+            mass, lever, inertia = pole_inertia(config.robot, urdf.names[a])
+            g = 9.81
+            self.energy_targets = (2.0 * mass * g * lever,) * 2
+
+            def pole_energy(obs: np.ndarray, n: int = n, a: int = a) -> np.ndarray:
+                return mass * g * lever * (1.0 - np.cos(obs[..., a])) + 0.5 * inertia * np.square(obs[..., n + a])
+
+            self.energy = EnergyCritic(self.energy_targets[0], weight=config.energy_weight,
+                                       scale=self.energy_targets[0], energy_fn=pole_energy)
+        elif config.energy_source != 'model':
+            raise ValueError(f"energy_source must be 'model' or 'pole', got {config.energy_source!r}")
+        self.tracking = TrackingCritic(goal, weights, weight=config.tracking_weight,
+                                       terminal_weight=config.terminal_weight, wrap=(a,))
+        critics = [self.energy, self.tracking,
+                   EffortCritic(config.effort_weight, scale=limits),
+                   SmoothnessCritic(config.smoothness_weight, scale=limits)]
+        lim = urdf.position_limits
+        bounded = [j for j in range(n) if lim[j, 1] - lim[j, 0] < 4 * math.pi]
+        if bounded:  # the pole may turn over (its +-4 pi stops are irrelevant); the cart has a rail
+            critics.append(JointLimitsCritic(bounded, list(range(n, 2 * n)), lim[bounded], urdf.velocity_limits,
+                                             weight=config.limits_weight))
+        self.optimizer = MPPIOptimizer(self.settings, self.rollout, critics)
+        self.fallback = PDHoldFallback(np.zeros(n), config.fallback_kp, config.fallback_kd,
+                                       np.where(urdf.effort_limits > 0, urdf.effort_limits, 1e-9))
+        self.position_limits = lim
+        self._applied = np.zeros(self.actuated.size, dtype=np.float32)
+
+    def _model_energy(self, z: np.ndarray) -> float:
+        """The model's Hamiltonian one step after ``z`` with zero effort (its energy output is per step)."""
+        out = self.runtime.rollout(z[None], np.zeros((1, 1, self.runtime.metadata.action_dim), np.float32))
+        return float(out.energy[0, 0])
+
+    def reset(self, seed: int) -> None:
+        """Forget the warm start and reseed the planner's noise."""
+        self.optimizer.update_settings(self.settings.replace(seed=int(seed)))
+        self.optimizer.reset()
+        self._applied[...] = 0.0
+
+    def step(self, q: np.ndarray, v: np.ndarray, shift: int = 1) -> TickResult:
+        """Plan from the joint state (URDF order) and return the effort to apply now; never raises on bad input.
+
+        Parameters
+        ----------
+        q, v
+            (n,) joint positions and velocities.
+        shift
+            Model steps since the previous call (warm-start shift).
+        """
+        cfg = self.config
+        n = self.n_joints
+        q = np.array(q, dtype=np.float64)
+        v = np.array(v, dtype=np.float64)
+        nan_pred = np.full((self.settings.horizon, 2 * n), np.nan, np.float32)
+        valid, plan_ms, predicted, model_energy = False, math.nan, nan_pred, math.nan
+        if np.all(np.isfinite(q)) and np.all(np.isfinite(v)):
+            angle_error = abs(float(wrap_angle(q[cfg.angle_joint] - math.pi)))
+            # Hybrid objective: far from upright, pump energy (tracking only as a weak guide, so the pole does not
+            # arrive with excess speed); near upright, stabilise by tracking alone.
+            near = angle_error < cfg.energy_gate
+            self.energy.weight = 0.0 if near else cfg.energy_weight
+            self.tracking.weight = cfg.tracking_weight if near else cfg.tracking_weight * cfg.far_tracking_fraction
+            q_in = q.copy()
+            if cfg.wrap_encode:
+                q_in[cfg.angle_joint] = wrap_angle(q_in[cfg.angle_joint])
+            self.energy.target = self.energy_targets[1 if wrap_angle(q[cfg.angle_joint]) >= 0 else 0] \
+                - cfg.energy_margin * self.energy.scale
+            try:
+                z = self.runtime.encode(q_in, v)[0]
+                started = time.perf_counter()
+                result = self.optimizer.plan(z, self._applied, shift=shift)
+                plan_ms = (time.perf_counter() - started) * 1e3
+                valid = result.valid and bool(np.all(np.isfinite(result.command)))
+                if valid:
+                    out = self.runtime.rollout(z[None], self.rollout.full_actions(result.sequence[None]).copy())
+                    predicted = out.observations[0].copy()
+                    predicted[:, cfg.angle_joint] += q[cfg.angle_joint] - q_in[cfg.angle_joint]  # undo the wrap
+                    model_energy = float(out.energy[0, 0])
+            except ValueError:  # encoder refused the input: the fallback takes over
+                valid = False
+        if valid:
+            command = result.command.astype(np.float64)
+        else:
+            command = self.fallback.command(q, v)[self.actuated]
+            predicted, model_energy = nan_pred, math.nan
+        self._applied = np.clip(command, self.settings.low, self.settings.high).astype(np.float32)
+        tau = np.zeros(n)
+        tau[self.actuated] = self._applied
+        return TickResult(tau, valid, plan_ms, predicted, model_energy)
+
+
+class SwingUpLoop:
+    """A MuJoCo simulation driven by a :class:`SwingUpController`, reusable across seeded episodes.
+
+    Parameters
+    ----------
+    config
+        Task and planner settings.
+    model_dir
+        Model directory (``models/<robot>``).
+    threads
+        onnxruntime intra-op threads.
+
+    Raises
+    ------
+    hamwm_ros.runtime.MetadataError
+        If the model is invalid or its joint order differs from the simulation's.
+    ValueError
+        If the robot has no swing-up task.
+    """
+
+    def __init__(self, config: SwingUpConfig, model_dir: str | Path, threads: int = 1) -> None:
+        self.controller = SwingUpController(config, model_dir, threads)
+        self.config = config
+        self.sim = Simulation(config.robot, timestep=0.001)
+        self.dt = self.controller.dt
+        self.substeps = max(1, int(round(self.dt / self.sim.timestep)))
+        self.upright_energy = self._upright_energy()
+
+    def _upright_energy(self) -> float:
+        """MuJoCo's energy (J) of the pole upright at rest: the physical target the planner should reach."""
+        import mujoco
+
+        q = np.zeros(self.sim.n_joints)
+        q[self.config.angle_joint] = math.pi
+        self.sim.reset()
+        self.sim.set_joint_state(q)
+        mujoco.mj_forward(self.sim.model, self.sim.data)
+        mujoco.mj_energyPos(self.sim.model, self.sim.data)
+        mujoco.mj_energyVel(self.sim.model, self.sim.data)
+        return float(self.sim.data.energy[0] + self.sim.data.energy[1])
+
+    def run(self, seed: int, duration_s: float | None = None) -> EpisodeLog:
+        """One seeded episode from near hanging still; returns its log (success decided by the config).
+
+        Raises
+        ------
+        ValueError
+            If ``seed`` is negative.
+        """
+        if seed < 0:
+            raise ValueError(f'seed must be >= 0, got {seed}')
+        import mujoco
+
+        cfg, sim = self.config, self.sim
+        duration = cfg.duration_s if duration_s is None else float(duration_s)
+        rng = np.random.default_rng(seed)
+        n = sim.n_joints
+        sim.reset()
+        sim.clear_position_targets()
+        sim.set_joint_state(rng.uniform(-cfg.initial_noise, cfg.initial_noise, n),
+                            rng.uniform(-cfg.initial_noise, cfg.initial_noise, n))
+        self.controller.reset(seed)
+        log = EpisodeLog(cfg.robot, seed, self.dt, sim.joint_names)
+        log.upright_energy = self.upright_energy
+        for _ in range(int(round(duration / self.dt))):
+            started = time.perf_counter()
+            js = sim.joint_state()
+            tick = self.controller.step(js.position, js.velocity)
+            sim.set_effort(tick.command)
+            mujoco.mj_energyPos(sim.model, sim.data)
+            mujoco.mj_energyVel(sim.model, sim.data)
+            log.time.append(sim.time)
+            log.position.append(js.position.copy())
+            log.velocity.append(js.velocity.copy())
+            log.command.append(tick.command[self.controller.actuated])
+            log.valid.append(tick.valid)
+            log.plan_ms.append(tick.plan_ms)
+            log.energy.append(float(sim.data.energy[0] + sim.data.energy[1]))
+            log.model_energy.append(tick.model_energy)
+            log.predicted.append(tick.predicted)
+            sim.step(self.substeps)
+            log.tick_ms.append((time.perf_counter() - started) * 1e3)
+        log.finish()
+        judge(log, cfg, self.controller.position_limits)
+        return log
+
+
+def judge(log: EpisodeLog, cfg: SwingUpConfig, position_limits: np.ndarray) -> EpisodeLog:
+    """Set ``success``, ``final_error`` and ``time_to_upright`` of a finished log (see :func:`episode_success`)."""
+    cart = log.position[:, 0] if cfg.robot == 'cartpole' else None
+    limit = float(position_limits[0, 1]) if cfg.robot == 'cartpole' else math.inf
+    log.success, log.final_error, log.time_to_upright = episode_success(
+        log.position[:, cfg.angle_joint], log.time, cfg.window_s, cfg.tolerance, cart, limit)
+    return log
+
+
+def region_prediction_error(config: SwingUpConfig, model_dir: str | Path, region: str, samples: int = 16,
+                            steps: tuple[int, ...] = (1, 10, 25), seed: int = 0) -> dict[str, float]:
+    """Open-loop pole-angle RMSE (rad) of the model against MuJoCo from states in one region of the state space.
+
+    ``region`` is ``'upright'`` (pole within 0.3 rad of upright, |velocities| <= 0.5) or ``'hanging'`` (within 0.3
+    rad of hanging). Efforts are random, smooth, within +-30 % of the limits; the angle is wrapped before encoding as
+    in the controller. This is the number that explains whether balancing at the top can work on a model.
+
+    Raises
+    ------
+    ValueError
+        If ``region`` is unknown.
+    """
+    if region not in ('upright', 'hanging'):
+        raise ValueError(f"region must be 'upright' or 'hanging', got {region!r}")
+    rng = np.random.default_rng(seed)
+    sim = Simulation(config.robot, timestep=0.001)
+    runtime = WorldModelRuntime.load(model_dir, joint_names=sim.joint_names,
+                                     config=SessionConfig(providers=('cpu',), intra_op_threads=1))
+    n, a = sim.n_joints, config.angle_joint
+    substeps = max(1, int(round(runtime.dt / sim.timestep)))
+    horizon = max(steps)
+    errors = {k: [] for k in steps}
+    for _ in range(samples):
+        q = rng.uniform(-0.3, 0.3, n)
+        q[a] += math.pi if region == 'upright' else 0.0
+        v = rng.uniform(-0.5, 0.5, n)
+        efforts = np.zeros((horizon, n))
+        actuated = sim.effort_limits > 0
+        level = rng.uniform(-0.3, 0.3, n)
+        for t in range(horizon):
+            level = 0.8 * level + 0.2 * rng.uniform(-0.3, 0.3, n)
+            efforts[t] = np.where(actuated, level * sim.effort_limits, 0.0)
+        sim.reset()
+        sim.clear_position_targets()
+        sim.set_joint_state(q, v)
+        actual = []
+        for t in range(horizon):
+            sim.set_effort(efforts[t])
+            sim.step(substeps)
+            actual.append(sim.joint_state().position[a])
+        q_in = q.copy()
+        q_in[a] = wrap_angle(q_in[a])
+        z = runtime.encode(q_in, v)
+        pred = runtime.rollout(z, efforts[None].astype(np.float32)).observations[0, :, a] + (q[a] - q_in[a])
+        for k in steps:
+            errors[k].append(float(wrap_angle(pred[k - 1] - actual[k - 1])))
+    return {str(k): float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}
+
+
+def summarise(logs: list[EpisodeLog], config: SwingUpConfig) -> dict[str, Any]:
+    """Success rate and the figures behind it for a set of episodes."""
+    plan = np.concatenate([lg.plan_ms[np.isfinite(lg.plan_ms)] for lg in logs]) if logs else np.zeros(0)
+    ups = np.array([lg.time_to_upright for lg in logs])
+    errors: dict[str, list[float]] = {}
+    for lg in logs:
+        for k, e in lg.prediction_errors().items():
+            errors.setdefault(k, []).append(e)
+    return {
+        'robot': config.robot,
+        'episodes': len(logs),
+        'successes': int(sum(lg.success for lg in logs)),
+        'success_rate': float(np.mean([lg.success for lg in logs])) if logs else math.nan,
+        'success_definition': f'|angle - pi| <= {config.tolerance} rad (wrapped) over the final {config.window_s} s '
+                              f'of a {config.duration_s} s episode' + (', cart inside its rail throughout'
+                                                                       if config.robot == 'cartpole' else ''),
+        'seeds': [lg.seed for lg in logs],
+        'failed_seeds': [lg.seed for lg in logs if not lg.success],
+        'final_error_rad': [round(float(lg.final_error), 4) for lg in logs],
+        'time_to_upright_s_median': float(np.nanmedian(ups)) if np.any(np.isfinite(ups)) else math.nan,
+        'fallback_fraction': float(np.mean(np.concatenate([~lg.valid.astype(bool) for lg in logs]))) if logs
+        else math.nan,
+        'plan_ms_p50': float(np.percentile(plan, 50)) if plan.size else math.nan,
+        'plan_ms_p99': float(np.percentile(plan, 99)) if plan.size else math.nan,
+        'closed_loop_prediction_rmse': {k: float(np.mean(v)) for k, v in errors.items()},
+        'settings': {k: v for k, v in asdict(config).items() if k != 'robot'},
+    }
+
+
+__all__ = ['CONFIGS', 'SWINGUP_ROBOTS', 'EpisodeLog', 'SwingUpConfig', 'SwingUpController', 'SwingUpLoop',
+           'TickResult', 'episode_success', 'judge', 'region_prediction_error', 'summarise', 'wrap_angle']

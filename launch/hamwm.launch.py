@@ -1,0 +1,86 @@
+"""Run hamwm_ros on a real robot: balance, world model and MPC nodes (no simulator) from the parameter file.
+
+Usage::
+
+    ros2 launch hamwm_ros hamwm.launch.py model_dir:=/path/to/models/humanoid urdf_file:=/path/to/robot.urdf
+    ros2 launch hamwm_ros hamwm.launch.py params_file:=/path/to/my.yaml balance:=false model_dir:=...
+    ros2 launch hamwm_ros hamwm.launch.py robot_description:="$(xacro robot.urdf.xacro)" ...
+
+The robot's driver (ros2_control) must publish ``/joint_states`` and accept ``/effort_controller/commands``
+(std_msgs/Float64MultiArray, ForwardCommandController). Every other parameter comes from the file (default
+``share/hamwm_ros/config/hamwm.yaml``, the same file ``hamwm bringup`` reads). The world model and MPC nodes are
+lifecycle nodes: this file configures and then activates them (set ``autostart:=false`` to do it by hand with
+``ros2 lifecycle set``). Watch it with ``rviz2 -d share/hamwm_ros/config/hamwm.rviz``.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.conditions import IfCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
+from lifecycle_msgs.msg import Transition
+
+
+def _configure_then_activate(node: LifecycleNode) -> list:
+    """Events: configure ``node`` at start, and activate it once it reaches ``inactive``."""
+    autostart = IfCondition(LaunchConfiguration('autostart'))
+    return [
+        RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, goal_state='inactive',
+            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                  transition_id=Transition.TRANSITION_ACTIVATE))]),
+            condition=autostart),
+        EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                    transition_id=Transition.TRANSITION_CONFIGURE), condition=autostart),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Launch description: balance_node (optional), world_model_node and mpc_node with config/hamwm.yaml."""
+    default_params = os.path.join(get_package_share_directory('hamwm_ros'), 'config', 'hamwm.yaml')
+    params = LaunchConfiguration('params_file')
+    # value_type=str: an empty argument must stay an empty string (YAML would read it as null)
+    model_dir = ParameterValue(LaunchConfiguration('model_dir'), value_type=str)
+    urdf_file = ParameterValue(LaunchConfiguration('urdf_file'), value_type=str)
+    description = ParameterValue(LaunchConfiguration('robot_description'), value_type=str)
+    use_sim_time = LaunchConfiguration('use_sim_time')
+    robot_overrides = {'urdf_file': urdf_file, 'robot_description': description, 'use_sim_time': use_sim_time}
+
+    balance = Node(
+        package='hamwm_ros', executable='balance_node', name='balance_node', output='screen', emulate_tty=True,
+        parameters=[params, robot_overrides], condition=IfCondition(LaunchConfiguration('balance')))
+    world_model = LifecycleNode(
+        package='hamwm_ros', executable='world_model_node', name='world_model_node', namespace='', output='screen',
+        emulate_tty=True, parameters=[params, {'model_dir': model_dir, 'use_sim_time': use_sim_time}])
+    mpc = LifecycleNode(
+        package='hamwm_ros', executable='mpc_node', name='mpc_node', namespace='', output='screen', emulate_tty=True,
+        parameters=[params, {'model_dir': model_dir, **robot_overrides}])
+    return LaunchDescription([
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='parameter file with balance_node, world_model_node and mpc_node sections'),
+        DeclareLaunchArgument('model_dir', default_value=os.path.join(
+            get_package_share_directory('hamwm_ros'), 'models', 'humanoid'),
+            description='world-model directory (metadata.json, encoder.onnx, predictor.onnx)'),
+        DeclareLaunchArgument('urdf_file', default_value='',
+                              description='URDF path of the robot (empty: robot_description, else the shipped one)'),
+        DeclareLaunchArgument('robot_description', default_value='',
+                              description='URDF XML of the robot; wins over urdf_file'),
+        DeclareLaunchArgument('balance', default_value='true', choices=['true', 'false'],
+                              description='start balance_node (legged robots)'),
+        DeclareLaunchArgument('autostart', default_value='true', choices=['true', 'false'],
+                              description='configure and activate the lifecycle nodes'),
+        DeclareLaunchArgument('use_sim_time', default_value='false', choices=['true', 'false'],
+                              description='use /clock (a simulator or a bag) instead of the wall clock'),
+        balance,
+        world_model,
+        mpc,
+        *_configure_then_activate(world_model),
+        *_configure_then_activate(mpc),
+    ])

@@ -1,0 +1,46 @@
+"""``hamwm demo --quick`` end to end: every stage on the shipped models, the ROS 2 leg over real DDS, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDED = ('pendulum', 'cartpole', 'humanoid')
+
+pytestmark = pytest.mark.ros
+
+
+def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
+    missing = [m for m in NEEDED if not (ROOT / 'models' / m / 'metadata.json').is_file()]
+    if missing:
+        pytest.skip(f'shipped models missing: {missing} (run `hamwm models`)')
+    out = tmp_path / 'report'
+    proc = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'demo', '--quick', '--out', str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads((out / 'figures.json').read_text())
+    assert figures['quick'] is True
+    for robot in ('pendulum', 'cartpole'):
+        stage = figures[robot]
+        assert 'error' not in stage, stage
+        assert stage['episodes'] == 1 and 0.0 <= stage['success_rate'] <= 1.0
+        assert stage['plan_ms_p50'] > 0 and stage['fallback_fraction'] == 0.0
+        assert stage['model']['held_out_mse_normalised'], 'the model facts behind the result are missing'
+    pendulum = figures['pendulum']
+    assert pendulum['time_to_upright_s_median'] is not None, 'the pendulum never came near upright'
+    humanoid = figures['humanoid']['controllers']
+    for controller in ('pd', 'mppi'):
+        assert humanoid[controller]['min_impulse_ns'] > 0.0, f'{controller} did not survive even the smallest push'
+    assert humanoid['mppi']['plan_ms_p50'] > 0
+    ros = figures['ros']
+    assert 'error' not in ros, ros
+    assert ros['completed'] and ros['commands_published'] > 50 and ros['sim_node_exit_code'] == 0
+    assert ros['latency_ms_p50'] > 0
+    for png in ('predicted_vs_actual.png', 'energy.png', 'zmp_support_polygon.png', 'loop_timing.png'):
+        assert (out / png).stat().st_size > 5000, png
+    assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum' in proc.stdout

@@ -9,37 +9,21 @@ Usage::
 The robot's driver (ros2_control) must publish ``/joint_states`` and accept ``/effort_controller/commands``
 (std_msgs/Float64MultiArray, ForwardCommandController). Every other parameter comes from the file (default
 ``share/hamwm_ros/config/hamwm.yaml``, the same file ``hamwm bringup`` reads). The world model and MPC nodes are
-lifecycle nodes: this file configures and then activates them (set ``autostart:=false`` to do it by hand with
-``ros2 lifecycle set``). Watch it with ``rviz2 -d share/hamwm_ros/config/hamwm.rviz``.
+lifecycle nodes that configure and activate themselves through their ``autostart`` parameter (set here from the
+``autostart`` launch argument; race-free, unlike emitting transition events before the node's services exist). With
+``autostart:=false`` drive them with ``ros2 lifecycle set``.
+Watch it with ``rviz2 -d share/hamwm_ros/config/hamwm.rviz``.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
-from lifecycle_msgs.msg import Transition
-
-
-def _configure_then_activate(node: LifecycleNode) -> list:
-    """Events: configure ``node`` at start, and activate it once it reaches ``inactive``."""
-    autostart = IfCondition(LaunchConfiguration('autostart'))
-    return [
-        RegisterEventHandler(OnStateTransition(
-            target_lifecycle_node=node, goal_state='inactive',
-            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                                  transition_id=Transition.TRANSITION_ACTIVATE))]),
-            condition=autostart),
-        EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                    transition_id=Transition.TRANSITION_CONFIGURE), condition=autostart),
-    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -51,6 +35,7 @@ def generate_launch_description() -> LaunchDescription:
     urdf_file = ParameterValue(LaunchConfiguration('urdf_file'), value_type=str)
     description = ParameterValue(LaunchConfiguration('robot_description'), value_type=str)
     use_sim_time = LaunchConfiguration('use_sim_time')
+    autostart = ParameterValue(LaunchConfiguration('autostart'), value_type=bool)
     robot_overrides = {'urdf_file': urdf_file, 'robot_description': description, 'use_sim_time': use_sim_time}
 
     balance = Node(
@@ -58,10 +43,11 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[params, robot_overrides], condition=IfCondition(LaunchConfiguration('balance')))
     world_model = LifecycleNode(
         package='hamwm_ros', executable='world_model_node', name='world_model_node', namespace='', output='screen',
-        emulate_tty=True, parameters=[params, {'model_dir': model_dir, 'use_sim_time': use_sim_time}])
+        emulate_tty=True,
+        parameters=[params, {'model_dir': model_dir, 'use_sim_time': use_sim_time, 'autostart': autostart}])
     mpc = LifecycleNode(
         package='hamwm_ros', executable='mpc_node', name='mpc_node', namespace='', output='screen', emulate_tty=True,
-        parameters=[params, {'model_dir': model_dir, **robot_overrides}])
+        parameters=[params, {'model_dir': model_dir, 'autostart': autostart, **robot_overrides}])
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='parameter file with balance_node, world_model_node and mpc_node sections'),
@@ -81,6 +67,4 @@ def generate_launch_description() -> LaunchDescription:
         balance,
         world_model,
         mpc,
-        *_configure_then_activate(world_model),
-        *_configure_then_activate(mpc),
     ])

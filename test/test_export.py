@@ -15,7 +15,16 @@ import pytest
 import torch
 
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime, load_metadata
-from hamwm_ros.worldmodel.export import PARITY_RTOL, ExportError, PredictorGraph, export_model, main, relative_error
+from hamwm_ros.worldmodel.export import (
+    PARITY_RTOL,
+    ExportError,
+    LeanPredictorGraph,
+    PredictorGraph,
+    export_model,
+    main,
+    predictor_graph,
+    relative_error,
+)
 from hamwm_ros.worldmodel.model import HamiltonianWorldModel, ModelConfig
 
 torch.set_num_threads(1)
@@ -153,3 +162,55 @@ def test_benchmark_flop_count_on_a_known_graph(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=8), path)
     batch = 100
     assert count_flops(path, batch) == pytest.approx(2 * batch * 6 * 4 + batch * 6 + batch * 6)
+
+
+def _lean_model(**overrides) -> HamiltonianWorldModel:
+    kw = dict(residual=False, mass_matrix='constant', input_map='constant', damping_map='constant', layers=2)
+    kw.update(overrides)
+    return _model(**kw)
+
+
+@pytest.mark.parametrize('overrides', [dict(), dict(ensemble=2), dict(activation='softplus', substeps=2),
+                                       dict(layers=1, dissipation=False)])
+def test_lean_predictor_graph_matches_the_generic_one_and_onnxruntime(tmp_path, overrides):
+    model = _lean_model(**overrides)
+    assert model.lean
+    meta = _export(model, tmp_path, horizon=5)
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= PARITY_RTOL
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(*((2,) if model.cfg.ensemble > 1 else ()), 6, 4, generator=gen)
+    actions = torch.randn(6, 5, 2, generator=gen)
+    with torch.no_grad():
+        lean = LeanPredictorGraph(model)(z, actions)
+        generic = PredictorGraph(model)(z, actions)
+    for a, b in zip(lean, generic):
+        assert a.shape == b.shape
+        assert relative_error(a.numpy(), b.numpy()) <= 1e-5
+    out = WorldModelRuntime.load(tmp_path, joint_names=JOINTS, config=CPU).rollout(z.numpy(), actions.numpy())
+    for a, b in zip((out.latent, out.observations, out.energy), lean):
+        assert relative_error(a, b.numpy()) <= PARITY_RTOL
+
+
+def test_lean_predictor_graph_is_short(tmp_path):
+    """The unrolled constant-mass leapfrog step is a handful of GEMMs and elementwise ops, not ~130 nodes."""
+    import onnxruntime as ort
+
+    horizon = 16
+    _export(_lean_model(), tmp_path, horizon=horizon)
+    graph = onnx.load(str(tmp_path / 'predictor.onnx')).graph
+    ops = [n.op_type for n in graph.node if n.op_type != 'Constant']
+    assert len(ops) <= 20 * horizon
+    assert sum(op in ('MatMul', 'Gemm') for op in ops) <= 9 * horizon + 12
+    assert not {'Slice', 'Gather', 'Unsqueeze'} & set(ops[len(ops) // 4: len(ops) // 2])  # no churn inside the loop
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    ort.InferenceSession(str(tmp_path / 'predictor.onnx'), options, providers=['CPUExecutionProvider'])
+    assert len(onnx.load(str(tmp_path / 'optimized.onnx')).graph.node) <= 15 * horizon + 40
+
+
+def test_models_with_state_dependent_ports_keep_the_generic_graph(tmp_path):
+    model = _model()
+    assert not model.lean
+    with pytest.raises(ExportError, match='lean'):
+        LeanPredictorGraph(model)
+    assert isinstance(predictor_graph(model), PredictorGraph)

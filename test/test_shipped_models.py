@@ -75,3 +75,14 @@ def test_rolls_out_finite_predictions(shipped):
     assert np.all(np.isfinite(out.energy))
     # predictions stay in a physically plausible range: within 10 standard deviations of the training data
     assert np.all(np.abs(out.observations - mean) < 10 * std + 1e-6), name
+
+
+def test_predictor_graph_is_lean(shipped):
+    """Every shipped model has constant mass, input map and damping: the exported step is ~15 nodes, not ~130."""
+    import onnx
+
+    _, directory, wm = shipped
+    graph = onnx.load(str(directory / 'predictor.onnx')).graph
+    nodes = [n.op_type for n in graph.node if n.op_type != 'Constant']
+    assert len(nodes) <= 20 * wm.metadata.horizon
+    assert wm.metadata.training['model_config']['damping_map'] == 'constant'

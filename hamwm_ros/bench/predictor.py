@@ -4,7 +4,8 @@ For each shipped model (default: cartpole and humanoid):
 
 * state-steps/s of a ``batch x horizon`` rollout (default 1024 x 32, what MPPI asks for) through the runtime
   (``WorldModelRuntime.rollout``, IO-bound preallocated buffers) and through the eager torch model it was exported
-  from (``PredictorGraph``: the same rollout + decode + energy), with the same thread count; medians and the ratio;
+  from (``predictor_graph``: the module that was exported, run eagerly), with the same thread count; medians and
+  the ratio; and the exported graph's node count per step;
 * per-call latency at batch 1 for both;
 * achieved GFLOP/s of the onnxruntime rollout, with the FLOPs counted from the exported graph (onnx shape inference
   at the benchmark batch: 2 K per MatMul output element, 1 per elementwise or reduced element), beside the machine's
@@ -114,6 +115,15 @@ def count_flops(predictor_path: Path, batch: int) -> float:
     return one + (batch - 1) * (two - one)
 
 
+def graph_ops(predictor_path: Path, horizon: int) -> dict[str, float]:
+    """Executed nodes of the exported predictor (``Constant`` nodes excluded) and GEMMs, in all and per step."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(predictor_path)).graph.node if n.op_type != 'Constant']
+    gemms = sum(op in ('MatMul', 'Gemm') for op in ops)
+    return {'graph_nodes': len(ops), 'nodes_per_step': len(ops) / horizon, 'gemms_per_step': gemms / horizon}
+
+
 def _peak_gflops(threads: int, repeats: int, n: int = 2048) -> dict[str, float]:
     """float32 n x n x n matmul GFLOP/s in torch and in onnxruntime at ``threads`` threads."""
     from onnx import TensorProto, helper
@@ -171,6 +181,7 @@ def bench_model(model_dir: Path, *, batch: int, horizon: int, threads: int, repe
         'threads': threads, 'load_s': load_s, 'ort_rollout_ms': t_ort * 1e3,
         'ort_state_steps_per_s': batch * horizon / t_ort, 'ort_batch1_ms': t_ort1 * 1e3,
     }
+    result.update(graph_ops(model_dir / runtime.metadata.files['predictor'].path, runtime.horizon))
     flops = None
     if horizon == runtime.horizon:
         flops = count_flops(model_dir / runtime.metadata.files['predictor'].path, batch)
@@ -179,11 +190,12 @@ def bench_model(model_dir: Path, *, batch: int, horizon: int, threads: int, repe
     if torch_baseline and (model_dir / 'model.pt').is_file():
         import torch
 
-        from hamwm_ros.worldmodel.export import PredictorGraph
+        from hamwm_ros.worldmodel.export import predictor_graph
         from hamwm_ros.worldmodel.model import HamiltonianWorldModel
 
         torch.set_num_threads(threads)
-        graph = PredictorGraph(HamiltonianWorldModel.load(model_dir).eval())
+        # the very module that was exported (lean or generic), run eagerly: the same algorithm on both sides
+        graph = predictor_graph(HamiltonianWorldModel.load(model_dir).eval())
         zt, at = torch.from_numpy(np.ascontiguousarray(z)), torch.from_numpy(actions)
         with torch.inference_mode():
             t_torch = _median_seconds(lambda: graph(zt, at), max(3, repeats // 2))
@@ -219,13 +231,14 @@ def sweep_options(model_dir: Path, batch: int, horizon: int, repeats: int, max_t
 
 def _fmt_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'model':<16}{'ORT ms':>9}{'torch ms':>10}{'ratio':>7}{'ORT Msteps/s':>14}{'torch Msteps/s':>16}"
-            f"{'ORT b1 ms':>11}{'torch b1 ms':>13}{'GFLOP/s':>9}")
+            f"{'ORT b1 ms':>11}{'torch b1 ms':>13}{'GFLOP/s':>9}{'nodes/step':>12}")
     lines = [head, '-' * len(head)]
     for r in rows:
         lines.append(f"{r['model']:<16}{r['ort_rollout_ms']:>9.2f}{r.get('torch_rollout_ms', float('nan')):>10.2f}"
                      f"{r.get('speedup', float('nan')):>7.1f}{r['ort_state_steps_per_s'] / 1e6:>14.2f}"
                      f"{r.get('torch_state_steps_per_s', float('nan')) / 1e6:>16.2f}{r['ort_batch1_ms']:>11.3f}"
-                     f"{r.get('torch_batch1_ms', float('nan')):>13.3f}{r.get('ort_gflops', float('nan')):>9.2f}")
+                     f"{r.get('torch_batch1_ms', float('nan')):>13.3f}{r.get('ort_gflops', float('nan')):>9.2f}"
+                     f"{r.get('nodes_per_step', float('nan')):>12.1f}")
     return '\n'.join(lines)
 
 

@@ -7,6 +7,9 @@ Choices (the runtime contract is in :mod:`hamwm_ros.runtime.metadata`):
   The runtime chains calls for longer horizons and truncates for shorter ones, exactly.
 * **Ensembles as one graph**: members are the leading axis of every weight (one batched MatMul per layer), so the
   encoder returns ``z`` (E, B, n) and every predictor output carries a leading member axis. One member -> no axis.
+* **Lean predictor graph** for models with constant mass, input map and damping (:class:`LeanPredictorGraph`):
+  constants precomputed at export, one potential pass per step, normalisation folded into the decoder, energy read
+  from the step's own potential pass; other models trace the generic rollout (:class:`PredictorGraph`).
 * **Physical units at the graph boundary**: observation normalisation and action scaling are inside the graphs; the
   statistics are copied into the metadata for tools.
 * **Images enter as uint8** (B, frames, H, W, 3) exactly as a camera driver delivers them; the scaling to [0, 1] is
@@ -36,7 +39,7 @@ import torch
 from torch import nn
 
 from hamwm_ros.runtime.metadata import ImageSpec, ModelMetadata, TensorSpec, expected_signatures, sha256_file
-from hamwm_ros.worldmodel.model import HamiltonianWorldModel
+from hamwm_ros.worldmodel.model import HamiltonianWorldModel, _affine, lean_energy, lean_rollout
 
 LOG = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -84,6 +87,92 @@ class PredictorGraph(nn.Module):
         else:
             energy = self.model.energy(z_seq.reshape(-1, n)).reshape(z_seq.shape[:-1])
         return z_seq, obs_seq, energy
+
+
+class LeanPredictorGraph(nn.Module):
+    """The predictor of a :attr:`HamiltonianWorldModel.lean` model as a short graph (same outputs as PredictorGraph).
+
+    Every q-independent quantity (inverse mass, damping flow, input map with action scaling and h/2, the rearranged
+    potential backward) is computed once here, in torch, and enters the graph as a constant; the loop body is then
+    GEMMs and a few elementwise ops (see :func:`hamwm_ros.worldmodel.model.lean_rollout`). The energy output reuses
+    the potential pass each step makes anyway; decoding runs once over all steps, with the observation
+    de-normalisation folded into the decoder's last layer.
+    """
+
+    def __init__(self, model: HamiltonianWorldModel) -> None:
+        super().__init__()
+        if not model.lean:
+            raise ExportError('LeanPredictorGraph needs a lean model (see HamiltonianWorldModel.lean)')
+        self.latent_dim = model.cfg.latent_dim
+        self.members = model.cfg.ensemble
+        self.activation = model.decoder_net.activation
+        one = self.members == 1
+        with torch.no_grad():
+            k = model.lean_constants(squeeze=one)
+            dec = model.decoder_net
+            std, mean = model.obs_std, model.obs_mean
+            k['dec_w'] = [layer.weight for layer in dec.hidden_layers]
+            k['dec_b'] = [layer.bias for layer in dec.hidden_layers]
+            k['dec_out_w'] = dec.out.weight * std  # de-normalisation folded into the last layer and the skip
+            k['dec_out_b'] = dec.out.bias * std + mean
+            k['dec_skip'] = model.decoder_skip * std
+            if one:
+                for key in ('dec_w', 'dec_b'):
+                    k[key] = [w[0] for w in k[key]]
+                for key in ('dec_out_w', 'dec_out_b', 'dec_skip'):
+                    k[key] = k[key][0]
+        # Tensors become buffers (one shared initializer each in the graph, not a copy per unrolled step).
+        self._layout: dict[str, Any] = {}
+        for key, value in k.items():
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(f'c_{key}', value.detach().clone())
+                self._layout[key] = f'c_{key}'
+            elif isinstance(value, list):
+                for i, v in enumerate(value):
+                    self.register_buffer(f'c_{key}_{i}', v.detach().clone())
+                self._layout[key] = [f'c_{key}_{i}' for i in range(len(value))]
+            else:
+                self._layout[key] = ('value', value)
+
+    def _constants(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, where in self._layout.items():
+            if isinstance(where, str):
+                out[key] = getattr(self, where)
+            elif isinstance(where, list):
+                out[key] = [getattr(self, name) for name in where]
+            else:
+                out[key] = where[1]
+        return out
+
+    def _decode(self, k: dict[str, Any], z: torch.Tensor) -> torch.Tensor:
+        """Decoder in physical units over (.., B, H, n); the steps fold into the batch (one GEMM per layer)."""
+        horizon, n = int(z.shape[-2]), int(z.shape[-1])
+        x = z.reshape(-1, n) if self.members == 1 else z.reshape(self.members, -1, n)
+        skip = x
+        for w, b in zip(k['dec_w'], k['dec_b']):
+            a = _affine(x, w, b)
+            x = torch.tanh(a) if self.activation == 'tanh' else torch.nn.functional.softplus(a)
+        out = _affine(x, k['dec_out_w'], k['dec_out_b']) + torch.matmul(skip, k['dec_skip'])
+        lead = () if self.members == 1 else (self.members,)
+        return out.reshape(*lead, -1, horizon, int(out.shape[-1]))
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Z (B, n) or (E, B, n), actions (B, H, m)."""
+        k = self._constants()
+        d = self.latent_dim
+        q, p = z[..., :d], z[..., d:]
+        q_seq, p_seq, v_seq = lean_rollout(k, q, p, actions, actions.shape[-2], with_potential=True)
+        z_seq = torch.cat([q_seq, p_seq], -1)
+        return z_seq, self._decode(k, z_seq), lean_energy(k, p_seq, v_seq)
+
+
+def predictor_graph(model: HamiltonianWorldModel) -> nn.Module:
+    """The module exported as ``predictor.onnx``: :class:`LeanPredictorGraph` where the model allows it.
+
+    Otherwise :class:`PredictorGraph` (the generic traced rollout).
+    """
+    return LeanPredictorGraph(model) if model.lean and model.cfg.obs_dim > 0 else PredictorGraph(model)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -281,7 +370,7 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
     _export_one(EncoderGraph(model), enc_args, out / 'encoder.onnx', enc_in, enc_out, opset)
     pred_in, pred_out = sigs['predictor']
     pred_args = (_example(pred_in[0], trace_batch, gen), _example(pred_in[1], trace_batch, gen))
-    _export_one(PredictorGraph(model), pred_args, out / 'predictor.onnx', pred_in, pred_out, opset)
+    _export_one(predictor_graph(model), pred_args, out / 'predictor.onnx', pred_in, pred_out, opset)
     for name, (inputs, outputs) in (('encoder.onnx', sigs['encoder']), ('predictor.onnx', sigs['predictor'])):
         _stamp_signature(out / name, inputs, outputs)
         _check_onnx(out / name)
@@ -374,5 +463,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ['EncoderGraph', 'ExportError', 'PredictorGraph', 'data_hash', 'export_model', 'main',
-           'measure_parity', 'relative_error']
+__all__ = ['EncoderGraph', 'ExportError', 'LeanPredictorGraph', 'PredictorGraph', 'data_hash', 'export_model', 'main',
+           'measure_parity', 'predictor_graph', 'relative_error']

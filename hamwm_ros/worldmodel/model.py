@@ -15,7 +15,14 @@ an input map G(q) taking actions to generalised forces, and a small residual r f
 * ``'general'``: H = MLP(q, p) (HNN-style), integrated with implicit midpoint or generalised leapfrog.
 
 dH/dz is computed in closed form by the explicit backward passes in :mod:`.networks`, so ``encode``, ``step``,
-``rollout``, ``decode`` and ``energy`` trace to ONNX. Ensemble members are a leading batch dimension of every weight.
+``rollout``, ``decode`` and ``energy`` trace to ONNX.
+
+With constant mass, input map and damping (and no residual) the model is *lean* (:attr:`HamiltonianWorldModel.lean`):
+each Strang half of the dissipation is the exact flow p @ expm(-tau A D) (one constant matrix, never adds energy for
+any tau), and :meth:`HamiltonianWorldModel.rollout` runs :func:`lean_rollout`, the same map as repeated ``step`` calls
+with every q-independent quantity hoisted out of the loop and one potential pass per substep. That is what MPPI's
+1024 x 32 rollouts and the exported ``predictor.onnx`` use (about 15 nodes per step instead of ~130).
+Ensemble members are a leading batch dimension of every weight.
 
 Shape conventions: with ``ensemble == 1`` the public methods take and return (B, ...) tensors; with ``ensemble > 1``
 they return (E, B, ...) and accept either (E, B, ...) or (B, ...) (broadcast to every member). Observations and
@@ -297,6 +304,129 @@ class _Dynamics:
         return out
 
 
+def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Affine map x @ weight + bias: one ``Gemm`` for 2-d operands, a batched matmul and an add for members."""
+    if x.dim() == 2 and weight.dim() == 2:
+        return torch.addmm(bias, x, weight)
+    return torch.matmul(x, weight) + bias
+
+
+def _lean_potential(k: dict[str, Any], q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Potential MLP at q: (last hidden activation, g) with dV/dq = g @ W_1^T (g: cotangent of the first layer)."""
+    tanh = k['activation'] == 'tanh'
+    x, pre, acts = q, [], []
+    for w, b in zip(k['W'], k['b']):
+        a = _affine(x, w, b)
+        x = torch.tanh(a) if tanh else F.softplus(a)
+        pre.append(a)
+        acts.append(x)
+    n = len(acts)
+    if tanh and n >= 2:
+        s = _affine(acts[-1] * acts[-1], k['s_weight'], k['s_bias'])  # cotangent of the second-to-last activation
+        top = n - 2
+    else:
+        s = k['w_row']
+        top = n - 1
+    for i in range(top, -1, -1):
+        if tanh:
+            g = s - s * (acts[i] * acts[i])  # tanh' = 1 - t^2, reusing t
+        else:
+            g = s * torch.sigmoid(pre[i])
+        if i > 0:
+            s = torch.matmul(g, k['WT'][i - 1])
+    return acts[-1], g
+
+
+def lean_rollout(k: dict[str, Any], q: torch.Tensor, p: torch.Tensor, actions: torch.Tensor | None, horizon: int,
+                 *, with_potential: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The structured rollout of a :attr:`HamiltonianWorldModel.lean` model with every constant hoisted.
+
+    Per substep (Strang splitting, as :meth:`HamiltonianWorldModel.step`): dissipation half (p @ expm(-h/2 A D)),
+    half kick p += h/2 (G u - dV/dq), drift q += h A p, half kick at the new q, dissipation half. The potential
+    gradient of the new q serves both the closing kick of one step and the opening kick of the next (q does not
+    change in between), so each substep evaluates the potential once. Input forces for all steps come from one
+    matmul before the loop, q and p stay separate tensors through the loop, and the outputs are concatenated once.
+
+    Parameters
+    ----------
+    k
+        :meth:`HamiltonianWorldModel.lean_constants` (2-d matrices for one member, else member-batched).
+    q, p
+        (B, d), or (E, B, d) with members.
+    actions
+        Physical actions (B, H, m) (or (E, B, H, m) with members), or None without control.
+    horizon
+        H.
+    with_potential
+        Also return V(q) - b_out at each step, read from the potential pass the step already made (one small
+        matmul per step), for :func:`lean_energy`.
+
+    Returns
+    -------
+    tuple
+        q after each step (B, H, d), p after each step (same), and the potential without its output bias (B, H) or
+        None.
+    """
+    diss = k['E']
+    d = q.shape[-1]
+
+    forces = forces_e = None
+    if k['G'] is not None and actions is not None:
+        # Every step's input half-kick (and, with dissipation, its image under the closing dissipation half) from one
+        # 2-d matmul before the loop, then one Split into per-step (.., B, d) tensors.
+        w = k['G'] if diss is None else torch.cat([k['G'], k['GE']], -1)
+        width = w.shape[-1]
+        if w.dim() == 2:
+            f_all = torch.matmul(actions.reshape(-1, actions.shape[-1]), w).reshape(-1, horizon * width)
+        else:
+            members = int(w.shape[0])
+            a = actions.reshape(int(actions.shape[0]) if actions.dim() == 4 else 1, -1, actions.shape[-1])
+            f_all = torch.matmul(a, w).reshape(members, -1, horizon * width)
+        pieces = torch.split(f_all, d, -1)
+        forces, forces_e = (pieces, None) if diss is None else (pieces[0::2], pieces[1::2])
+    t_last, g = _lean_potential(k, q)
+    qs, ps, vs = [], [], []
+    for t in range(horizon):
+        f = None if forces is None else forces[t]
+        for _ in range(k['substeps']):
+            if diss is not None:
+                pre = _affine(p, diss, f) if f is not None else torch.matmul(p, diss)
+            else:
+                pre = p if f is None else p + f
+            p = _affine(g, k['kick'], pre)
+            q = _affine(p, k['hA'], q)
+            t_last, g = _lean_potential(k, q)
+            if diss is None:
+                p = _affine(g, k['kick'], p if f is None else p + f)
+            else:  # (p + f - h/2 dV) @ X  as  g @ (kick X) + (p @ X + f X)
+                pe = torch.matmul(p, diss) if f is None else _affine(p, diss, forces_e[t])
+                p = _affine(g, k['kickE'], pe)
+        qs.append(q)
+        ps.append(p)
+        if with_potential:
+            vs.append(torch.matmul(t_last, k['w_out']))  # (.., B, 1)
+    return _steps(qs, horizon), _steps(ps, horizon), torch.cat(vs, -1) if with_potential else None
+
+
+def _steps(xs: list[torch.Tensor], horizon: int) -> torch.Tensor:
+    """H tensors (.., B, n) -> (.., B, H, n) with one Concat and one Reshape (batch left as -1: stays dynamic)."""
+    n = xs[0].shape[-1]
+    lead = () if xs[0].dim() == 2 else (int(xs[0].shape[0]),)
+    return torch.cat(xs, -1).reshape(*lead, -1, horizon, n)
+
+
+def lean_energy(k: dict[str, Any], p_seq: torch.Tensor, v_seq: torch.Tensor) -> torch.Tensor:
+    """H = V(q) + 1/2 p A p, (.., B, H), from :func:`lean_rollout`'s potential values (``with_potential``)."""
+    half_a = 0.5 * k['A']
+    horizon, d = int(p_seq.shape[-2]), int(p_seq.shape[-1])
+    if half_a.dim() == 2:  # a 2-d matmul over every (sample, step) row
+        pa = torch.matmul(p_seq.reshape(-1, d), half_a).reshape(-1, horizon, d)
+    else:
+        members = int(half_a.shape[0])
+        pa = torch.matmul(p_seq.reshape(members, -1, d), half_a).reshape(members, -1, horizon, d)
+    return (v_seq + k['b_out']) + (p_seq * pa).sum(-1)
+
+
 class HamiltonianWorldModel(nn.Module):
     """Port-Hamiltonian latent world model (see the module docstring).
 
@@ -398,6 +528,78 @@ class HamiltonianWorldModel(nn.Module):
     def constant_damping_factor(self) -> torch.Tensor:
         """(E, d, d) factor C of the constant part C C^T of the damping."""
         return self.packed_to_tril(self.damping_raw, -3.0)
+
+    @property
+    def linear_dissipation(self) -> bool:
+        """Constant inverse mass and constant damping: each Strang half of the dissipation is one exact matrix."""
+        c = self.cfg
+        return c.hamiltonian == 'separable' and c.mass_matrix == 'constant' and c.damping_map == 'constant'
+
+    @property
+    def lean(self) -> bool:
+        """Whether :meth:`rollout` (and the exported predictor) take the lean path (see :func:`lean_rollout`).
+
+        Needs an explicit separable leapfrog with every port q-independent: constant mass, constant input map,
+        constant (or no) damping, no residual.
+        """
+        c = self.cfg
+        return (c.hamiltonian == 'separable' and c.mass_matrix == 'constant' and c.integrator == 'leapfrog'
+                and not c.residual and (not c.dissipation or c.damping_map == 'constant')
+                and (not self.has_control or c.input_map == 'constant'))
+
+    def dissipation_factor(self, tau: float) -> torch.Tensor:
+        """(E, d, d) matrix X with p(tau) = p(0) @ X the exact flow of dp/dt = -D dH/dp = -D A p (rows).
+
+        Only for :attr:`linear_dissipation` models. X = expm(-tau A D): with A, D symmetric and A positive definite,
+        D positive semi-definite, the kinetic energy 1/2 p A p never increases along this flow (its rate is
+        -(A p)^T D (A p) <= 0), for any tau.
+        """
+        C = self.constant_damping_factor()
+        D = torch.matmul(C, C.transpose(-1, -2))
+        A = self.constant_inverse_mass()
+        return torch.linalg.matrix_exp(-tau * torch.matmul(A, D))
+
+    def lean_constants(self, squeeze: bool = False) -> dict[str, Any]:
+        """Every q-independent quantity of the lean rollout, precomputed once (differentiable in the parameters).
+
+        Step size, 1/2 and action scaling are folded into the matrices; the potential's closed-form backward is
+        rearranged so its first product is one GEMM with a constant bias (see :func:`lean_rollout`). With
+        ``squeeze`` (one member) the member axis is dropped so the matrices are 2-d (ONNX ``Gemm``).
+        """
+        cfg = self.cfg
+        h = cfg.dt / cfg.substeps
+        net = self.potential
+        Ws = [layer.weight for layer in net.hidden_layers]
+        bs = [layer.bias for layer in net.hidden_layers]
+        w_out = net.out.weight  # (E, hid, 1)
+        k: dict[str, Any] = {
+            'activation': net.activation, 'substeps': cfg.substeps,
+            'W': Ws, 'b': bs, 'WT': [w.transpose(-1, -2) for w in Ws[1:]],
+            'w_out': w_out, 'b_out': net.out.bias, 'w_row': w_out.transpose(-1, -2),
+            'A': self.constant_inverse_mass(),
+            'hA': h * self.constant_inverse_mass(),
+            'kick': -0.5 * h * Ws[0].transpose(-1, -2),  # p += g @ kick  is  p -= h/2 dV/dq
+            'E': self.dissipation_factor(0.5 * h) if cfg.dissipation else None,
+            'G': None,
+        }
+        if net.activation == 'tanh' and len(Ws) >= 2:
+            # s = (w * (1 - t^2)) @ W_L^T = w @ W_L^T - t^2 @ (diag(w) W_L^T): one GEMM with a constant bias
+            wl_t = Ws[-1].transpose(-1, -2)
+            k['s_bias'] = torch.matmul(k['w_row'], wl_t)
+            k['s_weight'] = -(w_out * wl_t)
+        if self.has_control:
+            g_t = self.input_const.transpose(-1, -2) / self.action_scale.reshape(-1, 1)  # physical actions in
+            k['G'] = 0.5 * h * g_t  # (E, m, d): half-kick of the input force
+        if k['E'] is not None:  # the closing kick and the closing dissipation half as one product
+            k['kickE'] = torch.matmul(k['kick'], k['E'])
+            k['GE'] = torch.matmul(k['G'], k['E']) if k['G'] is not None else None
+        if squeeze:
+            def sq(v: Any) -> Any:
+                if isinstance(v, list):
+                    return [sq(x) for x in v]
+                return v[0] if isinstance(v, torch.Tensor) else v
+            k = {key: sq(v) for key, v in k.items()}
+        return k
 
     # -- observation maps -------------------------------------------------------------------------------------------
     def normalise_obs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -568,7 +770,12 @@ class HamiltonianWorldModel(nn.Module):
         force = (lambda qq: dyn.force(qq, u)) if u is not None else None
         structured = cfg.hamiltonian == 'separable'
 
+        exact = self.linear_dissipation
+        factor = self.dissipation_factor(0.5 * h) if cfg.dissipation and exact else None
+
         def dissipate(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            if factor is not None:  # constant A and D: the exact flow of dp/dt = -D A p, one matrix
+                return torch.matmul(p, factor)
             metric = (lambda x: dyn.apply_inverse_mass(q, x)) if structured else None
             return dissipation_substep(p, 0.5 * h, dyn.grad_p(q, p), lambda v: dyn.damp(q, v), metric)
 
@@ -618,6 +825,16 @@ class HamiltonianWorldModel(nn.Module):
             horizon = actions.shape[-2]
         if horizon is None:
             raise ValueError('rollout needs actions or a horizon')
+        if self.lean:
+            if actions is not None and actions.shape[-1] != self.cfg.action_dim:
+                raise ValueError(f'actions last dimension must be {self.cfg.action_dim}, got {actions.shape[-1]}')
+            consts = self.lean_constants(squeeze=E == 1)
+            if E == 1:
+                a = None if actions is None else (actions[0] if actions.dim() == 4 else actions)
+                q_seq, p_seq, _ = lean_rollout(consts, q[0], p[0], a, horizon)
+                return self._drop(torch.cat([q_seq, p_seq], -1).unsqueeze(0), squeeze)
+            q_seq, p_seq, _ = lean_rollout(consts, q, p, actions, horizon)
+            return self._drop(torch.cat([q_seq, p_seq], -1), squeeze)
         u_all = self._inputs(actions, (E, B, horizon, self.cfg.action_dim)) if actions is not None else None
         dyn = _Dynamics(self)
         states = []

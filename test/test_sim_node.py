@@ -257,7 +257,9 @@ def test_humanoid_topics(humanoid):
 
 def test_push_moves_humanoid_base(humanoid):
     publisher = humanoid.publisher(WrenchStamped, PUSH)
-    before = humanoid.probe.latest('/odom').pose.pose.position
+    first = humanoid.probe.wait_for('/odom', lambda m: True, timeout=10.0)  # do not rely on an earlier test
+    assert first is not None, 'no /odom from the humanoid'
+    before = first.pose.pose.position
     push = WrenchStamped()
     push.header.frame_id = 'base_link_that_does_not_exist'
     push.wrench.force.x = 200.0

@@ -76,7 +76,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -107,6 +107,7 @@ from hamwm_ros.mpc import (
     SmoothnessCritic,
     TrackingCritic,
 )
+from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
 from hamwm_ros.safety import (
     EStop,
@@ -135,16 +136,6 @@ COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'noise_std', 'seed')
 
 
-def _descriptor(description: str, *, read_only: bool = False, float_range: tuple[float, float] | None = None,
-                int_range: tuple[int, int] | None = None, constraints: str = '') -> ParameterDescriptor:
-    """A ParameterDescriptor with an optional inclusive range."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
-                                                              to_value=float(float_range[1]), step=0.0)]
-    if int_range is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
-    return descriptor
 
 
 def _doubles(values: np.ndarray) -> array.array:

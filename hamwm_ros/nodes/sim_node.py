@@ -41,7 +41,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
@@ -54,6 +54,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.jointmap import JointMap, JointMapError
+from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.model import CAMERA
 from hamwm_ros.throttle import EventThrottle
@@ -67,16 +68,6 @@ WARN_PERIOD_S = 2.0       # throttle for warnings about dropped input, per kind
 PUSH_FRAMES = ('', 'world', 'map')   # plus the odom_frame parameter
 
 
-def _descriptor(description: str, *, read_only: bool = False, float_range: tuple[float, float] | None = None,
-                int_range: tuple[int, int] | None = None, constraints: str = '') -> ParameterDescriptor:
-    """A ParameterDescriptor with an optional inclusive range."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
-                                                              to_value=float(float_range[1]), step=0.0)]
-    if int_range is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
-    return descriptor
 
 
 def _stamp(seconds: float) -> Time:

@@ -36,7 +36,7 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
@@ -51,6 +51,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
+from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
 from hamwm_ros.throttle import EventThrottle
 
@@ -71,16 +72,6 @@ MONITOR_PARAMETERS = ('error_step', 'error_time_constant', 'error_warn', 'error_
                       'raise_after', 'energy_raise_time', 'clear_after', 'clear_ratio')
 
 
-def _descriptor(description: str, *, read_only: bool = False, float_range: tuple[float, float] | None = None,
-                int_range: tuple[int, int] | None = None, constraints: str = '') -> ParameterDescriptor:
-    """A ParameterDescriptor with an optional inclusive range."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
-                                                              to_value=float(float_range[1]), step=0.0)]
-    if int_range is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
-    return descriptor
 
 
 def _seconds(stamp: Time) -> float:

@@ -1,9 +1,11 @@
 """``hamwm bringup``: the node graph of ``ros2 launch`` in one process, without the launch package.
 
 Starts (as present in this build) ``sim_node`` (optional), ``balance_node`` (legged robots), ``world_model_node``
-and ``mpc_node`` in this process on one ``MultiThreadedExecutor``, all reading the same parameter file as the launch
-files (``config/hamwm.yaml``; each node reads its own section). Lifecycle nodes are configured and activated unless
-``--no-activate``. Runs until SIGINT (or ``--duration`` seconds), then deactivates and destroys every node.
+and ``mpc_node`` in this process, each on its own thread with its own single-threaded executor (rclpy's
+``MultiThreadedExecutor`` busy-waits while a callback runs and starved the nodes' control threads), all reading the
+same parameter file as the launch files (``config/hamwm.yaml``; each node reads its own section). Lifecycle nodes are
+configured and activated unless ``--no-activate``. Runs until SIGINT (or ``--duration`` seconds), then deactivates
+and destroys every node.
 
 Examples::
 
@@ -145,7 +147,7 @@ def _deactivate(entry: Started) -> None:
 
 
 def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, duration: float | None = None,
-        threads: int = 4, ready: threading.Event | None = None, log: Any = print) -> int:
+        ready: threading.Event | None = None, log: Any = print) -> int:
     """Start ``nodes`` with ``params`` (a parameter-file mapping) and spin until SIGINT or ``duration``.
 
     Returns
@@ -154,7 +156,7 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
         0 after a clean stop, 1 if a node failed to start or to activate, 130 never (SIGINT is the normal stop).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
     import yaml
 
@@ -163,12 +165,21 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
         merged = handle.name
     started: list[Started] = []
     code = 0
-    executor = None
+    executors: list[Any] = []
+    spinners: list[threading.Thread] = []
+    stop = threading.Event()
+
+    def spin(executor: Any) -> None:
+        while not stop.is_set() and rclpy.ok():
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                return
+
     try:
         # Python's own SIGINT handling (KeyboardInterrupt) instead of rclpy's, so the context is still valid while
         # lifecycle nodes deactivate (and publish their safe hold) on the way out.
         rclpy.init(args=['--ros-args', '--params-file', merged], signal_handler_options=SignalHandlerOptions.NO)
-        executor = MultiThreadedExecutor(num_threads=max(2, threads))
         for name in nodes:
             module, cls = NODE_CLASSES[name]
             entry = Started(name)
@@ -181,11 +192,15 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
                 continue
             entry.lifecycle = hasattr(entry.node, 'trigger_configure')
             entry.state = 'running' if not entry.lifecycle else 'unconfigured'
-            executor.add_node(entry.node)
+            executors.append(SingleThreadedExecutor())
+            executors[-1].add_node(entry.node)
+            spinners.append(threading.Thread(target=spin, args=(executors[-1],), name=f'spin_{name}', daemon=True))
             if entry.lifecycle and activate:
                 _activate(entry, log)
                 if entry.state != 'active':
                     code = 1
+        for spinner in spinners:    # after the transitions above, so no node's own autostart races them
+            spinner.start()
         for entry in started:
             log(f'  {entry.name:<17} {entry.state}')
         log(f'bringup: {sum(e.node is not None for e in started)} node(s) running; Ctrl-C stops them', flush=True)
@@ -193,10 +208,14 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
             ready.set()
         deadline = None if duration is None else time.monotonic() + duration
         while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.1)
+            time.sleep(0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        stop.set()
+        for spinner in spinners:
+            if spinner.is_alive():
+                spinner.join(timeout=5.0)
         for entry in reversed(started):
             if entry.node is None:
                 continue
@@ -207,7 +226,7 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
             except Exception as err:  # noqa: BLE001
                 log(f'  {entry.name}: destroy failed: {err}')
                 code = 1
-        if executor is not None:
+        for executor in executors:
             executor.shutdown()
         rclpy.try_shutdown()
         Path(merged).unlink(missing_ok=True)
@@ -227,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--nodes', nargs='+', default=None, help=f'start only these (of {list(NODE_CLASSES)})')
     parser.add_argument('--no-activate', action='store_true', help='leave lifecycle nodes unconfigured')
     parser.add_argument('--duration', type=float, default=None, help='stop after this many seconds (default: SIGINT)')
-    parser.add_argument('--threads', type=int, default=4, help='executor threads (default: 4)')
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault('MUJOCO_GL', 'egl')
     try:
@@ -263,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not nodes:
         print('hamwm bringup: no node to start', file=sys.stderr)
         return 2
-    return run(nodes, params, activate=not args.no_activate, duration=args.duration, threads=args.threads)
+    return run(nodes, params, activate=not args.no_activate, duration=args.duration)
 
 
 if __name__ == '__main__':

@@ -210,3 +210,28 @@ def test_command_within_limits_and_rate(theta, omega, previous, effort, smooth, 
         assert np.all(np.abs(result.sequence) <= LIMIT)
         last = result.command
         z = p.step(z, result.command).astype(np.float32)
+
+
+def test_normalised_costs_make_the_plan_independent_of_the_overall_cost_scale():
+    z0 = np.array([0.5, 0.0], np.float32)
+    plans = {}
+    for normalise in (False, True):
+        for scale in (1.0, 1000.0):
+            p = Pendulum()
+            critics = swing_up_critics(p)
+            for critic in critics:
+                critic.weight *= scale
+            opt, _ = make(p, critics, normalise_costs=normalise, temperature=0.3 if normalise else 0.05)
+            results = [opt.plan(z0, shift=0) for _ in range(3)]
+            plans[normalise, scale] = (np.stack([r.sequence for r in results]), results[-1].effective_samples)
+    # Same seed, costs x1000: normalised weights are the same, so are the plans (to float rounding).
+    np.testing.assert_allclose(plans[True, 1.0][0], plans[True, 1000.0][0], rtol=1e-4, atol=1e-4)
+    assert plans[True, 1000.0][1] > 2.0                          # several samples still share the weight
+    # Raw costs x1000: the softmin collapses onto the single best sample and the plan changes.
+    assert plans[False, 1000.0][1] < 1.01
+    assert not np.allclose(plans[False, 1.0][0], plans[False, 1000.0][0], atol=1e-3)
+
+
+def test_normalise_costs_must_be_a_bool():
+    with pytest.raises(SettingsError, match='normalise_costs'):
+        MPPISettings(normalise_costs='yes')

@@ -128,8 +128,12 @@ def test_trajectory_is_tracked(pendulum):
     assert all(r.successful for r in results), [r.reason for r in results]
     assert pendulum.get_parameter('trajectory_kp') == [200.0]
     publisher = pendulum.publisher(JointTrajectory, TRAJECTORY)
-    start = pendulum.joint_state().position[0]
-    goal = 0.3 if start < 0.15 else 0.0
+    # Earlier tests leave the pendulum swinging: settle it at 0 first (a one-point trajectory, then its hold).
+    publisher.publish(JointTrajectory(joint_names=['hinge'], points=[
+        JointTrajectoryPoint(positions=[0.0], time_from_start=Duration(sec=0, nanosec=300_000_000))]))
+    settled = pendulum.joint_state(lambda m: abs(m.position[0]) < 0.03 and abs(m.velocity[0]) < 0.05, timeout=8.0)
+    assert settled is not None, 'the pendulum never settled at 0 under the trajectory hold'
+    start, goal = settled.position[0], 0.3
     trajectory = JointTrajectory(joint_names=['hinge'], points=[
         JointTrajectoryPoint(positions=[0.5 * (start + goal)], time_from_start=Duration(sec=0, nanosec=750_000_000)),
         JointTrajectoryPoint(positions=[goal], time_from_start=Duration(sec=1, nanosec=500_000_000)),

@@ -6,7 +6,8 @@ One :meth:`MPPIOptimizer.plan` call, per control tick:
 2. ``iterations`` times: perturb the nominal with Gaussian (optionally time-correlated) noise, clip to the action
    bounds and the action-rate limit, roll every sample out in one batched call, score it with the critics plus the
    information-theoretic control cost, and move the nominal by the softmin-weighted perturbations
-   (``w_k ~ exp(-(S_k - min S) / temperature)``); optionally Savitzky-Golay smooth it;
+   (``w_k ~ exp(-(S_k - min S) / temperature)``; with ``normalise_costs`` the temperature is scaled by the median
+   of ``S_k - min S``); optionally Savitzky-Golay smooth it;
 3. return the first action as the command.
 
 Robustness: a sample whose rollout or cost is not finite gets zero weight. An iteration in which no sample is finite
@@ -359,7 +360,13 @@ class MPPIOptimizer:
         min_cost = float(costs.min())
         w = self._weights
         np.subtract(costs, min_cost, out=w)
-        w *= -1.0 / s.temperature
+        scale = s.temperature
+        if s.normalise_costs:
+            # Median excess over the best (finite samples only): invariant to the critics' overall cost scale.
+            spread = float(np.median(w[finite]))
+            if spread > 0.0 and math.isfinite(spread):
+                scale *= spread
+        w *= -1.0 / scale
         np.exp(w, out=w)  # inf cost -> weight 0
         w /= w.sum()
         w32 = w.astype(np.float32)

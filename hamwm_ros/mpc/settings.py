@@ -43,7 +43,12 @@ class MPPISettings:
     iterations
         Sample-weight-update passes per :meth:`plan` call (each one batched rollout).
     temperature
-        MPPI temperature ``lambda`` > 0: small -> greedy (best sample dominates), large -> averaging.
+        MPPI temperature ``lambda`` > 0: small -> greedy (best sample dominates), large -> averaging. In cost units,
+        or relative to the cost spread with ``normalise_costs``.
+    normalise_costs
+        Divide the temperature's argument by the median excess cost over the best sample, so ``temperature`` is
+        dimensionless (1: a sample of median cost weighs ``1/e`` of the best) and the weighting does not collapse
+        onto one sample when critic weights make costs large. False: classic MPPI on raw costs.
     control_cost_weight
         ``gamma`` of the information-theoretic control cost ``gamma * sum_t u_t^T Sigma^-1 eps_t``; 0 disables it.
     noise_std
@@ -71,6 +76,7 @@ class MPPISettings:
     horizon: int = 32
     iterations: int = 1
     temperature: float = 1.0
+    normalise_costs: bool = False
     control_cost_weight: float = 0.0
     noise_std: tuple[float, ...] = (0.5,)
     noise_correlation: float = 0.0
@@ -118,6 +124,8 @@ class MPPISettings:
         _int_range(reasons, 'iterations', self.iterations, 1, 100)
         _int_range(reasons, 'max_retries', self.max_retries, 0, 100)
         _float_range(reasons, 'temperature', self.temperature, 0.0, math.inf, low_open=True)
+        if not isinstance(self.normalise_costs, bool):
+            reasons.append(f'normalise_costs: must be a bool (got {self.normalise_costs!r})')
         _float_range(reasons, 'control_cost_weight', self.control_cost_weight, 0.0, math.inf)
         _float_range(reasons, 'noise_correlation', self.noise_correlation, 0.0, 1.0, high_open=True)
         if not _is_number(self.max_action_rate) or math.isnan(self.max_action_rate) or self.max_action_rate <= 0:

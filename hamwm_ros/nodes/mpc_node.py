@@ -56,8 +56,8 @@ Hot-load: setting ``model_dir`` while configured loads and validates the new mod
 that fails to load, or whose joints differ, is refused with the reason and the old one keeps running. The planner
 swaps models between iterations and drops its warm start.
 
-Threads: the executor (joint states, services, parameters, diagnostics), the planner thread and the control thread
-share only the supervisor (internally locked) and a few slots guarded by ``self._lock``.
+Threads: the single-threaded executor (joint states, services, parameters, diagnostics), the planner thread and the
+control thread share only the supervisor (internally locked) and a few slots guarded by ``self._lock``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from __future__ import annotations
 import array
 from collections import deque
 from dataclasses import dataclass
+import faulthandler
 import math
 import os
 from pathlib import Path
@@ -85,7 +86,7 @@ from rclpy.exceptions import (
     InvalidParameterValueException,
     ParameterUninitializedException,
 )
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -124,6 +125,9 @@ from hamwm_ros.throttle import EventThrottle
 from hamwm_ros.wholebody import BalanceEstimator, BaseMeasurement, BatchedBalance, WholeBodyError, WholeBodyModel
 
 NODE_NAME = 'mpc_node'
+# HAMWM_STALL_DUMP=<seconds>: when a control tick is that late, print every thread's Python stack to stderr (a C
+# watchdog thread does it, so it works even while another thread holds the GIL). Off by default.
+STALL_DUMP_S = float(os.environ.get('HAMWM_STALL_DUMP', '0') or 0.0)
 WARN_PERIOD_S = 2.0
 PASSIVE_BOUND = 1e-6        # MPPI needs low < high: a passive joint (effort limit 0) gets a tiny range, clamped to 0
 CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
@@ -133,7 +137,7 @@ SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'm
                      'limit_margin', 'model_invalid_time')
 BALANCE_PARAMS = ('critics.balance.weight', 'critics.balance.margin_target', 'critics.balance.capture_weight')
 COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
-MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'noise_std', 'seed')
+MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed')
 
 
 
@@ -360,7 +364,10 @@ class MpcNode(Node):
         d('mppi.horizon', 0, _descriptor('planning steps (model steps); 0: the horizon the model was exported with',
                                          int_range=(0, 1000)))
         d('mppi.iterations', 1, _descriptor('MPPI iterations per plan', int_range=(1, 20)))
-        d('mppi.temperature', 1.0, _descriptor('MPPI temperature lambda', float_range=(1e-6, 1e6)))
+        d('mppi.temperature', 0.1, _descriptor('MPPI temperature lambda (relative to the cost spread when '
+                                               'mppi.normalise_costs)', float_range=(1e-6, 1e6)))
+        d('mppi.normalise_costs', True, _descriptor('scale the temperature by the median excess cost, so it does '
+                                                    'not depend on the critic weights'' overall size'))
         d('mppi.noise_std', 0.3, _descriptor('exploration noise std as a fraction of each effort limit',
                                              float_range=(1e-4, 10.0)))
         d('mppi.seed', 0, _descriptor('noise seed of the MPPI sampler', int_range=(0, 2**31 - 1)))
@@ -421,6 +428,7 @@ class MpcNode(Node):
                             horizon=horizon,
                             iterations=int(self._param('mppi.iterations', changes)),
                             temperature=float(self._param('mppi.temperature', changes)),
+                            normalise_costs=bool(self._param('mppi.normalise_costs', changes)),
                             noise_std=tuple(noise * bound), max_retries=2,
                             seed=int(self._param('mppi.seed', changes)))
 
@@ -919,6 +927,8 @@ class MpcNode(Node):
             if previous_tick is not None:
                 stats['period_error_s'].append(abs(now - previous_tick - period))
             previous_tick = now
+            if STALL_DUMP_S > 0.0:     # debugging aid: a C watchdog dumps every thread's stack if this tick is late
+                faulthandler.dump_traceback_later(STALL_DUMP_S, exit=False)
             try:
                 result = supervisor.tick(now)
                 command = result.command
@@ -1060,7 +1070,10 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0
-    executor = MultiThreadedExecutor(num_threads=2)
+    # Single-threaded on purpose: the callbacks are short and the real-time work runs on the node's own planner and
+    # control threads. rclpy's MultiThreadedExecutor busy-waits while a callback runs in its pool (the entity stays
+    # ready in the wait set), holds the GIL most of the time and starved the control thread for 0.2-2.4 s on 2 cores.
+    executor = SingleThreadedExecutor()
     try:
         node = MpcNode()
         executor.add_node(node)

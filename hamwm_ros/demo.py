@@ -7,7 +7,9 @@ Stages (each on the shipped model in ``models/<robot>``, run through onnxruntime
 3. the humanoid standing under pushes: MPPI + world model + balance critics against the PD-only baseline, largest
    push impulse survived per direction by bisection (``hamwm_ros.closedloop.push``);
 4. over real ROS 2: the pendulum's swing-up with ``sim_node`` in its own process and the planner in this one, joint
-   states in and effort commands out over DDS topics (``/joint_states`` -> ``/effort_controller/commands``).
+   states in and effort commands out over DDS topics (``/joint_states`` -> ``/effort_controller/commands``);
+5. the product's node graph over real ROS 2: ``sim_node`` and ``mpc_node`` (lifecycle, autostart) in their own
+   processes, the pendulum held at goals set through mpc_node's parameter service.
 
 Prints a summary table and writes a report folder (default ``reports/demo/``): PNG plots and ``figures.json`` with
 every figure. ``--quick`` runs a smoke-test-sized version of every stage.
@@ -242,6 +244,116 @@ def ros_stage(model_dir: Path, duration_s: float, real_time_factor: float, threa
     }
 
 
+GRAPH_GOALS = (0.35, -0.35)       # rad; the 5 N m hinge holds at most asin(5 / 9.81) = 0.53 rad against gravity
+
+
+def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> dict[str, Any]:
+    """The product's own node graph over real ROS 2: ``sim_node`` + ``mpc_node`` processes, goals set by parameter.
+
+    ``mpc_node`` (lifecycle, autostart) plans with MPPI on the shipped pendulum model and drives ``sim_node`` through
+    ``/effort_controller/commands``; this process only changes ``goal_position`` through the parameter service and
+    records ``/joint_states``, the mode and ``/diagnostics``.
+
+    Raises
+    ------
+    RuntimeError
+        If a process dies or mpc_node never reaches PLANNING within ``timeout_s``.
+    """
+    import subprocess
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe, _ros_value
+
+    started = time.perf_counter()
+    params = {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True, 'goal_position': [GRAPH_GOALS[0]],
+              'control_rate': 500.0, 'planner_rate': 50.0, 'joint_state_timeout': 0.1, 'recovery_time': 0.1,
+              'max_plan_age': 0.2, 'max_future_stamp': 0.5}
+    command = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
+    for name, value in params.items():
+        command += ['-p', f'{name}:={_ros_value(value)}']
+    sim = SimProcess('pendulum', {'camera_rate': 0.0, 'real_time': True, 'joint_states_rate': 500.0,
+                                  'command_timeout': 0.5})
+    log = Path(sim.log_path).with_name(Path(sim.log_path).stem + '_mpc.log')
+    with open(log, 'w') as handle:
+        mpc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                               env=dict(os.environ, PYTHONUNBUFFERED='1'), start_new_session=True)
+    probe = TopicProbe({'/joint_states': JointState, '/hamwm/mpc/mode': String, '/diagnostics': DiagnosticArray},
+                       name='hamwm_demo_graph', keep=int(600 * seconds_per_goal * len(GRAPH_GOALS)))
+    segments: list[dict[str, Any]] = []
+    try:
+        planning = probe.wait_for('/hamwm/mpc/mode', lambda m: m.data.startswith('PLANNING'), timeout=timeout_s)
+        if planning is None:
+            raise RuntimeError('mpc_node never reached PLANNING:\n' + log.read_text()[-2000:])
+        client = probe.node.create_client(SetParameters, '/mpc_node/set_parameters')
+        for k, goal in enumerate(GRAPH_GOALS):
+            if k:
+                goal_msg = Parameter('goal_position', value=[goal]).to_parameter_msg()
+                request = SetParameters.Request(parameters=[goal_msg])
+                future = client.call_async(request)
+                deadline = time.monotonic() + 10.0
+                while not future.done() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if not (future.done() and future.result().results[0].successful):
+                    raise RuntimeError(f'goal_position {goal} not accepted')
+            first = probe.seq('/joint_states')
+            time.sleep(seconds_per_goal)
+            new = probe.seq('/joint_states') - first
+            states = probe.recent('/joint_states')[-new:] if new else []
+            if mpc.poll() is not None or not sim.alive():
+                raise RuntimeError('a node process exited:\n' + log.read_text()[-2000:] + sim.log()[-2000:])
+            t = np.array([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in states])
+            q = np.array([m.position[0] for m in states])
+            if t.size < 10:
+                raise RuntimeError(f'only {t.size} joint states while tracking {goal} rad')
+            t -= t[0]
+            error = np.abs(q - goal)
+            inside = np.flatnonzero(error < 0.05)
+            settled = t >= t[-1] - 1.0
+            segments.append({'goal_rad': goal, 'start_rad': float(q[0]),
+                             'time_to_0_05_rad_s': float(t[inside[0]]) if inside.size else None,
+                             'final_error_rad': float(np.median(error[settled])),
+                             'final_rms_error_rad': float(np.sqrt(np.mean(error[settled] ** 2)))})
+        diagnostics = probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
+                                     timeout=5.0, after=probe.seq('/diagnostics'))
+    finally:
+        probe.close()
+        if mpc.poll() is None:
+            mpc.send_signal(2)
+            try:
+                mpc_code = mpc.wait(15.0)
+            except subprocess.TimeoutExpired:
+                mpc.kill()
+                mpc_code = mpc.wait(5.0)
+        else:
+            mpc_code = mpc.returncode
+        sim.stop()
+        sim.close()
+        log.unlink(missing_ok=True)
+    values = {kv.key: kv.value for kv in diagnostics.status[0].values} if diagnostics is not None else {}
+    ticks = int(values.get('control_ticks', 0)) or 1
+    return {
+        'transport': 'sim_node process -> /joint_states -> mpc_node process (lifecycle, MPPI on the shipped '
+                     'pendulum model) -> /effort_controller/commands -> sim_node; goals by the parameter service',
+        'segments': segments,
+        'success': all(s['final_error_rad'] < 0.05 for s in segments),
+        'success_definition': 'median |angle - goal| < 0.05 rad over the last 1 s of every goal',
+        'planned_fraction': int(values.get('planned_ticks', 0)) / ticks,
+        'control_ticks': ticks,
+        'missed_deadlines': int(values.get('missed_deadlines', 0)),
+        'period_error_p99_ms': float(values.get('period_error_p99_ms', 'nan')),
+        'planner_ms_p50': float(values.get('planner_ms_p50', 'nan')),
+        'state_to_command_ms_p50': float(values.get('state_to_command_ms_p50', 'nan')),
+        'state_to_command_ms_p99': float(values.get('state_to_command_ms_p99', 'nan')),
+        'mpc_node_exit_code': mpc_code,
+        'wall_s': round(time.perf_counter() - started, 1),
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- output
 def _fmt(value: Any, spec: str = '.2f') -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -287,6 +399,17 @@ def summary_table(figures: dict[str, Any]) -> str:
                          f"{r['commands_published']} commands over DDS; state->command latency p50 "
                          f"{_fmt(r['latency_ms_p50'], '.1f')} ms, p99 {_fmt(r['latency_ms_p99'], '.1f')} ms; "
                          f"real-time factor {r['real_time_factor']:g}"))
+    g = figures.get('graph')
+    if g is not None:
+        if 'error' in g:
+            rows.append(('ROS 2 mpc_node', 'not run', g['error']))
+        else:
+            goals = ', '.join(f"{s['goal_rad']:+.2f} rad: error {_fmt(s['final_error_rad'], '.3f')}"
+                              for s in g['segments'])
+            rows.append(('ROS 2 mpc_node', 'on goal' if g['success'] else 'OFF GOAL',
+                         f"{goals}; planned {100 * g['planned_fraction']:.0f}% of {g['control_ticks']} ticks; "
+                         f"period error p99 {_fmt(g['period_error_p99_ms'])} ms, {g['missed_deadlines']} missed; "
+                         f"state->command p50 {_fmt(g['state_to_command_ms_p50'], '.1f')} ms"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(2)]
     lines = []
     for k, row in enumerate(rows):
@@ -347,7 +470,7 @@ def main(argv: list[str]) -> int:
                         help="shipped models root (default: the checkout's or installed package's models/)")
     parser.add_argument('--out', type=Path, default=Path('reports/demo'), help='report folder (default: reports/demo)')
     parser.add_argument('--episodes', type=int, default=20, help='seeded episodes per swing-up robot (default: 20)')
-    parser.add_argument('--only', nargs='+', choices=('pendulum', 'cartpole', 'humanoid', 'ros'),
+    parser.add_argument('--only', nargs='+', choices=('pendulum', 'cartpole', 'humanoid', 'ros', 'graph'),
                         help='run only these stages')
     parser.add_argument('--threads', type=int, default=1, help='onnxruntime threads (default: 1)')
     parser.add_argument('--ros-rtf', type=float, default=0.5,
@@ -356,7 +479,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error('--episodes must be >= 1')
-    stages = args.only or ['pendulum', 'cartpole', 'humanoid', 'ros']
+    stages = args.only or ['pendulum', 'cartpole', 'humanoid', 'ros', 'graph']
     if args.models is None:
         from hamwm_ros import share_path
 
@@ -408,6 +531,14 @@ def main(argv: list[str]) -> int:
             figures['ros'] = {'error': f'{type(err).__name__}: {err}'}
             status = EXIT_STAGE_FAILED
             _log(f'  ros: not run: {err}')
+    if 'graph' in stages:
+        _log('== the node graph over real ROS 2 (sim_node process <-> mpc_node process, goals by parameter)')
+        try:
+            figures['graph'] = graph_stage(args.models / 'pendulum', 2.0 if args.quick else 4.0, timeout_s=60.0)
+        except Exception as err:  # noqa: BLE001
+            figures['graph'] = {'error': f'{type(err).__name__}: {err}'}
+            status = EXIT_STAGE_FAILED
+            _log(f'  graph: not run: {err}')
     figures['wall_s'] = round(time.perf_counter() - started, 1)
     written = write_report(args.out, figures, swing_logs, push_traces, ros)
     _log('')

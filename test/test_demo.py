@@ -41,6 +41,14 @@ def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
     assert 'error' not in ros, ros
     assert ros['completed'] and ros['commands_published'] > 50 and ros['sim_node_exit_code'] == 0
     assert ros['latency_ms_p50'] > 0
+    graph = figures['graph']
+    assert 'error' not in graph, graph
+    assert [s['goal_rad'] for s in graph['segments']] == [0.35, -0.35] and graph['mpc_node_exit_code'] == 0
+    assert graph['control_ticks'] > 500 and graph['planned_fraction'] > 0.5     # mpc_node planned, not held
+    # it moved toward each goal: closer at the end than where it started (tight accuracy needs an idle machine)
+    assert all(s['final_error_rad'] < max(0.05, 0.5 * abs(s['start_rad'] - s['goal_rad']))
+               for s in graph['segments']), graph
     for png in ('predicted_vs_actual.png', 'energy.png', 'zmp_support_polygon.png', 'loop_timing.png'):
         assert (out / png).stat().st_size > 5000, png
     assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum' in proc.stdout
+    assert 'ROS 2 mpc_node' in proc.stdout

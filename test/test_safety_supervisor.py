@@ -138,6 +138,20 @@ def test_plan_is_followed_interpolated_and_dropped_when_late_or_overrunning():
     assert result.mode is Mode.FALLBACK and ('late' in result.reason or 'expired' in result.reason)
 
 
+def test_state_to_command_latency_is_recorded_once_per_plan():
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    for k, delay in enumerate((3 * MS, 5 * MS)):
+        start = t + 10 * k * MS
+        feed(sup, start)
+        assert sup.on_plan(Plan(np.ones((8, 2)), start=start, dt=4 * MS))
+        for tick in range(3):                   # only the first tick that uses a plan counts
+            feed(sup, start + delay + tick * MS)
+            assert sup.tick(start + delay + tick * MS).mode is Mode.PLANNING
+    assert list(sup.stats.state_to_command) == pytest.approx([3 * MS, 5 * MS])
+
+
 @pytest.mark.parametrize('bad', [np.array([[math.nan, 0.0]]), np.array([[math.inf, 0.0], [0.0, 0.0]]),
                                  np.zeros((3, 5))])
 def test_non_finite_or_misshaped_plans_never_reach_a_command(bad):

@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
                    help='stop timing early after this long (at least 10 timed iterations); default 120')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', type=Path, default=None, help='also write the figures as JSON here')
+    p.add_argument('--loop-seconds', type=float, default=60.0,
+                   help='control-loop part: seconds of mpc_node over DDS (default 60; 0 skips it)')
+    p.add_argument('--loop-only', action='store_true', help='run only the control-loop part')
+    p.add_argument('--control-rate', type=float, default=500.0, help='control-loop part: Hz (default 500)')
+    p.add_argument('--loop-samples', type=int, default=256,
+                   help='control-loop part: MPPI samples of mpc_node (default 256, its default)')
+    p.add_argument('--loop-model-dir', type=Path, default=Path('models/pendulum'),
+                   help='control-loop part: model for mpc_node (default models/pendulum)')
     return p
 
 
@@ -354,7 +362,23 @@ def main(argv: list[str]) -> int:
         if getattr(args, name) < 1:
             print(f'hamwm bench mpc: --{name} must be >= 1')
             return 2
-    fig = run(args)
+    fig: dict[str, Any] = {}
+    if not args.loop_only:
+        fig = run(args)
+        _print_iteration(fig)
+    if args.loop_seconds > 0:
+        from hamwm_ros.bench.mpc_loop import print_loop, run_loop
+
+        fig['loop'] = run_loop(args.loop_seconds, args.control_rate, args.loop_model_dir, args.loop_samples)
+        print_loop(fig['loop'])
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(fig, indent=2))
+        print(f'wrote {args.json}')
+    return 0
+
+
+def _print_iteration(fig: dict[str, Any]) -> None:
     o, b = fig['ours'], fig['eager_torch']
     print(f"MPPI iteration, {fig['samples']} samples x {fig['horizon']} steps, CPU, {fig['threads']} threads "
           f"(os.cpu_count {fig['cpu_count']}), {fig['iterations']} timed iterations, interleaved")
@@ -373,8 +397,3 @@ def main(argv: list[str]) -> int:
     print(f"speed-up (p50): {fig['speedup_p50']:.2f}x [target >= 3x: {'met' if ratio_ok else 'NOT met'}]; "
           f"p50 {o['p50_ms']:.2f} ms [target <= 10 ms: {'met' if p50_ok else 'NOT met'}]; "
           f"CPU-time ratio {fig['speedup_cpu_p50']:.2f}x; valid plans {100 * fig['valid_fraction']:.0f}%")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(fig, indent=2))
-        print(f'wrote {args.json}')
-    return 0

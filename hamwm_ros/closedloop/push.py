@@ -72,6 +72,7 @@ class PushConfig:
     bisection_steps: int = 6
     num_samples: int = 128
     temperature: float = 0.1
+    normalise_costs: bool = False
     noise_fraction: float = 0.05
     correction_fraction: float = 0.2
     noise_correlation: float = 0.6
@@ -154,7 +155,8 @@ class PushLoop:
         bound = cfg.correction_fraction * limits
         self.settings = MPPISettings(action_low=tuple(-bound), action_high=tuple(bound),
                                      num_samples=cfg.num_samples, horizon=self.runtime.horizon, iterations=1,
-                                     temperature=cfg.temperature, noise_std=tuple(cfg.noise_fraction * limits),
+                                     temperature=cfg.temperature, normalise_costs=cfg.normalise_costs,
+                                     noise_std=tuple(cfg.noise_fraction * limits),
                                      noise_correlation=cfg.noise_correlation, seed=cfg.seed)
         self._v_now = np.zeros(n)
         goal = np.concatenate([sim.nominal_posture, np.zeros(n)])

@@ -69,6 +69,7 @@ import faulthandler
 import math
 import os
 from pathlib import Path
+import sys
 import threading
 import time
 from typing import Any
@@ -253,6 +254,10 @@ class MpcNode(Node):
         self._odom: tuple[float, Odometry] | None = None
         self._trajectories = 0
         self._validity_reports = 0
+        # (receipt, stamp in ns) of recently accepted joint states: the planner's warm-start shift is counted in
+        # stamp time, so the same input sequence gives the same plans whatever the transport jitter
+        self._stamps: deque[tuple[float, int]] = deque(maxlen=64)
+        self._stamps_lock = threading.Lock()
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -300,6 +305,10 @@ class MpcNode(Node):
                                          int_range=(0, 64)))
         d('control_rate', 500.0, _descriptor('Hz of the command loop', float_range=(100.0, 1000.0)))
         d('planner_rate', 50.0, _descriptor('Hz of the MPPI planner loop', float_range=(1.0, 500.0)))
+        d('gil_switch_interval', 0.0005, _descriptor(
+            's; Python thread switch interval set for this process at activate (default 5 ms in Python): how long '
+            'the planner may keep the interpreter lock from the waking control thread', read_only=True,
+            float_range=(1e-5, 0.05)))
         d('diagnostics_rate', 1.0, _descriptor('Hz of /diagnostics', read_only=True, float_range=(0.1, 50.0)))
         d('publish_stamped', True, _descriptor('also publish each command, named and stamped, on /hamwm/mpc/command',
                                                read_only=True))
@@ -651,6 +660,9 @@ class MpcNode(Node):
         if controller.balance is not None:
             controller.balance.reset()
         self._loop_stats = self._new_loop_stats()
+        # The control thread sleeps between ticks and must get the GIL back at once when it wakes: by default the
+        # planner thread would keep it for up to 5 ms (Python's switch interval), which is 2.5 periods at 500 Hz.
+        sys.setswitchinterval(float(self._param('gil_switch_interval')))
         self._stop.clear()
         self._threads = [threading.Thread(target=self._planner_loop, name='mpc_planner', daemon=True),
                          threading.Thread(target=self._control_loop, name='mpc_control', daemon=True)]
@@ -710,6 +722,9 @@ class MpcNode(Node):
         ros_now = self.get_clock().now().nanoseconds * 1e-9
         verdict = controller.supervisor.on_joint_state(msg.name, msg.position, msg.velocity, msg.effort, stamp,
                                                        ros_now, receipt)
+        if verdict.ok:
+            with self._stamps_lock:
+                self._stamps.append((receipt, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
         if verdict.kind:
             count = self._throttle.due(verdict.kind)
             if count:
@@ -834,7 +849,7 @@ class MpcNode(Node):
         position, velocity, receipt = state
         supervisor, optimizer = controller.supervisor, controller.optimizer
         dt = runtime.dt
-        shift = 0 if last_receipt is None else max(0, int(round((receipt - last_receipt) / dt)))
+        shift = 0 if last_receipt is None else self._elapsed_steps(last_receipt, receipt, dt)
         balance = controller.balance
         if balance is not None:
             balance.dt = dt
@@ -866,6 +881,18 @@ class MpcNode(Node):
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
                 self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
+
+    def _elapsed_steps(self, last_receipt: float, receipt: float, dt: float) -> int:
+        """Model steps between two accepted states: from their stamps (exact integer nanoseconds), else receipts.
+
+        Receipt times carry the transport's jitter, which would make the warm start, and so the plan, depend on
+        timing rather than on the input; stamps are used whenever both are known, non-zero and in order.
+        """
+        with self._stamps_lock:
+            stamps = dict(self._stamps)
+        before, now = stamps.get(last_receipt, 0), stamps.get(receipt, 0)
+        elapsed = (now - before) * 1e-9 if 0 < before <= now else receipt - last_receipt
+        return max(0, int(round(elapsed / dt)))
 
     # ------------------------------------------------------------------ trajectory output
     def _publish_trajectory_msg(self, controller: _Controller, positions: np.ndarray,
@@ -1008,6 +1035,7 @@ class MpcNode(Node):
             elapsed = max(1e-9, time.monotonic() - stats['started'])
             errors = np.array(stats['period_error_s']) if stats['period_error_s'] else np.zeros(1)
             planner = np.array(stats['planner_s']) if stats['planner_s'] else np.full(1, math.nan)
+            latency = np.array(sup.stats.state_to_command) if sup.stats.state_to_command else np.full(1, math.nan)
             values.update({
                 'mode': mode.value, 'reason': sup.modes.reason,
                 'model_dir': str(controller.runtime.directory),
@@ -1018,6 +1046,9 @@ class MpcNode(Node):
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
                 'planner_ms_max': f'{1e3 * float(np.max(planner)):.2f}',
+                # joint state receipt -> first command from the plan made on it (last 2000 plans)
+                'state_to_command_ms_p50': f'{1e3 * float(np.median(latency)):.2f}',
+                'state_to_command_ms_p99': f'{1e3 * float(np.percentile(latency, 99)):.2f}',
                 'planner_overruns_total': str(sup.overruns.total),
                 'planner_overruns_consecutive': str(sup.overruns.consecutive),
                 'plans': str(sup.stats.plans), 'invalid_plans': str(sup.stats.invalid_plans),

@@ -25,6 +25,7 @@ from :meth:`Supervisor.on_model_validity` (:class:`~hamwm_ros.safety.validity.Mo
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 import math
@@ -166,6 +167,8 @@ class SupervisorStats:
     stale_holds: int = 0
     stale_to_hold_last: float = 0.0     # s from the watchdog deadline (last receipt + timeout) to the hold tick
     stale_to_hold_max: float = 0.0
+    # s from the receipt of the state a plan was made from to the first tick that commands from that plan
+    state_to_command: deque = field(default_factory=lambda: deque(maxlen=2000))
 
 
 class Supervisor:
@@ -206,6 +209,7 @@ class Supervisor:
         self.active = False
         self._state: _State | None = None
         self._plan: Plan | None = None
+        self._commanded_plan: Plan | None = None
         self._plan_problem = 'no plan yet'
         self._fault: str | None = None
         self._ever_healthy = False
@@ -437,6 +441,9 @@ class Supervisor:
                 command = plan.sample(now)
                 if command is None:
                     problem = 'plan expired'
+                elif plan is not self._commanded_plan:
+                    self._commanded_plan = plan
+                    self.stats.state_to_command.append(now - plan.start)
         if command is not None:
             return Mode.PLANNING, 'following the MPPI plan', command
         return Mode.FALLBACK, f'PD hold of the nominal posture: {problem}', \

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                    help='stop timing early after this long (at least 10 timed iterations); default 120')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', type=Path, default=None, help='also write the figures as JSON here')
+    p.add_argument('--no-gflops', dest='gflops', action='store_false',
+                   help='skip the FLOP count and the measured-peak matmul (shipped models only)')
     p.add_argument('--loop-seconds', type=float, default=60.0,
                    help='control-loop part: seconds of mpc_node over DDS (default 60; 0 skips it)')
     p.add_argument('--loop-only', action='store_true', help='run only the control-loop part')
@@ -190,7 +192,8 @@ def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, 
                   f'{args.horizon}')
         return dict(name=f'shipped {args.model_dir} (latent {meta.latent_dim}, obs {meta.obs_dim})',
                     predict=lambda z, a: runtime.rollout(z, a, copy=False), torch_model=torch_model,
-                    n=meta.latent_dim, k=meta.obs_dim, m=meta.action_dim, joints=len(meta.joint_names))
+                    n=meta.latent_dim, k=meta.obs_dim, m=meta.action_dim, joints=len(meta.joint_names),
+                    predictor_path=args.model_dir / meta.files['predictor'].path, export_horizon=meta.horizon)
     reason = 'asked for' if args.test_model else (
         f'no shipped model with a torch checkpoint in {args.model_dir}/ (need metadata.json, predictor.onnx, '
         'model.pt)')
@@ -345,7 +348,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ours_stats['cpu_p50_ms'] = float(np.median(c_ours) * 1e3)
     base_stats['cpu_p50_ms'] = float(np.median(c_base) * 1e3)
     ours_stats['rollout_p50_ms'] = float(np.percentile(np.asarray(rollout_time[args.warmup:]) * 1e3, 50))
+    throughput = {}
+    if problem.get('predictor_path') is not None and args.gflops:
+        # Achieved GFLOP/s of one iteration (the predictor's matmul/elementwise FLOPs; the numpy critics are not
+        # counted) against the float32 peak measured here, as `hamwm bench predictor` does.
+        from hamwm_ros.bench.predictor import _peak_gflops, count_flops
+
+        calls = math.ceil(args.horizon / problem['export_horizon'])
+        flops = calls * count_flops(problem['predictor_path'], args.samples)
+        peak = _peak_gflops(args.threads, 3)
+        best = max(peak['torch_matmul_gflops'], peak['ort_matmul_gflops'])
+        throughput = {'gflop_per_iteration': flops / 1e9,
+                      'iteration_gflops': flops / 1e9 / (ours_stats['p50_ms'] * 1e-3),
+                      'peak_gflops': best, 'fraction_of_peak': flops / 1e9 / (ours_stats['p50_ms'] * 1e-3) / best}
     return {
+        'throughput': throughput,
         'benchmark': 'mpc.optimizer', 'samples': args.samples, 'horizon': args.horizon, 'threads': args.threads,
         'iterations': len(t_ours), 'model': problem['name'], 'rollout_max_abs_diff': agreement,
         'ours': ours_stats, 'eager_torch': base_stats, 'valid_fraction': valid / max(len(t_ours), 1),
@@ -397,3 +414,8 @@ def _print_iteration(fig: dict[str, Any]) -> None:
     print(f"speed-up (p50): {fig['speedup_p50']:.2f}x [target >= 3x: {'met' if ratio_ok else 'NOT met'}]; "
           f"p50 {o['p50_ms']:.2f} ms [target <= 10 ms: {'met' if p50_ok else 'NOT met'}]; "
           f"CPU-time ratio {fig['speedup_cpu_p50']:.2f}x; valid plans {100 * fig['valid_fraction']:.0f}%")
+    t = fig.get('throughput') or {}
+    if t:
+        print(f"achieved {t['iteration_gflops']:.2f} GFLOP/s over the whole iteration ({t['gflop_per_iteration']:.3f} "
+              f"GFLOP of predictor work) = {100 * t['fraction_of_peak']:.1f}% of the measured float32 peak "
+              f"{t['peak_gflops']:.1f} GFLOP/s")

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                    help='control-loop part: MPPI samples of mpc_node (default 256, its default)')
     p.add_argument('--loop-model-dir', type=Path, default=Path('models/pendulum'),
                    help='control-loop part: model for mpc_node (default models/pendulum)')
+    p.add_argument('--mpc-param', action='append', default=[], metavar='NAME:=VALUE',
+                   help='control-loop part: extra mpc_node parameter (repeatable), e.g. gil_switch_interval:=0.005')
     return p
 
 
@@ -386,7 +388,8 @@ def main(argv: list[str]) -> int:
     if args.loop_seconds > 0:
         from hamwm_ros.bench.mpc_loop import print_loop, run_loop
 
-        fig['loop'] = run_loop(args.loop_seconds, args.control_rate, args.loop_model_dir, args.loop_samples)
+        fig['loop'] = run_loop(args.loop_seconds, args.control_rate, args.loop_model_dir, args.loop_samples,
+                               extra=args.mpc_param)
         print_loop(fig['loop'])
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -124,8 +124,11 @@ def step_latencies(steps: list[tuple[float, float]], commands: list[tuple[float,
     return latencies
 
 
-def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int) -> dict[str, Any]:
+def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
+             extra: list[str] | None = None) -> dict[str, Any]:
     """Run mpc_node, the bare loop and the PD node side by side for ``seconds``; return the figures.
+
+    ``extra`` holds further mpc_node parameters as ``name:=value`` strings.
 
     Raises
     ------
@@ -155,6 +158,8 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int)
     mpc_cmd = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
     for name, value in params.items():
         mpc_cmd += ['-p', f'{name}:={_ros_value(value)}']
+    for item in extra or []:
+        mpc_cmd += ['-p', item]
     processes: dict[str, subprocess.Popen] = {}
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -264,7 +269,8 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int)
     ticks = int(last.get('control_ticks', 0))
     missed = int(last.get('missed_deadlines', 0))
     return {
-        'benchmark': 'mpc.loop', 'seconds': seconds, 'control_rate_hz': control_rate, 'model': str(model_dir),
+        'benchmark': 'mpc.loop', 'seconds': seconds, 'extra_parameters': list(extra or []),
+        'control_rate_hz': control_rate, 'model': str(model_dir),
         'mppi_samples': samples, 'steps': len(steps),
         'mpc_node': {'period_error_p99_ms': float(last.get('period_error_p99_ms', 'nan')),
                      'missed_deadlines': missed, 'control_ticks': ticks,

@@ -279,13 +279,15 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
     sim = SimProcess('pendulum', {'camera_rate': 0.0, 'real_time': True, 'joint_states_rate': 500.0,
                                   'command_timeout': 0.5})
     log = Path(sim.log_path).with_name(Path(sim.log_path).stem + '_mpc.log')
-    with open(log, 'w') as handle:
-        mpc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, PYTHONUNBUFFERED='1'), start_new_session=True)
-    probe = TopicProbe({'/joint_states': JointState, '/hamwm/mpc/mode': String, '/diagnostics': DiagnosticArray},
-                       name='hamwm_demo_graph', keep=int(600 * seconds_per_goal * len(GRAPH_GOALS)))
+    mpc = probe = None
     segments: list[dict[str, Any]] = []
-    try:
+    try:   # everything after the first process starts is inside, so a failure never leaves a node running
+        with open(log, 'w') as handle:
+            mpc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, PYTHONUNBUFFERED='1'), start_new_session=True)
+        probe = TopicProbe({'/joint_states': JointState, '/hamwm/mpc/mode': String,
+                            '/diagnostics': DiagnosticArray},
+                           name='hamwm_demo_graph', keep=int(600 * seconds_per_goal * len(GRAPH_GOALS)))
         planning = probe.wait_for('/hamwm/mpc/mode', lambda m: m.data.startswith('PLANNING'), timeout=timeout_s)
         if planning is None:
             raise RuntimeError('mpc_node never reached PLANNING:\n' + log.read_text()[-2000:])
@@ -321,15 +323,17 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
         diagnostics = probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
                                      timeout=5.0, after=probe.seq('/diagnostics'))
     finally:
-        probe.close()
-        if mpc.poll() is None:
+        if probe is not None:
+            probe.close()
+        mpc_code = None
+        if mpc is not None and mpc.poll() is None:
             mpc.send_signal(2)
             try:
                 mpc_code = mpc.wait(15.0)
             except subprocess.TimeoutExpired:
                 mpc.kill()
                 mpc_code = mpc.wait(5.0)
-        else:
+        elif mpc is not None:
             mpc_code = mpc.returncode
         sim.stop()
         sim.close()
@@ -488,6 +492,12 @@ def main(argv: list[str]) -> int:
         except FileNotFoundError:
             args.models = Path('models')
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    if 'ros' in stages or 'graph' in stages:
+        from hamwm_ros.rosdomain import private_domain
+
+        domain, chosen = private_domain()
+        _log(f'ROS 2 domain {domain}' + (' (private, random; set ROS_DOMAIN_ID to choose it, e.g. to watch in rviz)'
+                                          if chosen else ' (ROS_DOMAIN_ID)'))
     started = time.perf_counter()
     figures: dict[str, Any] = {
         'command': 'hamwm demo ' + ' '.join(argv),

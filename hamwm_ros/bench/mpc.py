@@ -387,6 +387,9 @@ def main(argv: list[str]) -> int:
         _print_iteration(fig)
     if args.loop_seconds > 0:
         from hamwm_ros.bench.mpc_loop import print_loop, run_loop
+        from hamwm_ros.rosdomain import private_domain
+
+        private_domain()   # a second graph on the same domain would feed mpc_node foreign joint states
 
         fig['loop'] = run_loop(args.loop_seconds, args.control_rate, args.loop_model_dir, args.loop_samples,
                                extra=args.mpc_param)

@@ -6,6 +6,7 @@ handling is what is under test), plus input validation, parameter validation, st
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -240,6 +241,33 @@ def test_imu_without_odometry_uses_stance_kinematics_for_position(balance, wb):
     probe.wait(lambda: probe.received['/hamwm/base_source'][-1].data == expected.base_source, 'base source switch')
     com = probe.stamped('/hamwm/com', 351)[0].point
     assert com.z == pytest.approx(expected.com[2], abs=1e-9)  # height set by the IMU tilt over the stance sole
+
+
+def test_joint_efforts_give_the_base_acceleration_without_an_imu(balance, wb):
+    _, probe = balance
+    q = posture(wb)
+    zeros = np.zeros(wb.n_joints)
+    # Ankle torques that do not balance gravity: the feet rock, which only the efforts reveal (stance+effort).
+    efforts = np.zeros(wb.n_joints)
+    for side in ('left', 'right'):
+        efforts[wb.joint_names.index(f'{side}_ankle_pitch')] = 8.0
+    reference = BalanceEstimator(wb)
+    for sec in (360, 361):
+        msg = joint_state(wb.joint_names, q, zeros, sec)
+        msg.effort = [float(x) for x in efforts]
+        send_until_output(probe, msg, sec)
+        expected = reference.update(float(sec), q, zeros, joint_efforts=efforts)
+    assert expected.base_source == 'stance+effort:left_sole'
+    probe.wait(lambda: probe.received['/hamwm/base_source'][-1].data == expected.base_source, 'base source switch')
+    zmp = probe.stamped('/hamwm/zmp', 361)[0].point
+    com = probe.stamped('/hamwm/com', 361)[0].point
+    np.testing.assert_allclose([zmp.x, zmp.y], expected.zmp[:2], atol=1e-6)
+    assert abs(zmp.x - com.x) > 1e-3          # not the static answer: the efforts moved the ZMP off the CoM
+    # A non-finite effort: the sample still counts, by stance kinematics alone.
+    msg = joint_state(wb.joint_names, q, zeros, 362)
+    msg.effort = [math.nan] * wb.n_joints
+    send_until_output(probe, msg, 362)
+    probe.wait(lambda: probe.received['/hamwm/base_source'][-1].data == 'stance:left_sole', 'back to stance')
 
 
 def _set(probe: Probe, **values):

@@ -81,6 +81,19 @@ def test_stamps_must_increase():
     assert w.check_stamp(9.995, 10.0).accepted
 
 
+def test_a_clock_that_went_back_starts_a_new_time_line():
+    # A restarted simulation under sim time: the clock is back at 0.2 s after stamps up to 500 s were accepted.
+    w = Watchdog(timeout=0.01, max_stamp_age=0.5, max_future_stamp=0.05)
+    assert w.check_stamp(500.0, 500.0).accepted
+    verdict = w.check_stamp(0.19, 0.2)
+    assert verdict.accepted and verdict.kind == 'clock_jumped_back' and 'restart' in verdict.reason
+    assert w.check_stamp(0.21, 0.21).accepted
+    assert w.check_stamp(0.20, 0.21).kind == 'stamp_not_newer'       # an old message on the new line is still old
+    # Within max_future_stamp of the clock the last stamp is just recent, not a sign of a new time line.
+    assert w.check_stamp(0.24, 0.2).accepted
+    assert w.check_stamp(0.23, 0.2).kind == 'stamp_not_newer'
+
+
 @pytest.mark.parametrize('kwargs', [{'timeout': 0.0}, {'timeout': math.inf}, {'timeout': 0.01, 'recovery_time': -1},
                                     {'timeout': 0.01, 'zero_stamp': 'maybe'},
                                     {'timeout': 0.01, 'max_stamp_age': math.nan}])

@@ -331,3 +331,129 @@ def test_known_external_wrench_is_removed_from_the_zmp(wb):
     # the whole weight carried by the known force: no ground reaction, no ZMP
     lifted = np.concatenate([[0.0, 0.0, weight], np.cross(com, [0.0, 0.0, weight])])
     assert np.all(np.isnan(wb.evaluate(q, zero, zero, external=lifted).zmp[:2]))
+
+
+# ------------------------------------------------------------------------------------------------ per-tick path
+def test_tick_reads_live_views_and_matches_the_copying_path(wb):
+    """The tick reads Pinocchio's results through arrays made once; they must stay views of ``data``.
+
+    A second model reads copies made after every call (the fallback for a Pinocchio whose accessors copy): both give
+    the same numbers, sole placements and contact flags on random states.
+    """
+    assert wb._views is not None, 'this Pinocchio returns copies: the tick runs its slower fallback'
+    slow = WholeBodyModel(biped_urdf(), sole_frames=SOLES)
+    slow._use_views(False)
+    rng = np.random.default_rng(11)
+    seen = set()
+    for _ in range(20):
+        q, v, a = random_state(wb, rng)
+        q[2] = rng.uniform(0.55, 0.75)  # some states with a sole in contact, some without
+        fast_out, slow_out = wb.tick(q, v, a), slow.tick(q, v, a)
+        np.testing.assert_array_equal(np.hstack(fast_out), np.hstack(slow_out))
+        assert wb.soles == slow.soles and wb.contacts == slow.contacts
+        seen.add(wb.contacts)
+        placements = wb.sole_placements()
+        for h, placement in zip(wb.soles, placements):
+            np.testing.assert_array_equal(h, np.concatenate([placement.rotation.ravel(order='F'),
+                                                             placement.translation]))
+    assert len(seen) >= 3  # double, single and no support all occurred
+
+
+def test_cached_support_polygon_is_reused_only_within_tolerance():
+    wb = WholeBodyModel(biped_urdf(), sole_frames=SOLES, polygon_tolerance=1e-3)
+    est = BalanceEstimator(wb)
+    est.update(0.0, np.zeros(wb.n_joints), np.zeros(wb.n_joints))
+    q, v, a = est.last_q.copy(), est.last_v, est.last_a
+    wb.tick(q, v, a)
+    first = wb.edges
+    # the whole robot moved by less than the tolerance: the same polygon object, off by at most the tolerance
+    q[0] += 0.5e-3
+    _, zx, zy, margin = wb.tick(q, v, a)
+    assert wb.edges is first
+    fresh = wb.support_polygon(wb.contacts)
+    assert abs(margin - fresh.distance(zx, zy)) <= 1e-3
+    # beyond the tolerance: recomputed, and the margin is exact again
+    q[0] += 2e-3
+    _, zx, zy, margin = wb.tick(q, v, a)
+    assert wb.edges is not first
+    assert margin == pytest.approx(signed_distance(wb.support_polygon(wb.contacts).polygon, np.array([zx, zy])),
+                                   abs=1e-12)
+    # a changed contact set is never served from the cache
+    second = wb.edges
+    wb.tick(q, v, a, contacts=(True, False))
+    assert wb.edges is not second and np.ptp(wb.edges.polygon[:, 1]) == pytest.approx(FOOT[1])
+    # tolerance 0 recomputes on any motion
+    exact = WholeBodyModel(biped_urdf(), sole_frames=SOLES, polygon_tolerance=0.0)
+    exact.tick(q, v, a)
+    kept = exact.edges
+    q[1] += 1e-9
+    exact.tick(q, v, a)
+    assert exact.edges is not kept
+
+
+def test_tick_margin_agrees_with_signed_distance_inside_and_outside(wb):
+    """The tick's inlined inside-distance and EdgeTable's outside path against the vectorised signed distance."""
+    est = BalanceEstimator(wb)
+    est.update(0.0, np.zeros(wb.n_joints), np.zeros(wb.n_joints))
+    q, v, _ = est.last_q, est.last_v, est.last_a
+    rng = np.random.default_rng(12)
+    signs = set()
+    for _ in range(40):
+        a = np.zeros(wb.model.nv)
+        a[:2] = rng.normal(size=2) * 3.0  # base acceleration moves the ZMP in and out of the polygon
+        _, zx, zy, margin = wb.tick(q, v, a)
+        expected = signed_distance(wb.edges.polygon, np.array([zx, zy]))
+        assert margin == pytest.approx(float(expected), abs=1e-12)
+        signs.add(margin > 0)
+    assert signs == {True, False}
+
+
+# ------------------------------------------------------------------------------------------------ joint efforts
+def test_joint_efforts_give_the_base_acceleration_of_rocking_feet(wb):
+    """Stance kinematics plus joint torques recover a base acceleration the flat-foot constraint cannot see.
+
+    The state: stance-kinematics pose and velocity, but the base (and so the soles) accelerating: feet rocking on a
+    compliant contact. Contact wrenches that balance the base rows, and the joint torques of that motion, come from
+    RNEA; the estimator, given those torques, must find the base acceleration, and its ZMP must equal the centre of
+    pressure of the contact wrenches (a second route).
+    """
+    rng = np.random.default_rng(13)
+    names = wb.joint_names
+    qj = np.zeros(wb.n_joints)
+    for side in 'lr':  # a symmetric crouch: both soles flat on the ground
+        qj[[names.index(f'{side}_hip_pitch'), names.index(f'{side}_knee'), names.index(f'{side}_ankle_pitch')]] = (
+            -0.2, 0.4, -0.2)
+    qj[[names.index('torso_yaw'), names.index('arm_pitch')]] = rng.uniform(-0.5, 0.5, 2)
+    vj, aj = rng.normal(size=wb.n_joints) * 0.3, rng.normal(size=wb.n_joints)
+    flat = BalanceEstimator(wb)
+    state_flat = flat.update(0.0, qj, vj, aj)
+    assert state_flat.contacts == (True, True)
+    q, v = flat.last_q, flat.last_v
+    a = flat.last_a.copy()
+    a[:6] += rng.normal(size=6) * [0.2, 0.2, 0.1, 0.5, 0.5, 0.2]  # the rocking flat-foot kinematics misses
+    push = np.concatenate([[20.0, -10.0, 0.0], np.cross(q[:3], [20.0, -10.0, 0.0])])  # on the root link
+    tau = pin.rnea(wb.model, wb.data, q, v, a)
+    push_base = pin.XYZQUATToSE3(q[:7]).actInv(pin.Force(push)).vector
+    jacobians = [pin.computeFrameJacobian(wb.model, wb.data, q, foot.frame_id, pin.LOCAL) for foot in wb.feet]
+    stacked = np.vstack(jacobians)
+    wrenches = np.linalg.lstsq(stacked[:, :6].T, tau[:6] - push_base, rcond=None)[0]
+    residual = tau - stacked.T @ wrenches
+    residual[:6] -= push_base
+    np.testing.assert_allclose(residual[:6], 0.0, atol=1e-9)
+    efforts = residual[6:] + wb.model.damping[6:] * vj
+
+    est = BalanceEstimator(wb)
+    state = est.update(0.0, qj, vj, aj, external=push, joint_efforts=efforts)
+    assert state.base_source == 'stance+effort:l_sole'
+    np.testing.assert_allclose(est.last_q, q, atol=1e-12)
+    np.testing.assert_allclose(est.last_a[:6], a[:6], atol=1e-8)
+    # the centre of pressure of the contact wrenches (world, on the ground plane)
+    total = pin.Force.Zero()
+    for foot, wrench in zip(wb.feet, wrenches.reshape(-1, 6)):
+        total += pin.updateFramePlacement(wb.model, wb.data, foot.frame_id).act(pin.Force(wrench))
+    f, n = total.linear, total.angular
+    cop = np.array([-n[1] / f[2], n[0] / f[2]])  # ground plane z = 0
+    np.testing.assert_allclose(state.zmp[:2], cop, atol=1e-9)
+    assert np.linalg.norm(state_flat.zmp[:2] - cop) > 5e-3  # flat-foot kinematics alone is off by far more
+    with pytest.raises(ValueError, match='joint efforts'):
+        est.update(0.01, qj, vj, aj, joint_efforts=efforts[:-1])

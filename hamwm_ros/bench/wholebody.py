@@ -2,15 +2,18 @@
 
 1. Per control tick, CoM + ZMP + margin (``WholeBodyModel.tick``) against the bare Pinocchio calls it wraps
    (``computeCentroidalMomentumTimeVariation`` + ``updateFramePlacement`` per sole), and against those calls plus
-   reading their outputs into Python (``com``, ``dhg``, sole placements: the least any caller must do). Also the
-   full ``evaluate`` (momentum, capture point, polygon object) and ``BalanceEstimator.update`` (state assembly
-   from joint arrays + IMU/odometry, or + stance-foot kinematics).
+   reading their outputs through Pinocchio's accessors (``data.com[0]``, ``data.dhg``, the returned placements).
+   The tick itself reads through numpy views of ``data`` made once, so it can undercut that second baseline. Also
+   the full ``evaluate`` (momentum, capture point, polygon object) and ``BalanceEstimator.update`` (state assembly
+   from joint arrays + IMU/odometry, + stance-foot kinematics, or + stance kinematics and joint efforts).
 2. The batched path: B x H predicted states scored per second (``BatchedBalance.evaluate``), its ``linearise``
    cost, and its error against the exact per-state path on fixed-seed trajectories.
-3. ZMP against MuJoCo's contact centre of pressure per scenario (``--proof``; ~15 s).
+3. ZMP against MuJoCo's contact centre of pressure per scenario (``--proof``; ~40 s).
 
-Medians over ``--repeats`` blocks; ratios are medians over medians. Single-threaded BLAS is what the control loop
-should run with (``OMP_NUM_THREADS=1``); the batched figures depend on it.
+Medians over ``--repeats`` blocks. The tick and its two baselines are timed in alternating blocks and their ratios
+are medians of the per-block ratios (robust to load changing during the run on a shared machine).
+Single-threaded BLAS is what the control loop should run with (``OMP_NUM_THREADS=1``); the batched figures
+depend on it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement
 from hamwm_ros.wholebody.model import WholeBodyModel
 
 SOLES = ('left_sole', 'right_sole')
+CLOCKS = {'wall': time.perf_counter, 'thread': time.thread_time}  # --clock: thread CPU time ignores preemption
+_clock = time.perf_counter
 
 
 def _per_call_us(fn, calls: int, repeats: int) -> float:
@@ -37,11 +42,32 @@ def _per_call_us(fn, calls: int, repeats: int) -> float:
         fn()
     blocks = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = _clock()
         for _ in range(calls):
             fn()
-        blocks.append((time.perf_counter() - start) / calls * 1e6)
+        blocks.append((_clock() - start) / calls * 1e6)
     return statistics.median(blocks)
+
+
+def _interleaved_us(fns: dict[str, Any], calls: int, repeats: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Per-call times (us) of several functions timed in alternating blocks, so load changes hit all alike.
+
+    Returns
+    -------
+    tuple
+        Median per-call time of each function, and every block's time (for per-block ratios).
+    """
+    for fn in fns.values():
+        for _ in range(max(1, calls // 10)):
+            fn()
+    blocks: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = _clock()
+            for _ in range(calls):
+                fn()
+            blocks[name].append((_clock() - start) / calls * 1e6)
+    return {name: statistics.median(times) for name, times in blocks.items()}, blocks
 
 
 def standing_posture(wb: WholeBodyModel) -> np.ndarray:
@@ -81,7 +107,8 @@ def tick_costs(wb: WholeBodyModel, calls: int, repeats: int) -> dict[str, float]
 
     base = BaseMeasurement(q[:3].copy(), q[3:7].copy(), np.zeros(3), np.zeros(3), np.array([0.0, 0.0, 9.81]))
     clock = [0.0]
-    imu_estimator, stance_estimator = BalanceEstimator(wb), BalanceEstimator(wb)
+    imu_estimator, stance_estimator, effort_estimator = BalanceEstimator(wb), BalanceEstimator(wb), BalanceEstimator(wb)
+    efforts = rng.normal(size=wb.n_joints)
 
     def with_imu() -> None:
         clock[0] += 0.002
@@ -91,16 +118,23 @@ def tick_costs(wb: WholeBodyModel, calls: int, repeats: int) -> dict[str, float]
         clock[0] += 0.002
         stance_estimator.update(clock[0], qj, vj, None)
 
-    results = {
-        'bare_calls_us': _per_call_us(bare, calls, repeats),
-        'bare_calls_and_reads_us': _per_call_us(bare_reads, calls, repeats),
-        'tick_us': _per_call_us(lambda: wb.tick(q, v, a), calls, repeats),
+    def with_stance_effort() -> None:
+        clock[0] += 0.002
+        effort_estimator.update(clock[0], qj, vj, None, joint_efforts=efforts)
+
+    # the tick and its baselines in alternating blocks: their ratio is the median of the per-block ratios
+    medians, blocks = _interleaved_us({'bare_calls_us': bare, 'bare_calls_and_reads_us': bare_reads,
+                                       'tick_us': lambda: wb.tick(q, v, a)}, calls, repeats)
+    results = dict(medians)
+    results.update({
         'evaluate_us': _per_call_us(lambda: wb.evaluate(q, v, a), calls, repeats),
         'estimator_imu_us': _per_call_us(with_imu, calls // 2, repeats),
         'estimator_stance_us': _per_call_us(with_stance, calls // 2, repeats),
-    }
-    results['tick_over_bare_calls'] = results['tick_us'] / results['bare_calls_us']
-    results['tick_over_bare_calls_and_reads'] = results['tick_us'] / results['bare_calls_and_reads_us']
+        'estimator_stance_effort_us': _per_call_us(with_stance_effort, calls // 4, repeats),
+    })
+    for key, baseline in (('tick_over_bare_calls', 'bare_calls_us'),
+                          ('tick_over_bare_calls_and_reads', 'bare_calls_and_reads_us')):
+        results[key] = statistics.median(t / b for t, b in zip(blocks['tick_us'], blocks[baseline]))
     results['margin_m'] = state.margin
     return results
 
@@ -165,10 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--repeats', type=int, default=15, help='timing blocks (median over them)')
     parser.add_argument('--batch', type=int, default=1024)
     parser.add_argument('--horizon', type=int, default=32)
-    parser.add_argument('--proof', action='store_true', help='also run the MuJoCo ZMP-vs-CoP scenarios (~15 s)')
+    parser.add_argument('--proof', action='store_true', help='also run the MuJoCo ZMP-vs-CoP scenarios (~40 s)')
     parser.add_argument('--strict', action='store_true', help='exit 1 when a target (30 us, 1.5x) is missed')
     parser.add_argument('--json', action='store_true', help='also print the raw results as JSON')
+    parser.add_argument('--clock', choices=sorted(CLOCKS), default='wall',
+                        help='per-tick timer: wall clock, or this thread\'s CPU time (steadier on a shared machine)')
     args = parser.parse_args(argv)
+    global _clock
+    _clock = CLOCKS[args.clock]
 
     from hamwm_ros.sim import robot_urdf_path
 
@@ -187,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  estimator update, IMU + odometry base (joint arrays -> state)        {ticks['estimator_imu_us']:7.2f}")
     print(f"  estimator update, stance-foot kinematics base                        "
           f"{ticks['estimator_stance_us']:7.2f}")
+    print(f"  estimator update, stance kinematics + joint efforts (stance+effort)  "
+          f"{ticks['estimator_stance_effort_us']:7.2f}")
 
     batch = batched(wb, args.batch, args.horizon, max(3, args.repeats // 3))
     print(f"\nbatched {batch['batch']} x {batch['horizon']}: evaluate {batch['evaluate_ms']:.2f} ms "

@@ -100,6 +100,9 @@ class BalanceNode(Node):
             float_range=(0.0, 1.0))).value
         self.declare_parameter('use_imu', True, _descriptor(
             'use /imu (+ /odom) for the floating base when fresh; otherwise stance-foot kinematics'))
+        self.declare_parameter('use_joint_efforts', True, _descriptor(
+            'without /imu: take the base acceleration from the equations of motion with the JointState efforts '
+            '(stance+effort) when every joint has a finite effort; otherwise from stance-foot kinematics alone'))
         self.declare_parameter('base_timeout', 0.1, _descriptor(
             '/imu and /odom older than this (s, against the joint state stamp) are ignored',
             float_range=(0.001, 10.0)))
@@ -291,8 +294,15 @@ class BalanceNode(Node):
             return
         if velocities is None:
             velocities = self._position_rate.update(t, positions)
+        efforts = None
+        if self._wb.floating_base and self.get_parameter('use_joint_efforts').value:
+            try:   # optional: incomplete or non-finite efforts only mean stance kinematics alone for this sample
+                efforts = self._joint_map.reorder(msg.name, msg.effort, field='effort', allow_empty=True)
+            except JointMapError:
+                efforts = None
         try:
-            state = self._estimator.update(t, positions, velocities, base=self._base_measurement(t))
+            state = self._estimator.update(t, positions, velocities, base=self._base_measurement(t),
+                                           joint_efforts=efforts)
         except (ValueError, WholeBodyError) as error:
             self._drop('joint_states', str(error))
             return

@@ -10,7 +10,8 @@ Subscribes
     ``/joint_states`` (sensor_msgs/JointState; joints matched by name, messages with missing joints, NaN/Inf or
     out-of-order stamps are dropped with a throttled warning), ``/effort_controller/commands``
     (std_msgs/Float64MultiArray, the efforts actually sent: the control input u) and, for models with a camera
-    encoder, ``/camera/image_raw`` (sensor_msgs/Image, rgb8 or bgr8 at the model's size).
+    encoder, ``/camera/image_raw`` (sensor_msgs/Image, rgb8 or bgr8 at the model's size; other images and frames not
+    newer than the last are dropped with a throttled warning, a frame more than 1 s older restarts the frame history).
 Publishes (at ``rate``; stamps are the stamp of the joint state the prediction starts from)
     ``/hamwm/latent`` (std_msgs/Float64MultiArray, z = (q, p)), ``/hamwm/predicted_trajectory``
     (trajectory_msgs/JointTrajectory, ``horizon`` points at multiples of the model step, under the input in force
@@ -522,8 +523,16 @@ class WorldModelNode(LifecycleNode):
         if stamp <= 0.0:
             stamp = self.get_clock().now().nanoseconds * 1e-9
         if self._frames and stamp <= self._frames[-1][0]:
-            self._drop('image', f'stamp {stamp:.6f} s is not after the previous one')
-            return
+            if not stamp < self._frames[-1][0] - TIME_JUMP_S:
+                self._drop('image', f'stamp {stamp:.6f} s is not after the previous one')
+                return
+            # A frame stamped far ahead (a bad stamp, another clock, a bag) must not lock the real stream out until
+            # its time comes: a frame this far back restarts the frame history, as for joint states.
+            count = self._throttle.due('image time jump')
+            if count:
+                self.get_logger().warning(f'camera time jumped back by {self._frames[-1][0] - stamp:.3f} s ({count} '
+                                          'since the last warning): frame history restarted')
+            self._frames.clear()
         self._frames.append((stamp, pixels[..., ::-1] if msg.encoding == 'bgr8' else pixels))
 
     def _stacked_frames(self, count: int, spacing: float) -> np.ndarray | None:

@@ -129,8 +129,14 @@ class Watchdog:
             return StampVerdict(False, 'future_stamp', f'stamp {stamp - now:.3f} s in the future (max_future_stamp '
                                                        f'{self.max_future_stamp:g} s): ignored')
         if stamp <= self._last_stamp:
-            return StampVerdict(False, 'stamp_not_newer', f'stamp {stamp:.6f} not newer than the last accepted '
-                                                          f'{self._last_stamp:.6f}: ignored')
+            if self._last_stamp - now <= self.max_future_stamp:
+                return StampVerdict(False, 'stamp_not_newer', f'stamp {stamp:.6f} not newer than the last accepted '
+                                                              f'{self._last_stamp:.6f}: ignored')
+            # The clock itself went back past the last accepted stamp (a restarted simulation or bag under sim
+            # time): a new time line, not an old message. The stamp passed the age checks against the new clock.
+            last, self._last_stamp = self._last_stamp, stamp
+            return StampVerdict(True, 'clock_jumped_back', f'clock went back ({now:.6f} s, last accepted stamp '
+                                                           f'{last:.6f} s): stamps restart from {stamp:.6f} s')
         self._last_stamp = stamp
         return StampVerdict(True)
 

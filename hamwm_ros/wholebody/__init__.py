@@ -7,8 +7,14 @@ contact centre of pressure.
 """
 
 from hamwm_ros.wholebody.batch import BatchedBalance, BatchResult
-from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, stance_state
+from hamwm_ros.wholebody.estimator import (
+    BalanceEstimator,
+    BaseMeasurement,
+    LowPassDerivative,
+    dynamics_base_acceleration,
+    stance_state,
+)
 from hamwm_ros.wholebody.model import BalanceState, Foot, WholeBodyError, WholeBodyModel
 
 __all__ = ['BalanceEstimator', 'BalanceState', 'BaseMeasurement', 'BatchResult', 'BatchedBalance', 'Foot',
-           'LowPassDerivative', 'WholeBodyError', 'WholeBodyModel', 'stance_state']
+           'LowPassDerivative', 'WholeBodyError', 'WholeBodyModel', 'dynamics_base_acceleration', 'stance_state']

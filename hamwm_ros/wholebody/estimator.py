@@ -10,9 +10,13 @@ not a joint. `BalanceEstimator` fills both gaps:
   anchored ``(x, y, yaw)``; the base pose follows from forward kinematics, the base twist and acceleration from
   requiring the stance sole's spatial velocity and acceleration to be zero (``J_sole [v_b; qd] = 0``). The stance
   foot is the lowest sole; it changes only when another sole is lower by more than ``contact_height``
-  (hysteresis).
+  (hysteresis). Given joint efforts (``sensor_msgs/JointState.effort``), stance kinematics still gives the base
+  pose and twist but the base acceleration comes from the equations of motion instead (``stance+effort``, see
+  `dynamics_base_acceleration`): the flat-foot second derivative is blind to the soles rocking on a compliant
+  contact by a fraction of a degree, and that rocking's angular acceleration moves the ZMP by
+  ``I_sole alpha / (m g)`` (~45 mm per rad/s^2 on the shipped humanoid). The joint torques see it.
   ``BalanceState.base_source`` says which is in use: ``'imu_odometry'``, ``'imu+stance:<frame>'``,
-  ``'stance:<frame>'`` or ``'fixed'``.
+  ``'stance+effort:<frame>'``, ``'stance:<frame>'`` or ``'fixed'``.
 * **Accelerations.** Joint accelerations may be passed in (a simulator or an observer has them). Otherwise they are
   finite differences of successive joint velocities over the message stamps, smoothed by a first-order low-pass
   filter (time constant ``accel_time_constant``; 0 = raw differences). Base angular acceleration without a
@@ -174,11 +178,14 @@ class BalanceEstimator:
 
     def update(self, t: float, joint_positions: np.ndarray, joint_velocities: np.ndarray,
                joint_accelerations: np.ndarray | None = None, base: BaseMeasurement | None = None,
-               contacts: tuple[bool, ...] | None = None, external: np.ndarray | None = None) -> BalanceState:
+               contacts: tuple[bool, ...] | None = None, external: np.ndarray | None = None,
+               joint_efforts: np.ndarray | None = None) -> BalanceState:
         """Balance state for a joint-state sample at time ``t`` (seconds), arrays in model joint order.
 
         ``contacts`` overrides the sole contact flags; ``external`` is a known non-contact wrench (see
-        `WholeBodyModel.tick`).
+        `WholeBodyModel.tick`). ``joint_efforts`` (N m or N, the torques the actuators apply) are used only
+        without a base measurement: the base acceleration then comes from the equations of motion
+        (``stance+effort``) instead of the flat-foot constraint.
 
         Raises
         ------
@@ -188,7 +195,12 @@ class BalanceEstimator:
         wb = self.wb
         qj = np.asarray(joint_positions, dtype=np.float64)
         vj = np.asarray(joint_velocities, dtype=np.float64)
-        for name, array in (('positions', qj), ('velocities', vj)):
+        named = [('positions', qj), ('velocities', vj)]
+        tau = None
+        if joint_efforts is not None:
+            tau = np.asarray(joint_efforts, dtype=np.float64)
+            named.append(('efforts', tau))
+        for name, array in named:
             if array.shape != (wb.n_joints,) or not np.all(np.isfinite(array)):
                 raise ValueError(f'joint {name} must be {wb.n_joints} finite values')
         if self._last_t is not None and not t > self._last_t:
@@ -216,6 +228,10 @@ class BalanceEstimator:
             source = f'stance:{wb.feet[self.stance].frame}'
             if contacts is None:
                 contacts = self._stance_contacts
+            if tau is not None:
+                support = tuple(k for k, c in enumerate(contacts) if c) or (self.stance,)
+                a[:6] = dynamics_base_acceleration(wb, q, v, a, tau, support, external)
+                source = f'stance+effort:{wb.feet[self.stance].frame}'
         self._last_t = t
         self.last_q, self.last_v, self.last_a = q, v, a
         return wb.evaluate(q, v, a, contacts=contacts, base_source=source, external=external)
@@ -359,3 +375,61 @@ def stance_state(wb: WholeBodyModel, joint_positions: np.ndarray, joint_velociti
     drift = np.concatenate([pin.getFrameAcceleration(model, data, f, pin.LOCAL).vector for f in fids])
     a[:6] = -solve(jb, drift)
     return q, v, a
+
+
+def dynamics_base_acceleration(wb: WholeBodyModel, q: np.ndarray, v: np.ndarray, a: np.ndarray,
+                               joint_efforts: np.ndarray, support: tuple[int, ...],
+                               external: np.ndarray | None = None) -> np.ndarray:
+    """Base acceleration from the equations of motion, given the joint torques and which soles carry the robot.
+
+    Solves ``M(q) a + nle(q, v) = [0; tau - D qd] + sum_c J_c^T f_c (+ the external wrench)`` for the base
+    acceleration ``a_b`` (6) and one contact wrench ``f_c`` (6, sole frame) per sole in ``support``, with the joint
+    accelerations of ``a`` known: all ``nv`` rows, least squares (6 + 6 per sole unknowns; in double support the
+    base and leg rows alone determine them, the other rows must agree). Nothing is assumed about how the soles
+    move, so a sole rocking or sinking on a compliant contact is seen; ``q`` and ``v`` can come from stance-foot
+    kinematics, whose small pose errors barely matter here.
+
+    Parameters
+    ----------
+    wb
+        A floating-base model. Its URDF joint damping ``D`` (``model.damping``) is subtracted from the efforts;
+        rotor inertia set in ``model.armature`` is included by Pinocchio.
+    q, v, a
+        Full configuration, velocity and acceleration (``a[:6]`` is ignored).
+    joint_efforts
+        (n,) actuator torques (forces for prismatic joints), model joint order.
+    support
+        Indices into ``wb.feet`` of the soles in contact.
+    external
+        Known non-contact wrench (force and moment about the world origin, world axes), assumed to act on the root
+        link, or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        (6,) base acceleration in Pinocchio's free-flyer convention (spatial, base frame).
+
+    Notes
+    -----
+    Its accuracy is that of the torques: a torque error ``e`` (N m) at the ankles moves the ZMP by about
+    ``e / (m g)`` (2.6 mm per N m on the 38.5 kg humanoid). MuJoCo reports exact actuator forces.
+    """
+    if not wb.floating_base:
+        raise WholeBodyError('dynamics_base_acceleration needs a floating-base model')
+    model, data = wb.model, wb.data
+    a_joints = a.copy()
+    a_joints[:6] = 0.0
+    rhs = -pin.rnea(model, data, q, v, a_joints)  # -(M[:, 6:] qdd + nle)
+    rhs[6:] += joint_efforts - model.damping[6:] * v[6:]
+    if external is not None:
+        rhs[:6] += pin.XYZQUATToSE3(q[:7]).actInv(pin.Force(np.asarray(external, dtype=np.float64))).vector
+    upper = pin.crba(model, data, q)  # upper triangle filled
+    columns = [np.vstack([np.triu(upper[:6, :6]) + np.triu(upper[:6, :6], 1).T, upper[:6, 6:].T])]
+    for k in support:
+        columns.append(-pin.computeFrameJacobian(model, data, q, wb.feet[k].frame_id, pin.LOCAL).T)
+    system = np.hstack(columns)
+    try:  # QR: about half the cost of the SVD behind lstsq; lstsq if the contact Jacobians are rank deficient
+        orthogonal, triangular = np.linalg.qr(system)
+        return np.linalg.solve(triangular, orthogonal.T @ rhs)[:6]
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(system, rhs, rcond=None)[0][:6]

@@ -114,7 +114,7 @@ class EdgeTable:
     exact value needs the point-to-segment distances, computed only in that (rarer) case.
     """
 
-    __slots__ = ('polygon', '_edges', '_segments')
+    __slots__ = ('polygon', 'edges', '_segments')
 
     def __init__(self, polygon: np.ndarray) -> None:
         self.polygon = np.asarray(polygon, dtype=np.float64)
@@ -129,14 +129,18 @@ class EdgeTable:
                 length = math.sqrt(length_sq)
                 nx, ny = -dy / length, dx / length
                 edges.append((nx, ny, nx * ax + ny * ay))
-        self._edges = edges
+        self.edges: tuple[tuple[float, float, float], ...] = tuple(edges)  # (nx, ny, c): inward normal, offset
         self._segments = segments[:1] if len(vertices) <= 2 else segments
 
     def distance(self, x: float, y: float) -> float:
         """Signed distance of the point (x, y): positive inside."""
-        edges = self._edges
+        edges = self.edges
         if edges:
-            inside = min([nx * x + ny * y - c for nx, ny, c in edges])
+            inside = math.inf
+            for nx, ny, c in edges:  # a plain loop: cheaper than min() over a list for a handful of edges
+                d = nx * x + ny * y - c
+                if d < inside:
+                    inside = d
             if inside >= 0.0:
                 return inside
         best = math.inf

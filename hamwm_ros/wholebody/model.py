@@ -29,6 +29,22 @@ from hamwm_ros.wholebody.geometry import EdgeTable, convex_hull_indices
 
 # sole rectangle corner signs (x, y), counter-clockwise from above
 _CORNERS = ((0.5, -0.5), (0.5, 0.5), (-0.5, 0.5), (-0.5, -0.5))
+_ccm = pin.computeCentroidalMomentumTimeVariation
+_ufp = pin.updateFramePlacement
+
+
+def _placement_array(placement: pin.SE3) -> np.ndarray:
+    """(12,) rotation (column-major) then translation of ``placement``.
+
+    A read-only view of the SE3's own memory where Pinocchio lays it out so (an Eigen 3x3 followed by a 3-vector),
+    otherwise a copy.
+    """
+    rotation, translation = placement.rotation, placement.translation
+    start = rotation.__array_interface__['data'][0]
+    if (rotation.strides == (8, 24) and translation.strides == (8,)
+            and translation.__array_interface__['data'][0] == start + 72):
+        return np.lib.stride_tricks.as_strided(rotation, shape=(12,), strides=(8,), writeable=False)
+    return np.concatenate([rotation.ravel(order='F'), translation])
 
 
 class WholeBodyError(ValueError):
@@ -215,10 +231,46 @@ class WholeBodyModel:
         self.polygon_tolerance = float(polygon_tolerance)
         self._polygon_cache: tuple | None = None
         self._weight = self.mass * self.gravity
-        self._com, self._dhg = self.data.com, self.data.dhg  # references into data, refreshed by every call
-        self.soles: list = []
+        self.soles: list[list[float]] = []
         self.contacts: tuple[bool, ...] = ()
         self.edges: EdgeTable | None = None
+        self._use_views(True)
+
+    # ---------------------------------------------------------------- views into data
+    def _views_now(self) -> tuple:
+        """Arrays over what the tick reads from ``self.data``: CoM (3), momentum rate (6), per sole 12 numbers."""
+        data = self.data
+        return data.com[0], data.dhg.np, tuple(_placement_array(data.oMf[fid]) for fid in self._fids)
+
+    def _use_views(self, live: bool) -> None:
+        """Let the tick read through arrays made once (``live``, when `_live_views` finds them live) or not."""
+        self._views = self._live_views() if live else None
+        self._hot = (self.model, self.data, tuple(self._fids), self._views, self._weight)  # what tick reads first
+
+    def _live_views(self) -> tuple | None:
+        """`_views_now` if its arrays stay views of ``self.data`` (Pinocchio writes the next results into them).
+
+        The tick then reads its inputs from arrays made once instead of wrapping Pinocchio objects every call. This
+        is checked, not assumed: two different states are computed and the arrays must follow the values Pinocchio
+        returns. None if they do not (a Pinocchio version whose accessors return copies); the tick then makes the
+        arrays after its calls. The views belong to ``self.data``: whoever replaces it must call `_use_views` again.
+        """
+        model, data = self.model, self.data
+        com, dhg, soles = views = self._views_now()
+        rng = np.random.default_rng(0)
+        seen = []
+        for _ in range(2):
+            q = pin.randomConfiguration(model, -np.ones(model.nq), np.ones(model.nq))
+            returned = [_ccm(model, data, q, rng.normal(size=model.nv), rng.normal(size=model.nv)).vector.copy()]
+            returned.insert(0, pin.centerOfMass(model, model.createData(), q))
+            for fid in self._fids:
+                h = _ufp(model, data, fid).homogeneous
+                returned.append(np.concatenate([h[:3, :3].ravel(order='F'), h[:3, 3]]))
+            expected = np.concatenate(returned)
+            if not np.allclose(np.concatenate([com, dhg, *soles]), expected, rtol=0.0, atol=1e-12):
+                return None
+            seen.append(expected)
+        return views if not np.array_equal(seen[0], seen[1]) else None
 
     # ---------------------------------------------------------------- state assembly
     def joint_map(self) -> JointMap:
@@ -272,48 +324,41 @@ class WholeBodyModel:
         """World placements of the sole frames after the last evaluation (or kinematics call)."""
         return [pin.updateFramePlacement(self.model, self.data, fid) for fid in self._fids]
 
-    def support_polygon(self, soles: Sequence[list], contacts: tuple[bool, ...]) -> EdgeTable | None:
-        """Convex hull of the rectangles of the soles in contact.
+    def support_polygon(self, contacts: Sequence[bool],
+                        placements: Sequence[pin.SE3] | None = None) -> EdgeTable | None:
+        """Convex hull of the rectangles of the soles in contact (computed afresh, not cached).
 
         Parameters
         ----------
-        soles
-            One 4x4 homogeneous world placement (nested lists) per sole frame.
         contacts
             One flag per sole.
+        placements
+            World placement of each sole frame; None takes them from ``self.data`` (the last evaluation).
 
-        The polygon is cached and reused while the contact set is unchanged and no sole in contact has moved by more
-        than ``polygon_tolerance`` (metres in x, y; the same number as a change of the cosine/sine of its yaw). The
-        reused polygon is then off by at most that tolerance (plus ``length/2`` times the yaw change).
+        Returns
+        -------
+        EdgeTable or None
+            None when no sole is in contact.
         """
-        cache = self._polygon_cache
-        if cache is not None and cache[0] == contacts:
-            tol = self.polygon_tolerance
-            for k, x, y, c, s in cache[1]:
-                h = soles[k]
-                if (abs(h[0][3] - x) > tol or abs(h[1][3] - y) > tol or abs(h[0][0] - c) > tol
-                        or abs(h[1][0] - s) > tol):
-                    break
-            else:
-                return cache[2]
-        points, key = [], []
+        if placements is None:
+            placements = [self.data.oMf[fid] for fid in self._fids]
+        return self._hull([_placement_array(p).tolist() for p in placements], contacts)
+
+    def _hull(self, soles: list[list[float]], contacts: Sequence[bool]) -> EdgeTable | None:
+        """Support polygon from sole placements as 12 numbers each (rotation column-major, then translation)."""
+        points = []
         for k, in_contact in enumerate(contacts):
             if not in_contact:
                 continue
-            h, foot = soles[k], self.feet[k]
-            r00, r01, px = h[0][0], h[0][1], h[0][3]
-            r10, r11, py = h[1][0], h[1][1], h[1][3]
+            foot = self.feet[k]
+            r00, r10, _, r01, r11, _, _, _, _, px, py, _ = soles[k]
             for sx, sy in _CORNERS:
                 lx, ly = sx * foot.length, sy * foot.width
                 points.append((px + r00 * lx + r01 * ly, py + r10 * lx + r11 * ly))
-            key.append((k, px, py, r00, r10))
         if not points:
-            self._polygon_cache = None
             return None
         array = np.array(points)
-        edges = EdgeTable(array[convex_hull_indices(array)])
-        self._polygon_cache = (contacts, key, edges)
-        return edges
+        return EdgeTable(array[convex_hull_indices(array)])
 
     def tick(self, q: np.ndarray, v: np.ndarray, a: np.ndarray, contacts: tuple[bool, ...] | None = None,
              external: Sequence[float] | None = None) -> tuple[list[float], float, float, float]:
@@ -335,33 +380,77 @@ class WholeBodyModel:
         tuple
             ``(com [x, y, z], zmp_x, zmp_y, margin)``; the ZMP is NaN and the margin -inf when the vertical contact
             force is not positive; the margin is -inf when no sole is in contact. The ZMP lies on the ground plane.
+            Afterwards ``soles`` holds each sole's world placement as 12 numbers (rotation column-major, then
+            translation), ``contacts`` the flags and ``edges`` the support polygon.
+
+        Notes
+        -----
+        The support polygon is reused while the contact set is unchanged and no sole in contact has moved by more
+        than ``polygon_tolerance`` (metres in x and y; the same number as a change of the cosine/sine of its yaw);
+        the reused polygon is then off by at most that tolerance (plus ``length/2`` times the yaw change). Setting
+        ``_polygon_cache`` to None forces a recomputation (after changing ``feet``).
         """
-        model, data = self.model, self.data
-        pin.computeCentroidalMomentumTimeVariation(model, data, q, v, a)
-        com = self._com[0].tolist()
-        dpx, dpy, dpz, dlx, dly, _ = self._dhg.np.tolist()
+        model, data, fids, views, weight = self._hot
+        _ccm(model, data, q, v, a)
+        for fid in fids:
+            _ufp(model, data, fid)
+        com_view, dhg_view, sole_views = views or self._views_now()
+        com = com_view.tolist()
+        dpx, dpy, dpz, dlx, dly, _ = dhg_view.tolist()
         if external is not None:
-            fx, fy, fz_e, nx, ny, nz = (float(x) for x in external)
+            fx, fy, fz_e, nx, ny, nz = np.asarray(external, dtype=np.float64).tolist()
             cx, cy, cz = com
             # contact wrench = total non-gravity wrench - known external one (moment taken about the CoM)
             dpx, dpy, dpz = dpx - fx, dpy - fy, dpz - fz_e
             dlx -= nx - (cy * fz_e - cz * fy)
             dly -= ny - (cz * fx - cx * fz_e)
-        ufp = pin.updateFramePlacement
-        soles = [ufp(model, data, fid).homogeneous.tolist() for fid in self._fids]
+        # plain loops, not comprehensions: in CPython 3.11 each comprehension is a function call (~0.2 us here)
+        soles: list[list[float]] = []
         if contacts is None:
             limit = self.ground_height + self.contact_height
-            contacts = tuple([h[2][3] <= limit for h in soles])
+            flags = []
+            for view in sole_views:
+                h = view.tolist()
+                soles.append(h)
+                flags.append(h[11] <= limit)
+            contacts = tuple(flags)
+        else:
+            for view in sole_views:
+                soles.append(view.tolist())
         self.soles, self.contacts = soles, contacts
-        edges = self.edges = self.support_polygon(soles, contacts) if soles else None
-        fz = dpz + self._weight  # vertical non-gravity external force
-        if fz <= 1e-6 * self._weight:
+        # the support polygon: the cached one while the soles in contact stay put (see Notes)
+        edges, cache = None, self._polygon_cache
+        if cache is not None and cache[0] == contacts:
+            edges = cache[2]
+            for k, x0, x1, y0, y1, c0, c1, s0, s1 in cache[1]:  # bounds: cached value -+ polygon_tolerance
+                h = soles[k]
+                if not (x0 <= h[9] <= x1 and y0 <= h[10] <= y1 and c0 <= h[0] <= c1 and s0 <= h[1] <= s1):
+                    edges = None
+                    break
+        if edges is None:
+            edges = self._hull(soles, contacts)
+            tol = self.polygon_tolerance
+            bounds = [(k, h[9] - tol, h[9] + tol, h[10] - tol, h[10] + tol, h[0] - tol, h[0] + tol, h[1] - tol,
+                       h[1] + tol) for k, h in enumerate(soles) if contacts[k]]
+            self._polygon_cache = None if edges is None else (contacts, bounds, edges)
+        self.edges = edges
+        fz = dpz + weight  # vertical non-gravity external force
+        if fz <= 1e-6 * weight:
             return com, math.nan, math.nan, -math.inf
         # moment balance about the CoM (n_G = dL/dt): the ground point where the horizontal moment vanishes
         height = com[2] - self.ground_height
         zx = com[0] - (height * dpx + dly) / fz
         zy = com[1] - (height * dpy - dlx) / fz
-        margin = edges.distance(zx, zy) if edges is not None else -math.inf
+        if edges is None:
+            return com, zx, zy, -math.inf
+        # EdgeTable.distance inlined for the common case, ZMP inside the polygon: the smallest edge-line distance
+        margin = math.inf
+        for nx, ny, c in edges.edges:
+            d = nx * zx + ny * zy - c
+            if d < margin:
+                margin = d
+        if not 0.0 <= margin < math.inf:  # outside, on a segment or point polygon (no edge lines), or NaN
+            margin = edges.distance(zx, zy)
         return com, zx, zy, margin
 
     def evaluate(self, q: np.ndarray, v: np.ndarray, a: np.ndarray, contacts: Sequence[bool] | None = None,

@@ -16,7 +16,23 @@ the ZMP the balance module computes from what a robot would publish, in three mo
     stance sole's point held still; finite-difference accelerations as above (what ``balance_node`` does when
     /odom is missing);
 ``stance+qacc``
-    no base measurement: stance-foot kinematics, flat-foot assumption (anchored where the sole starts).
+    no base measurement: stance-foot kinematics, flat-foot assumption (anchored where the sole starts), MuJoCo's
+    joint accelerations. This mixes two descriptions of the motion: ``qacc`` is the acceleration the contact
+    forces belong to, but the implicitfast integrator does not realise it for damped joints, and in ``qacc`` terms
+    the soles rock (``sole_angular_accel_rms``) far more than they actually move (``sole_angular_accel_fd_rms``);
+``stance+fd``
+    what ``balance_node`` does without an IMU: stance-foot kinematics with finite-difference joint accelerations
+    (the realised motion, in which the soles only rock noticeably under pushes);
+``stance+effort+fd``
+    no base measurement either, but the joint efforts (``JointState.effort``; MuJoCo's actuator forces): pose and
+    velocity from stance-foot kinematics, base acceleration from the equations of motion
+    (`hamwm_ros.wholebody.estimator.dynamics_base_acceleration`), joint accelerations by finite differences;
+``stance+true_base_accel``
+    a diagnosis, not something a robot has: the ``stance+qacc`` pose and velocity with the simulator's base
+    acceleration. It isolates what stance kinematics misses: the soles rock on MuJoCo's compliant contacts by a
+    fraction of a degree (``ScenarioResult.sole_tilt_max``), but with angular accelerations that move the ZMP by
+    about ``I_sole alpha / (m g)``, ~45 mm per rad/s^2 on the humanoid. Flat-foot kinematics sets that
+    acceleration to zero by construction.
 
 MuJoCo is imported only when a scenario runs.
 """
@@ -52,6 +68,9 @@ class ScenarioResult:
     initial_margin: float = math.nan
     min_margin: float = math.nan
     push_error_unknown: float = math.nan
+    sole_tilt_max: float = 0.0  # largest sole tilt from the ground plane (simulator), radians
+    sole_angular_accel_rms: float = 0.0  # RMS norm of the soles' angular accelerations from qacc, rad/s^2
+    sole_angular_accel_fd_rms: float = 0.0  # the same from differences of their angular velocities (realised)
 
 
 def _targets(sim, t: float, scenario: str) -> np.ndarray:
@@ -88,15 +107,19 @@ def run_scenario(scenario: str, timestep: float = 0.001) -> ScenarioResult:
     sim.step(int(round(SETTLE_S / timestep)))
 
     estimators = {'imu_odometry+qacc': BalanceEstimator(wb), 'imu_odometry+fd': BalanceEstimator(wb),
-                  'imu+stance+fd': BalanceEstimator(wb), 'stance+qacc': BalanceEstimator(wb)}
+                  'imu+stance+fd': BalanceEstimator(wb), 'stance+qacc': BalanceEstimator(wb),
+                  'stance+fd': BalanceEstimator(wb), 'stance+effort+fd': BalanceEstimator(wb)}
     # anchor the stance-kinematics estimate where the left sole really is
     base = sim.base_state()
     q_true = wb.configuration(sim.joint_state().position, base.position, base.orientation_xyzw)
     pin.framesForwardKinematics(wb.model, wb.data, q_true)
-    for mode in ('stance+qacc', 'imu+stance+fd'):
+    for mode in ('stance+qacc', 'imu+stance+fd', 'stance+fd', 'stance+effort+fd'):
         estimators[mode].reset(anchor=wb.data.oMf[wb.feet[0].frame_id].copy(), stance=0)
 
     errors: dict[str, list[np.ndarray]] = {mode: [] for mode in estimators}
+    errors['stance+true_base_accel'] = []
+    tilts, sole_alpha, sole_alpha_fd = [], [], []
+    sole_omega = None
     cops, margins, unknown = [], [], []
     pushes = list(PUSHES) if scenario == 'push' else []
     push_force, push_end = None, -1.0
@@ -143,14 +166,34 @@ def run_scenario(scenario: str, timestep: float = 0.001) -> ScenarioResult:
                                                                 base=imu_only, external=external),
             'stance+qacc': estimators['stance+qacc'].update(sim.time, joints.position, joints.velocity, qacc,
                                                             external=external),
+            'stance+fd': estimators['stance+fd'].update(sim.time, joints.position, joints.velocity, None,
+                                                        external=external),
+            'stance+effort+fd': estimators['stance+effort+fd'].update(sim.time, joints.position, joints.velocity,
+                                                                      None, external=external,
+                                                                      joint_efforts=joints.effort),
         }
         if active and not edge:
             blind = wb.evaluate(estimators['imu_odometry+qacc'].last_q, estimators['imu_odometry+qacc'].last_v,
                                 estimators['imu_odometry+qacc'].last_a)
             if cop is not None:
                 unknown.append(float(np.linalg.norm(blind.zmp[:2] - cop[0][:2])))
+        stance = estimators['stance+qacc']
+        a_diagnosis = stance.last_a.copy()
+        q_sim, v_sim, a_sim = sim.pinocchio_state()
+        a_diagnosis[:6] = a_sim[:6]
+        states['stance+true_base_accel'] = wb.evaluate(stance.last_q, stance.last_v, a_diagnosis, external=external)
+        pin.forwardKinematics(wb.model, wb.data, q_sim, v_sim, a_sim)
+        omega = [pin.getFrameVelocity(wb.model, wb.data, foot.frame_id, pin.LOCAL_WORLD_ALIGNED).angular.copy()
+                 for foot in wb.feet]
+        previous_omega, sole_omega = sole_omega, omega
         if cop is None or k < 2 or edge:  # finite differences need two samples; push edges are ambiguous
             continue
+        for foot, now, before in zip(wb.feet, omega, previous_omega):
+            placement = pin.updateFramePlacement(wb.model, wb.data, foot.frame_id)
+            tilts.append(math.acos(min(1.0, float(placement.rotation[2, 2]))))
+            alpha = pin.getFrameAcceleration(wb.model, wb.data, foot.frame_id, pin.LOCAL_WORLD_ALIGNED).angular
+            sole_alpha.append(float(np.linalg.norm(alpha)))
+            sole_alpha_fd.append(float(np.linalg.norm(now - before)) / timestep)
         cops.append(cop[0][:2])
         margins.append(states['imu_odometry+qacc'].margin)
         for mode, state in states.items():
@@ -165,6 +208,9 @@ def run_scenario(scenario: str, timestep: float = 0.001) -> ScenarioResult:
     result.cop_spread = float(np.max(np.ptp(cops_array, axis=0)))
     result.initial_margin = float(margins[0])
     result.min_margin = float(np.min(margins))
+    result.sole_tilt_max = float(np.max(tilts))
+    result.sole_angular_accel_rms = float(np.sqrt(np.mean(np.square(sole_alpha))))
+    result.sole_angular_accel_fd_rms = float(np.sqrt(np.mean(np.square(sole_alpha_fd))))
     if unknown:
         result.push_error_unknown = float(np.max(unknown))
     sim.close()

@@ -210,14 +210,21 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
             msg.header.stamp = node.get_clock().now().to_msg()
             publisher.publish(msg)
 
-        # Warm up: hold +AMPLITUDE until mpc_node plans (model load, discovery), at most 60 s.
+        # Warm up: hold +AMPLITUDE until mpc_node plans and the PD node answers (model load, discovery), <= 60 s.
         period = 1.0 / PUBLISH_RATE
+
+        def ready() -> bool:
+            with lock:
+                answered = bool(records['pd'])
+            return answered and any(m.startswith('PLANNING') for m in modes)
+
         deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and not any(m.startswith('PLANNING') for m in modes):
+        while time.monotonic() < deadline and not ready():
             publish(AMPLITUDE)
             time.sleep(period)
-        if not any(m.startswith('PLANNING') for m in modes):
-            raise RuntimeError('mpc_node never reached PLANNING:\n' + Path(logs['mpc'].name).read_text()[-3000:])
+        if not ready():
+            raise RuntimeError('mpc_node never reached PLANNING or the PD node never answered:\n'
+                               + Path(logs['mpc'].name).read_text()[-3000:] + Path(logs['pd'].name).read_text()[-1000:])
         with lock:
             diagnostics.clear()
         processes['bare'] = subprocess.Popen([sys.executable, '-c', _BARE_LOOP, str(control_rate), str(seconds)],

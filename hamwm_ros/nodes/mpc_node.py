@@ -129,6 +129,7 @@ NODE_NAME = 'mpc_node'
 # HAMWM_STALL_DUMP=<seconds>: when a control tick is that late, print every thread's Python stack to stderr (a C
 # watchdog thread does it, so it works even while another thread holds the GIL). Off by default.
 STALL_DUMP_S = float(os.environ.get('HAMWM_STALL_DUMP', '0') or 0.0)
+SHUTDOWN_LIMIT_S = 12.0    # s from SIGINT to exit at most (the threads get 5 s each to stop)
 WARN_PERIOD_S = 2.0
 PASSIVE_BOUND = 1e-6        # MPPI needs low < high: a passive joint (effort limit 0) gets a tiny range, clamped to 0
 CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
@@ -1120,10 +1121,14 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
         code = 2
     finally:
+        # Shutting down must end in bounded time even if something below hangs (once seen after a 10-minute soak,
+        # not reproduced): past the limit a C watchdog prints every thread's stack to stderr and exits with code 1.
+        faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
         if node is not None:
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     return code
 
 

@@ -8,7 +8,7 @@ import torch
 
 from hamwm_ros import cli
 from hamwm_ros.worldmodel import evaluate
-from hamwm_ros.worldmodel.baselines import fit_derivatives
+from hamwm_ros.worldmodel.baselines import fit_derivatives, fit_rollouts
 from hamwm_ros.worldmodel.systems import hnn_dataset, make_system
 
 torch.set_num_threads(1)
@@ -66,3 +66,52 @@ def test_ours_learns_spring_field_and_conserves_energy():
     assert np.abs(energy - system.hamiltonian(x0)[:, None]).max() < 0.1 * system.hamiltonian(x0).max()
     with pytest.raises(ValueError):
         model.rollout(torch.zeros(1, 2), torch.zeros(1, 3, 0), dt=0.05)
+
+
+def test_spread_calibration_is_fitted_on_validation_not_test(monkeypatch):
+    made, fitted = {}, []
+    real_data, real_fit = evaluate._control_data, evaluate.metrics.fit_spread_calibration
+
+    def spy_data(system, n, steps, seed):
+        made[seed] = real_data(system, n, steps, seed)
+        return made[seed]
+
+    def spy_fit(members, target, *args, **kwargs):
+        fitted.append(target)
+        return real_fit(members, target, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, '_control_data', spy_data)
+    monkeypatch.setattr(evaluate.metrics, 'fit_spread_calibration', spy_fit)
+    monkeypatch.setattr(evaluate, 'HORIZON_METHODS', ('ours',))
+    out = evaluate.suite_horizons(evaluate.Budget.quick(), 0, ['cartpole'])['cartpole']['methods']['ours']
+    assert len(fitted) == 1
+    np.testing.assert_array_equal(fitted[0], made[6000]['states'][:, 1:])  # validation seed
+    test = made[7000]['states'][:, 1:]
+    assert fitted[0].shape != test.shape or not np.allclose(fitted[0], test)
+    assert out['spread_calibration']['info']['data'] == 'validation trajectories'
+    assert set(out['picp95']) == set(out['picp95_raw']) == set(out['spread_factor']) == {'1', '10'}
+
+
+def test_overconfident_ensemble_is_widened_toward_nominal():
+    # Members that differ only by initialisation and see identical batches (no bootstrap) are over-confident; the
+    # calibration fitted on validation trajectories widens them and the test coverage rises toward 95 %.
+    system = make_system('damped_pendulum')
+    data = evaluate.rollout_dataset(system, 4, 40, 0.05, seed=0, action_scale=1.0)
+    val = evaluate.rollout_dataset(system, 8, 30, 0.05, seed=1, action_scale=1.0)
+    test = evaluate.rollout_dataset(system, 8, 30, 0.05, seed=2, action_scale=1.0)
+    torch.manual_seed(0)
+    model = evaluate.Ours(2, 1, dt=0.05, hidden=16, dissipation=True, ensemble=3)
+    fit_rollouts(lambda x, a: model.rollout(x, a), model.parameters(), data['states'], data['actions'], horizon=4,
+                 steps=40, lr=3e-3, batch_size=64)
+    model.eval()
+    horizons = (1, 10, 30)
+    before = evaluate.ensemble_picp(model, test['states'][:, 0], test['actions'], test['states'][:, 1:], horizons)
+    assert not before['calibrated']  # no calibration yet
+    cal = evaluate.calibrate_ensemble(model, val)
+    assert min(cal['factors']) > 1.0
+    after = evaluate.ensemble_picp(model, test['states'][:, 0], test['actions'], test['states'][:, 1:], horizons)
+    for h in ('1', '10', '30'):
+        assert after['factor'][h] > 1.0
+        assert after['raw'][h] < 0.8
+        assert after['calibrated'][h] > after['raw'][h]
+        assert abs(after['calibrated'][h] - 0.95) < abs(after['raw'][h] - 0.95)

@@ -80,6 +80,18 @@ def test_tracker_runs_an_ensemble_model(tmp_path):
     np.testing.assert_allclose(result.input, [0.5, -0.1])
 
 
+def test_ensemble_spread_is_scaled_by_the_exported_calibration(tmp_path):
+    model = _model(ensemble=3)
+    state, u = np.array([0.2, 0.1, 0.3, -0.2]), np.array([0.5, -0.1])
+    raw = predict_tick(_export(model, tmp_path / 'raw'), state, u, 8).ensemble_spread
+    model.spread_calibration = {'method': 'test', 'nominal': 0.95, 'steps': [1, 4, 16], 'factors': [1.5, 2.0, 4.0],
+                                'info': {}}
+    runtime = _export(model, tmp_path / 'calibrated')
+    assert runtime.metadata.spread_calibration is not None
+    calibrated = predict_tick(runtime, state, u, 8).ensemble_spread
+    assert raw > 0 and calibrated == pytest.approx(raw * 2.0 * 2.0 ** 0.5, rel=1e-4)   # log-log between 4 and 16
+
+
 def test_tracker_runs_a_camera_model_through_the_forecast_log(tmp_path):
     runtime = _export(_model(encoder='image', image_shape=(16, 16, 3), n_frames=2), tmp_path)
     assert runtime.metadata.images is not None

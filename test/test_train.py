@@ -174,3 +174,34 @@ def test_simulated_robot_data_trains(tmp_path):
     assert rc == 0
     info = json.loads((tmp_path / 'sim' / 'info.json').read_text())
     assert info['data_source'] == 'sim:pendulum' and info['joint_names']
+
+
+def test_ensemble_spread_is_calibrated_on_validation_trajectories(pendulum_npz, tmp_path, monkeypatch):
+    from hamwm_ros.worldmodel import train as train_mod
+    seen = []
+    real = train_mod.fit_spread_calibration
+
+    def spy(members, target, *args, **kwargs):
+        seen.append(target)
+        return real(members, target, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, 'fit_spread_calibration', spy)
+    data = load_npz(pendulum_npz)
+    train, val = data.split(0.25, 9, seed=0)
+    torch.manual_seed(0)
+    model = build_model(train, dict(hidden=8, ensemble=2, mass_matrix='constant', input_map='constant'))
+    metrics = fit(model, train, val, TrainOptions(epochs=1, batch_size=32, horizon=4, stride=4, progress=False,
+                                                  calibration_horizon=20), tmp_path / 'm')
+    assert len(seen) == 1 and seen[0].shape[1] == 20
+    rows = {tuple(np.float32(r)) for r in seen[0].reshape(-1, 2)}
+    val_rows = {tuple(r) for o in val.obs for r in o.astype(np.float32)}
+    train_rows = {tuple(r) for o in train.obs for r in o.astype(np.float32)}
+    assert rows <= val_rows and not rows & train_rows  # fitted on validation data only
+    cal = model.spread_calibration
+    assert cal['info']['trajectories'] == len(val.obs) and cal['steps'][-1] == 20
+    assert metrics['spread_calibration'] == cal
+    assert HamiltonianWorldModel.load(tmp_path / 'm').spread_calibration == cal
+    # No validation data, or a single model: nothing to calibrate on.
+    single = build_model(train, dict(hidden=8, mass_matrix='constant', input_map='constant'))
+    fit(single, train, val, TrainOptions(epochs=1, batch_size=32, horizon=4, stride=4, progress=False))
+    assert single.spread_calibration is None

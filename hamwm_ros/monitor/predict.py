@@ -47,7 +47,8 @@ class TickPrediction:
     hindsight
         (2 joints,) state now as predicted from the state k steps ago under the recorded inputs, or None.
     ensemble_spread
-        Mean standard deviation across ensemble members of the final forecast observation (0 without an ensemble).
+        Mean standard deviation across ensemble members of the final forecast observation (0 without an ensemble),
+        times the model's spread calibration factor at that horizon when its metadata has one.
     finite
         False when any model output was NaN or Inf (then nothing of it may be published).
     """
@@ -154,6 +155,9 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     spread = 0.0
     if member:   # mean over members; the spread says how much they disagree
         spread = float(np.mean(np.std(obs_seq[:, 0, horizon - 1], axis=0)))
+        calibration = getattr(meta, 'spread_calibration', None)
+        if calibration is not None:   # calibrated at training time so that +-1.96 spread covers 95 % on held-out data
+            spread *= float(calibration.factor([horizon])[0])
         latent_seq, obs_seq, energy, z_now = (a.mean(axis=0) for a in (latent_seq, obs_seq, energy, z_now))
     finite = bool(np.all(np.isfinite(latent_seq)) and np.all(np.isfinite(obs_seq)) and np.all(np.isfinite(energy))
                   and np.all(np.isfinite(z_now)))

@@ -19,6 +19,11 @@ Graph contract (fixed by this schema, produced by ``hamwm export``):
 * The horizon is fixed at export (the rollout is unrolled in the graph); the runtime chains calls for longer
   horizons and truncates for shorter ones (a rollout is causal, so truncation is exact).
 * Normalisation is applied inside the graphs; the statistics are recorded here for information and for tools.
+* Optional ``spread_calibration`` (ensembles): per-step-count factors by which the raw member standard deviation is
+  multiplied so that mean +- z * factor * std intervals reach their ``nominal`` coverage. Fitted on held-out
+  validation trajectories at training time; :class:`SpreadCalibration` interpolates them (log-log in the step count,
+  constant beyond the fitted range) and turns member predictions into a mean and a calibrated spread. A file without
+  it is valid (raw spread).
 
 Pure python + numpy; no torch, no onnx, no rclpy.
 """
@@ -32,6 +37,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SCHEMA = 'hamwm_ros/model-metadata'
 SCHEMA_VERSION = 1
@@ -124,6 +131,102 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class SpreadCalibration:
+    """Per-step-count multipliers of an ensemble's member standard deviation (see the module docstring).
+
+    ``steps`` are strictly increasing step counts (1 = the first predicted step) and ``factors`` the positive multiplier
+    fitted at each; ``nominal`` is the coverage level they were fitted for and ``info`` free-form provenance (number of
+    validation samples, what data, ...).
+    """
+
+    steps: tuple[int, ...]
+    factors: tuple[float, ...]
+    nominal: float = 0.95
+    method: str = 'residual-quantile'
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {'method': self.method, 'nominal': self.nominal, 'steps': list(self.steps),
+                'factors': list(self.factors), 'info': dict(self.info)}
+
+    @staticmethod
+    def from_dict(data: Any, where: str = 'spread_calibration') -> SpreadCalibration:
+        """Parse and check a calibration entry.
+
+        Raises
+        ------
+        MetadataError
+            If steps are not strictly increasing positive ints, factors are not positive finite numbers of the same
+            count, or nominal is not in (0, 1).
+        """
+        if not isinstance(data, Mapping):
+            raise MetadataError(f'{where}: expected an object with steps, factors, nominal')
+        steps = _require(data, 'steps', list, where)
+        factors = _require(data, 'factors', list, where)
+        if not steps or len(steps) != len(factors):
+            raise MetadataError(f'{where}: steps and factors must be non-empty lists of one length')
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in steps) or \
+                any(b <= a for a, b in zip(steps, steps[1:])):
+            raise MetadataError(f'{where}.steps must be strictly increasing positive integers')
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0
+                   for f in factors):
+            raise MetadataError(f'{where}.factors must be positive finite numbers')
+        nominal = _require(data, 'nominal', (int, float), where)
+        if not 0.0 < nominal < 1.0:
+            raise MetadataError(f'{where}.nominal must be in (0, 1), got {nominal!r}')
+        method = data.get('method', 'residual-quantile')
+        if not isinstance(method, str):
+            raise MetadataError(f'{where}.method must be a string')
+        info = data.get('info') or {}
+        if not isinstance(info, Mapping):
+            raise MetadataError(f'{where}.info must be an object')
+        return SpreadCalibration(tuple(steps), tuple(float(f) for f in factors), float(nominal), method, dict(info))
+
+    def factor(self, steps: Any) -> np.ndarray:
+        """Multiplier at each step count in ``steps`` (array-like of ints >= 1), interpolated linearly in log-log."""
+        k = np.log(np.maximum(np.asarray(steps, dtype=np.float64), 1.0))
+        return np.exp(np.interp(k, np.log(np.asarray(self.steps, np.float64)),
+                                np.log(np.asarray(self.factors, np.float64))))
+
+    def scale(self, std: np.ndarray, step_axis: int = -2, first_step: int = 1) -> np.ndarray:
+        """``std`` with entry k along ``step_axis`` multiplied by the factor of step count ``first_step + k``."""
+        std = np.asarray(std)
+        axis = step_axis % std.ndim
+        shape = [1] * std.ndim
+        shape[axis] = std.shape[axis]
+        f = self.factor(np.arange(first_step, first_step + std.shape[axis])).reshape(shape)
+        return (std * f).astype(std.dtype, copy=False)
+
+    def spread(self, members: np.ndarray, step_axis: int = -2, first_step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean and calibrated standard deviation of member predictions.
+
+        Parameters
+        ----------
+        members
+            (E, ...) member predictions, e.g. a runtime rollout's ``observations`` (E, B, H, obs_dim) (step axis -2)
+            or ``energy`` (E, B, H) (step axis -1).
+        step_axis
+            Axis of the prediction step in ``members`` (negative counts from the end).
+        first_step
+            Step count of index 0 along that axis (1 for a rollout from the current state).
+
+        Raises
+        ------
+        ValueError
+            If there is no member axis or the step axis is the member axis.
+        """
+        members = np.asarray(members)
+        if members.ndim < 2:
+            raise ValueError('members must be (E, ...) with a step axis')
+        axis = step_axis % members.ndim
+        if axis == 0:
+            raise ValueError('the step axis cannot be the member axis')
+        std = members.std(0)
+        return members.mean(0), self.scale(std, axis - 1, first_step)
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """Parsed, validated ``metadata.json``. Build with :func:`load_metadata` or :meth:`from_dict`."""
 
@@ -144,11 +247,12 @@ class ModelMetadata:
     images: ImageSpec | None = None
     obs_layout: tuple[str, ...] = ('position', 'velocity')
     producer: dict[str, Any] = field(default_factory=dict)
+    spread_calibration: SpreadCalibration | None = None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON form (what ``metadata.json`` holds)."""
-        return {
+        data = {
             'schema': SCHEMA,
             'schema_version': SCHEMA_VERSION,
             'robot': self.robot,
@@ -167,6 +271,9 @@ class ModelMetadata:
             'files': {role: spec.to_dict() for role, spec in self.files.items()},
             'producer': self.producer,
         }
+        if self.spread_calibration is not None:  # optional: absent from files written without it
+            data['spread_calibration'] = self.spread_calibration.to_dict()
+        return data
 
     def save(self, directory: str | Path) -> Path:
         """Write ``metadata.json`` into ``directory`` after validating this object.
@@ -253,11 +360,14 @@ class ModelMetadata:
             outputs = tuple(TensorSpec.from_dict(t, f'files.{role}.outputs[{i}]')
                             for i, t in enumerate(_require(entry, 'outputs', list, f'files.{role}')))
             files[role] = FileSpec(path, sha, inputs, outputs)
+        calibration = None
+        if data.get('spread_calibration') is not None:
+            calibration = SpreadCalibration.from_dict(data['spread_calibration'])
         meta = ModelMetadata(robot=robot, joint_names=tuple(joints), dt=float(dt), obs_dim=obs_dim,
                              latent_dim=latent, action_dim=action_dim, horizon=horizon, ensemble=ensemble,
                              opset=opset, normalisation=norm, training=training, metrics=metrics, files=files,
                              uses_joints=uses_joints, images=images, obs_layout=layout,
-                             producer=dict(data.get('producer') or {}))
+                             producer=dict(data.get('producer') or {}), spread_calibration=calibration)
         _check_signatures(meta)
         return meta
 

@@ -193,6 +193,19 @@ def fit_derivatives(model: nn.Module, field: Callable[[torch.Tensor], torch.Tens
     return losses
 
 
+def trajectory_bootstrap(n_trajectories: int, members: int, seed: int = 0) -> torch.Tensor:
+    """Bayesian-bootstrap weights (members, n_trajectories) of whole trajectories, mean 1 per member.
+
+    Each member weighs the trajectories with its own draw of Dirichlet(1, ..., 1) weights (normalised Exp(1)
+    variables, Rubin's Bayesian bootstrap) scaled by ``n_trajectories``: like resampling with replacement it gives the
+    members different views of the data, but every trajectory keeps a positive weight, so no member loses data.
+    Drawn from a generator seeded by ``seed`` alone (reproducible across ranks and resumes).
+    """
+    gen = np.random.default_rng([seed, 7919])
+    w = gen.exponential(size=(members, n_trajectories))
+    return torch.as_tensor(w * n_trajectories / w.sum(1, keepdims=True), dtype=torch.float32)
+
+
 def windows(states: np.ndarray, actions: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All length-``horizon`` windows: x0 (W, d), actions (W, horizon, m), targets (W, horizon, d)."""
     n, t1, _ = states.shape
@@ -206,7 +219,7 @@ def windows(states: np.ndarray, actions: np.ndarray, horizon: int) -> tuple[np.n
 def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], params: Iterable[nn.Parameter],
                  states: np.ndarray,
                  actions: np.ndarray, horizon: int = 4, steps: int = 1500, lr: float = 1e-3, batch_size: int = 256,
-                 seed: int = 0, weight_decay: float = 0.0) -> list[float]:
+                 seed: int = 0, weight_decay: float = 0.0, bootstrap: int = 0) -> list[float]:
     """Multi-step training on trajectories: MSE of ``rollout(x0, actions)`` over windows of ``horizon`` steps.
 
     Parameters
@@ -219,6 +232,10 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         (N, T + 1, d) and (N, T, m).
     horizon, steps, lr, batch_size, seed, weight_decay
         Window length, optimiser steps, Adam settings (cosine-decayed lr), windows per batch, RNG seed.
+    bootstrap : int
+        Ensemble size E for per-member bootstrap weights on whole trajectories (0: off; see
+        :func:`trajectory_bootstrap`), fixed weights on each window of member e's loss; the rollout must then return
+        (E, B, H, d). With independent initialisations this gives the members' spread.
 
     Returns
     -------
@@ -234,6 +251,10 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         raise ValueError(f'trajectories of {states.shape[1]} states are too short for horizon {horizon}')
     torch.manual_seed(seed)
     x0, act, tgt = (torch.as_tensor(a, dtype=torch.float32) for a in windows(states, actions, horizon))
+    weights = None
+    if bootstrap > 0:
+        per_trajectory = trajectory_bootstrap(len(states), bootstrap, seed)
+        weights = per_trajectory[:, np.arange(len(x0)) % len(states)]  # windows() stacks trajectories per start offset
     params = list(params)
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
@@ -244,7 +265,14 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     for _ in range(steps):
         idx = torch.randint(len(x0), (min(batch_size, len(x0)),), generator=gen)
         pred = rollout(x0[idx], act[idx])
-        loss = (((pred - tgt[idx]) / scale) ** 2).mean()
+        err = ((pred - tgt[idx]) / scale) ** 2
+        if weights is None:
+            loss = err.mean()
+        else:
+            if err.dim() != 4 or err.shape[0] != len(weights):
+                raise ValueError(f'bootstrap={len(weights)} needs (E, B, H, d) rollouts, got {tuple(err.shape)}')
+            w = weights[:, idx]
+            loss = ((err.mean((2, 3)) * w).sum(1) / w.sum(1).clamp_min(1e-6)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

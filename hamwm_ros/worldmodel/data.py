@@ -295,7 +295,8 @@ def load_data(spec: str, *, seed: int = 0, sim_trajectories: int = 64, sim_steps
 class WindowDataset(Dataset):
     """Fixed-length training windows cut from trajectories.
 
-    Item ``i`` is a dict of float32 tensors: ``obs`` (H+1, D), ``actions`` (H, m), and when present ``images``
+    Item ``i`` is a dict of tensors: float32 ``obs`` (H+1, D), ``actions`` (H, m), the int64 index ``traj`` of the
+    trajectory it was cut from (for per-trajectory bootstrap weights), and when present ``images``
     (n_frames - 1 + H + 1, Hi, Wi, C) uint8 (the first ``n_frames`` stack encodes the start state; frame
     ``n_frames - 1 + t`` is the target at step t) and ``obs_dot`` (H+1, D).
 
@@ -338,7 +339,8 @@ class WindowDataset(Dataset):
         i, s = self.index[k]
         h = self.horizon
         item = {'obs': torch.from_numpy(self.data.obs[i][s:s + h + 1].astype(np.float32)),
-                'actions': torch.from_numpy(self.data.actions[i][s:s + h].astype(np.float32))}
+                'actions': torch.from_numpy(self.data.actions[i][s:s + h].astype(np.float32)),
+                'traj': torch.tensor(i, dtype=torch.long)}
         if self.use_images:
             item['images'] = torch.from_numpy(np.ascontiguousarray(self.data.images[i][s - self.history:s + h + 1]))
         if self.data.obs_dot is not None:

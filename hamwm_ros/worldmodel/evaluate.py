@@ -10,7 +10,10 @@ Suites
     and the size-matched MLP; how many times fewer trajectories ours needs for the MLP's best error.
 ``horizons``
     Single-step and multi-step MSE at horizons 10, 100, 1000 for MLP, GRU, HNN and ours; energy drift (pendulum),
-    learned versus true damping (damped pendulum), ensemble PICP (cart-pole).
+    learned versus true damping (damped pendulum), ensemble PICP (cart-pole): members trained with Bayesian-bootstrap
+    weights on the training trajectories, spread calibrated per step count on held-out validation trajectories
+    (never the test ones); ``picp95`` is the calibrated coverage on the test trajectories, ``picp95_raw`` the raw
+    spread's.
 
 Every suite writes ``results.json`` (and PNG plots when matplotlib is installed) under ``--out``. ``--quick`` shrinks
 every budget so a suite runs in seconds (for tests); its numbers are not meaningful.
@@ -31,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hamwm_ros.runtime.metadata import SpreadCalibration
 
 from . import metrics
 from .baselines import HNN, DerivativeMLP, GRUWorldModel, fit_derivatives, fit_rollouts
@@ -53,6 +58,7 @@ from .systems import (
 
 SUITES = ('hnn-table', 'sample-efficiency', 'horizons')
 METHODS = ('mlp', 'hnn', 'ours')
+HORIZON_METHODS = ('mlp', 'gru', 'hnn', 'ours')
 
 # Anchor figures: HNN paper Table 1 (energy MSE x1e3, baseline / HNN) and the public double-pendulum replication.
 PAPER = {
@@ -413,10 +419,46 @@ def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np
     def roll(x0: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return model.rollout(x0, act, dt)
 
+    # Ensembles: every member trains with its own Bayesian-bootstrap weights on the trajectories (spread from data,
+    # not only from initialisation; no member loses a trajectory).
     fit_rollouts(roll, model.parameters(), states, actions, horizon=4, steps=steps, seed=seed, batch_size=batch_size,
-                 lr=lr)
+                 lr=lr, bootstrap=ensemble if ensemble > 1 else 0)
     model.eval()
     return model
+
+
+def calibrate_ensemble(model: Ours, val: dict[str, np.ndarray], nominal: float = 0.95) -> dict[str, Any]:
+    """Fit ``model``'s spread calibration on validation rollouts ``val`` (states (N, T+1, d), actions (N, T, m)).
+
+    The factors are stored on the wrapped world model (``model.model.spread_calibration``) and returned. Validation
+    trajectories must be disjoint from the training and the test ones.
+    """
+    members = _ensemble_rollout(model, val['states'][:, 0], val['actions'])
+    cal = metrics.fit_spread_calibration(members, val['states'][:, 1:], nominal)
+    cal['info'].update({'data': 'validation trajectories', 'trajectories': int(len(val['states']))})
+    model.model.spread_calibration = cal
+    return cal
+
+
+def ensemble_picp(model: Ours, x0: np.ndarray, actions: np.ndarray, target: np.ndarray, horizons: tuple[int, ...],
+                  nominal: float = 0.95) -> dict[str, dict[str, float]]:
+    """PICP at each horizon h of the raw member spread and of the calibrated one (when the model has a calibration).
+
+    ``target`` (N, H, d) holds the true states after each action.
+    """
+    members = _ensemble_rollout(model, x0, actions)
+    cal = model.model.spread_calibration
+    factors = SpreadCalibration.from_dict(cal).factor(horizons) if cal is not None else None
+    out: dict[str, dict[str, float]] = {'raw': {}, 'calibrated': {}, 'factor': {}}
+    for i, h in enumerate(horizons):
+        at = members[:, :, h - 1]
+        if not np.all(np.isfinite(at)):
+            continue
+        out['raw'][str(h)] = metrics.calibrated_picp(at, target[:, h - 1], 1.0, nominal)
+        if factors is not None:
+            out['calibrated'][str(h)] = metrics.calibrated_picp(at, target[:, h - 1], factors[i], nominal)
+            out['factor'][str(h)] = float(factors[i])
+    return out
 
 
 def _control_data(system: System, n: int, steps: int, seed: int) -> dict[str, np.ndarray]:
@@ -466,8 +508,21 @@ def _learned_damping(model: nn.Module, system: System, states: np.ndarray) -> fl
     return metrics.learned_damping(system.grad_hamiltonian(x), f, system.n_dof)
 
 
-def suite_horizons(budget: Budget, seed: int, systems: list[str]) -> dict[str, Any]:
-    """Multi-step MSE at 1, 10, 100, 1000 steps for MLP, GRU, HNN and ours, plus drift, damping and PICP."""
+def suite_horizons(budget: Budget, seed: int, systems: list[str], methods: tuple[str, ...] | None = None
+                   ) -> dict[str, Any]:
+    """Multi-step MSE at 1, 10, 100, 1000 steps for MLP, GRU, HNN and ours, plus drift, damping and PICP.
+
+    ``methods`` picks a subset of :data:`HORIZON_METHODS` (default all).
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    """
+    methods = tuple(methods or HORIZON_METHODS)
+    unknown = sorted(set(methods) - {'mlp', 'gru', 'hnn', 'ours'})
+    if unknown:
+        raise ValueError(f'unknown horizons method(s) {unknown}; choose from mlp gru hnn ours')
     results: dict[str, Any] = {}
     horizons = tuple(h for h in metrics.HORIZONS if h <= budget.horizon_steps)
     for name in systems:
@@ -475,9 +530,12 @@ def suite_horizons(budget: Budget, seed: int, systems: list[str]) -> dict[str, A
         dt, _, traj_len = CONTROL_SETUP[name]
         data = _control_data(system, budget.horizon_train_traj, traj_len, seed)
         test = _control_data(system, 10 if budget.eval_trials >= 10 else 2, budget.horizon_steps, seed + 7000)
+        # Held-out validation trajectories (their own seed) for the ensemble's spread calibration.
+        val = _control_data(system, 30 if budget.eval_trials >= 10 else 2, budget.horizon_steps, seed + 6000) \
+            if budget.ensemble > 1 and 'ours' in methods else None
         scale = test['states'].reshape(-1, system.state_dim).std(0)
         res: dict[str, Any] = {'dt': dt, 'train_trajectories': budget.horizon_train_traj, 'methods': {}}
-        for method in ('mlp', 'gru', 'hnn', 'ours'):
+        for method in methods:
             t0 = time.time()
             model = _train_dynamics(method, system, data['states'], data['actions'], dt, hidden=budget.se_hidden,
                                     steps=budget.se_steps, seed=seed, batch_size=budget.se_batch,
@@ -490,13 +548,13 @@ def suite_horizons(budget: Budget, seed: int, systems: list[str]) -> dict[str, A
                 entry['median_relative_energy_drift'] = float(np.median(metrics.relative_energy_drift(energy)))
             if system.damping > 0 and method != 'gru':
                 entry['learned_damping'] = _learned_damping(model, system, test['states'][:, 1:])
-            if method == 'ours' and budget.ensemble > 1:
-                members = _ensemble_rollout(model, test['states'][:, 0], test['actions'])
-                entry['picp95'] = {}
-                for h in horizons:
-                    mean, std = members[:, :, h - 1].mean(0), members[:, :, h - 1].std(0)
-                    if np.all(np.isfinite(mean)):
-                        entry['picp95'][str(h)] = metrics.picp(mean, std, test['states'][:, h])
+            if method == 'ours' and val is not None:
+                cal = calibrate_ensemble(model, val)
+                cov = ensemble_picp(model, test['states'][:, 0], test['actions'], test['states'][:, 1:], horizons)
+                entry['picp95'] = cov['calibrated']  # test coverage of the calibrated intervals
+                entry['picp95_raw'] = cov['raw']  # uncalibrated member spread
+                entry['spread_factor'] = cov['factor']
+                entry['spread_calibration'] = cal
             entry['seconds'] = time.time() - t0
             res['methods'][method] = entry
             _log(f'{name:16s} {method:4s} ' + ' '.join(f'h{k}={v:.3g}' for k, v in entry['mse'].items()))
@@ -598,12 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help='subset: hnn-table tasks (mass_spring pendulum pixel_pendulum double_pendulum) or '
                              'systems for the other suites')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    parser.add_argument('--methods', nargs='+', default=None, choices=HORIZON_METHODS,
+                        help='horizons suite only: methods to train (default all)')
     parser.add_argument('--rollout-steps', type=int, default=None,
                         help='optimiser steps per model in sample-efficiency and horizons (default 500)')
     return parser
 
 
-def run_suite(suite: str, budget: Budget, seed: int, tasks: list[str] | None) -> dict[str, Any]:
+def run_suite(suite: str, budget: Budget, seed: int, tasks: list[str] | None,
+              methods: list[str] | None = None) -> dict[str, Any]:
     """Run one suite and return its JSON-ready result.
 
     Raises
@@ -616,7 +677,8 @@ def run_suite(suite: str, budget: Budget, seed: int, tasks: list[str] | None) ->
     if suite == 'sample-efficiency':
         return suite_sample_efficiency(budget, seed, tasks or ['damped_pendulum', 'cartpole'])
     if suite == 'horizons':
-        return suite_horizons(budget, seed, tasks or ['pendulum', 'damped_pendulum', 'cartpole'])
+        return suite_horizons(budget, seed, tasks or ['pendulum', 'damped_pendulum', 'cartpole'],
+                              tuple(methods) if methods else None)
     raise ValueError(f'unknown suite {suite!r}')
 
 
@@ -638,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         start = time.time()
         try:
-            result = run_suite(suite, budget, args.seed, args.tasks)
+            result = run_suite(suite, budget, args.seed, args.tasks, args.methods)
         except (ValueError, KeyError) as err:
             print(f'hamwm eval: {err}', file=sys.stderr)
             return 2

@@ -398,6 +398,8 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
         'producer': {'tool': 'hamwm export', 'torch': torch.__version__, 'exporter': 'torchscript',
                      'horizon_mode': 'unrolled', 'ensemble_mode': 'one graph, leading member axis'},
     }
+    if getattr(model, 'spread_calibration', None) is not None and cfg.ensemble > 1:
+        data['spread_calibration'] = dict(model.spread_calibration)  # optional: the ensemble's calibrated spread
     meta = ModelMetadata.from_dict(data)
     meta.save(out)
     parity = measure_parity(model, out)

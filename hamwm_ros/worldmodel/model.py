@@ -37,9 +37,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
+
+from hamwm_ros.runtime.metadata import MetadataError, SpreadCalibration
 
 from .integrators import dissipation_substep, leapfrog_step, midpoint_step
 from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
@@ -446,6 +449,9 @@ class HamiltonianWorldModel(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.info: dict[str, Any] = {}  # free-form provenance saved with the model (joint names, data hash, ...)
+        # Ensemble spread calibration (the metadata's ``spread_calibration`` entry), fitted on validation data by
+        # ``hamwm train``; None: raw member spread.
+        self.spread_calibration: dict[str, Any] | None = None
         E, d, m, hid = cfg.ensemble, cfg.latent_dim, cfg.action_dim, cfg.hidden
         mlp = dict(layers=cfg.layers, activation=cfg.activation)
         self.register_buffer('obs_mean', torch.zeros(cfg.obs_dim))
@@ -852,11 +858,18 @@ class HamiltonianWorldModel(nn.Module):
         return self.decode(self.rollout(z0, actions, horizon))
 
     def predict_mean_std(self, obs: torch.Tensor | None, actions: torch.Tensor | None = None, *,
-                         images: torch.Tensor | None = None, horizon: int | None = None
+                         images: torch.Tensor | None = None, horizon: int | None = None, calibrated: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensemble mean and standard deviation (zero for one member) of predicted observations, (B, H, obs_dim)."""
+        """Ensemble mean and standard deviation (zero for one member) of predicted observations, (B, H, obs_dim).
+
+        With ``calibrated`` (default) and a fitted :attr:`spread_calibration`, the standard deviation at step k is
+        multiplied by the calibration factor of step count k.
+        """
         pred = self.predict(obs, actions, images=images, horizon=horizon)
         std = pred.std(0, unbiased=False) if pred.shape[0] > 1 else torch.zeros_like(pred[0])
+        if calibrated and self.spread_calibration is not None:
+            factor = SpreadCalibration.from_dict(self.spread_calibration).factor(np.arange(1, std.shape[-2] + 1))
+            std = std * torch.as_tensor(factor, dtype=std.dtype, device=std.device).unsqueeze(-1)
         return pred.mean(0), std
 
     # -- physical read-outs (evaluation) ------------------------------------------------------------------------------
@@ -903,8 +916,10 @@ class HamiltonianWorldModel(nn.Module):
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        torch.save({'format': 'hamwm-world-model/1', 'config': self.cfg.to_dict(), 'state_dict': state,
-                    'info': self.info}, out / 'model.pt')
+        blob = {'format': 'hamwm-world-model/1', 'config': self.cfg.to_dict(), 'state_dict': state, 'info': self.info}
+        if self.spread_calibration is not None:
+            blob['spread_calibration'] = self.spread_calibration
+        torch.save(blob, out / 'model.pt')
         (out / 'config.json').write_text(json.dumps(self.cfg.to_dict(), indent=2) + '\n')
         norm = {'obs_mean': self.obs_mean.tolist(), 'obs_std': self.obs_std.tolist(),
                 'action_scale': self.action_scale.tolist()}
@@ -939,4 +954,10 @@ class HamiltonianWorldModel(nn.Module):
         except RuntimeError as err:
             raise ValueError(f'{file}: weights do not match the config: {err}') from err
         model.info = dict(blob.get('info') or {})
+        if blob.get('spread_calibration') is not None:
+            try:
+                SpreadCalibration.from_dict(blob['spread_calibration'])
+            except MetadataError as err:
+                raise ValueError(f'{file}: {err}') from err
+            model.spread_calibration = dict(blob['spread_calibration'])
         return model

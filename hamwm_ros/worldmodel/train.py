@@ -9,10 +9,15 @@ The objective on each window (start state plus H actions) is
 * optional derivative loss on ``obs_dot`` (identity encoder, e.g. the HNN protocol) and image losses for pixel models;
 * an L2 penalty on the residual r(z, u), so the structured part explains what it can.
 
-Ensembles train all members on the same batches with per-member online-bootstrap weights (Poisson(1)), which with
-independent initialisations gives their spread. The loop is DDP-ready: under ``torchrun`` (``WORLD_SIZE`` set) it
-initialises torch.distributed (NCCL on GPUs, Gloo on CPU), shards windows with a DistributedSampler, and only rank 0
-logs and writes checkpoints.
+Ensembles train all members on the same batches with per-member bootstrap weights: each member weighs the training
+trajectories with its own fixed Bayesian-bootstrap draw (Dirichlet weights from the seed; per-window Poisson(1) online
+weights when there is only one trajectory), which with independent initialisations gives their spread. After
+training, the spread is calibrated on the held-out validation trajectories (:func:`calibrate_spread`): per-step-count
+factors that make the ensemble's mean +- 1.96 std intervals cover 95 %, stored with the model (``model.pt``) and
+exported into ``metadata.json``.
+
+The loop is DDP-ready: under ``torchrun`` (``WORLD_SIZE`` set) it initialises torch.distributed (NCCL on GPUs, Gloo on
+CPU), shards windows with a DistributedSampler, and only rank 0 logs and writes checkpoints.
 
 Output directory: ``model.pt`` + ``config.json`` + ``normalisation.json`` + ``info.json`` (best validation weights,
 loadable with ``HamiltonianWorldModel.load``), ``metrics.json`` (per-epoch losses, data summary) and
@@ -37,7 +42,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from .baselines import trajectory_bootstrap
 from .data import DataError, TrajectoryData, WindowDataset, load_data
+from .metrics import fit_spread_calibration
 from .model import ENCODERS, HAMILTONIANS, INTEGRATORS, HamiltonianWorldModel, ModelConfig
 
 
@@ -60,6 +67,8 @@ class TrainOptions:
     grad_clip: float = 1.0
     batches_per_epoch: int = 0
     bootstrap: bool = True
+    calibrate: bool = True
+    calibration_horizon: int = 100
     seed: int = 0
     device: str = 'auto'
     checkpoint_every: int = 1
@@ -264,6 +273,10 @@ def fit(model: HamiltonianWorldModel, train: TrajectoryData, val: TrajectoryData
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(opts.epochs, 1),
                                                           eta_min=0.1 * opts.lr)
     boot_gen = torch.Generator().manual_seed(opts.seed + 1000 * rank + 1)
+    E = model.cfg.ensemble
+    # Per-member trajectory weights (the same on every rank and after --resume: drawn from the seed alone).
+    traj_weights = trajectory_bootstrap(len(train.obs), E, opts.seed).to(device) \
+        if E > 1 and opts.bootstrap and len(train.obs) > 1 else None
     history: list[dict[str, Any]] = []
     best_val, best_epoch, best_state, start_epoch = math.inf, -1, None, 0
     data_hash = train.sha256()
@@ -291,7 +304,6 @@ def fit(model: HamiltonianWorldModel, train: TrajectoryData, val: TrajectoryData
         f'{opts.horizon} steps, {len(val_ds) if val_ds else 0} validation windows, '
         f'{sum(p.numel() for p in model.parameters())} parameters')
     bar = _Progress(opts.progress and rank == 0)
-    E = model.cfg.ensemble
 
     def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -309,7 +321,9 @@ def fit(model: HamiltonianWorldModel, train: TrajectoryData, val: TrajectoryData
                 break
             batch = to_device(batch)
             weights = None
-            if E > 1 and opts.bootstrap:
+            if traj_weights is not None:
+                weights = traj_weights[:, batch['traj']]
+            elif E > 1 and opts.bootstrap:
                 weights = torch.poisson(torch.ones(E, batch['obs'].shape[0]), generator=boot_gen).to(device)
             loss, parts = trainer(batch, weights)
             if not torch.isfinite(loss):
@@ -354,9 +368,16 @@ def fit(model: HamiltonianWorldModel, train: TrajectoryData, val: TrajectoryData
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to('cpu')
+    if E > 1 and opts.calibrate and val is not None:
+        model.spread_calibration = calibrate_spread(model, val, opts.calibration_horizon)
+        if model.spread_calibration is not None:
+            cal = model.spread_calibration
+            log('spread calibration on validation: ' + ', '.join(
+                f'x{f:.3g} at {k}' for k, f in zip(cal['steps'], cal['factors'])))
     metrics = {'epochs': history, 'best_epoch': best_epoch, 'best_score': best_val,
                'best_score_kind': 'val_rollout_mse' if val_ds is not None else 'train_loss',
                'options': asdict(opts), 'config': model.cfg.to_dict(), 'world_size': world, 'device': str(device),
+               'spread_calibration': model.spread_calibration,
                'data': {'source': train.source, 'sha256': data_hash, 'trajectories': len(train.obs),
                         'transitions': train.n_transitions, 'validation_trajectories': len(val.obs) if val else 0,
                         'dt': train.dt, 'obs_dim': train.obs_dim, 'action_dim': train.action_dim}}
@@ -389,6 +410,52 @@ def evaluate_windows(model: HamiltonianWorldModel, dataset: WindowDataset, batch
         count += obs.shape[0]
     model.train()
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def calibrate_spread(model: HamiltonianWorldModel, val: TrajectoryData, horizon: int = 100, nominal: float = 0.95,
+                     max_windows: int = 512, batch_size: int = 128) -> dict[str, Any] | None:
+    """Fit the ensemble's per-step-count spread calibration on validation trajectories.
+
+    Rolls the model from windows of ``val`` (as long as the longest validation trajectory allows, at most
+    ``horizon`` steps; starts a quarter of that apart, at most ``max_windows`` of them) and fits
+    :func:`metrics.fit_spread_calibration` on the decoded observations. Use data the model was not trained on.
+
+    Returns
+    -------
+    dict or None
+        The ``spread_calibration`` entry, or None for a single model, a model without an observation decoder, or no
+        usable window.
+    """
+    cfg = model.cfg
+    if cfg.ensemble < 2 or cfg.obs_dim == 0:
+        return None
+    use_images = cfg.encoder in ('image', 'fused')
+    history = cfg.n_frames - 1 if use_images and val.images is not None else 0
+    steps = min(horizon, max(len(o) for o in val.obs) - 1 - history)
+    if steps < 1:
+        return None
+    try:
+        ds = WindowDataset(val, steps, max(1, steps // 4), cfg.n_frames, use_images)
+    except DataError:
+        return None
+    picks = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_windows)).round().astype(int))
+    was_training = model.training
+    model.eval()
+    members, targets = [], []
+    for start in range(0, len(picks), batch_size):
+        items = [ds[int(k)] for k in picks[start:start + batch_size]]
+        obs = torch.stack([it['obs'] for it in items])
+        acts = torch.stack([it['actions'] for it in items])
+        frames = torch.stack([it['images'][:cfg.n_frames] for it in items]) if 'images' in items[0] else None
+        pred = model.predict(obs[:, 0], acts if model.has_control else None, images=frames, horizon=steps)
+        members.append(pred.double().numpy())
+        targets.append(obs[:, 1:].double().numpy())
+    model.train(was_training)
+    cal = fit_spread_calibration(np.concatenate(members, 1), np.concatenate(targets), nominal)
+    cal['info'].update({'data': 'validation trajectories', 'trajectories': len(val.obs), 'windows': int(len(picks)),
+                        'horizon': steps})
+    return cal
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -454,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--grad-clip', type=float, default=defaults.grad_clip)
     g.add_argument('--batches-per-epoch', type=int, default=0, help='cap on batches per epoch (0: all)')
     g.add_argument('--no-bootstrap', action='store_true', help='train ensemble members on identical batches')
+    g.add_argument('--no-calibration', action='store_true',
+                   help='keep the raw ensemble spread (no calibration on the validation trajectories)')
+    g.add_argument('--calibration-horizon', type=int, default=defaults.calibration_horizon,
+                   help='longest rollout (steps) the spread calibration is fitted over')
     g.add_argument('--seed', type=int, default=0)
     g.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda, cuda:1, ...')
     g.add_argument('--checkpoint-every', type=int, default=1, help='epochs between checkpoints')
@@ -486,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
                             latent_weight=args.latent_weight, derivative_weight=args.derivative_weight,
                             image_weight=args.image_weight, residual_weight=args.residual_weight,
                             grad_clip=args.grad_clip, batches_per_epoch=args.batches_per_epoch,
-                            bootstrap=not args.no_bootstrap, seed=args.seed, device=args.device,
+                            bootstrap=not args.no_bootstrap, calibrate=not args.no_calibration,
+                            calibration_horizon=args.calibration_horizon, seed=args.seed, device=args.device,
                             checkpoint_every=args.checkpoint_every, progress=not args.quiet,
                             threads=args.threads)
         train, val = data.split(opts.val_fraction, opts.horizon + args.n_frames, seed=opts.seed)

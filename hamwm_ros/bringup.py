@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import os
 from pathlib import Path
+import signal
 import sys
 import tempfile
 import threading
@@ -179,6 +180,9 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     try:
         # Python's own SIGINT handling (KeyboardInterrupt) instead of rclpy's, so the context is still valid while
         # lifecycle nodes deactivate (and publish their safe hold) on the way out.
+        # Background jobs of a shell inherit SIGINT ignored; restore the default so SIGINT always stops the graph.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         rclpy.init(args=['--ros-args', '--params-file', merged], signal_handler_options=SignalHandlerOptions.NO)
         for name in nodes:
             module, cls = NODE_CLASSES[name]

@@ -564,3 +564,24 @@ def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path
         log = harness.log()
         code = harness.close()
     assert code == 0, log[-3000:]
+
+
+def test_sigint_stops_the_node_even_when_started_with_sigint_ignored(tmp_path):
+    # A shell starts background jobs with SIGINT ignored (how CI and nohup-style runs start it); the node must still
+    # stop on SIGINT rather than hang until killed.
+    log = tmp_path / 'mpc.log'
+    with open(log, 'w') as handle:
+        process = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.nodes.mpc_node'], stdout=handle,
+                                   stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 30.0
+        while 'ready' not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert 'ready' in log.read_text(), log.read_text()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15.0) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

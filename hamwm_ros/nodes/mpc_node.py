@@ -69,6 +69,7 @@ import faulthandler
 import math
 import os
 from pathlib import Path
+import signal
 import sys
 import threading
 import time
@@ -1100,6 +1101,9 @@ def main(args: list[str] | None = None) -> int:
     """Run mpc_node until SIGINT or an external shutdown; return the process exit code."""
     # No rclpy signal handler: SIGINT raises KeyboardInterrupt here while the context is still valid, so the safe
     # hold can still be published before shutting down.
+    # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN: restore the default so
+    # SIGINT always stops the node (rclpy's own handler, which nodes normally get, would override it the same way).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0

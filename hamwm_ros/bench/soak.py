@@ -126,7 +126,7 @@ def summarise(samples: list[tuple[float, dict[str, Any]]], modes: list[str], bou
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak; the figures of :func:`summarise` plus ``died`` (reasons) and the processes' exit codes."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
     from hamwm_ros.sim.cli import SimProcess, TopicProbe
@@ -142,7 +142,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
     probe.node.create_subscription(DiagnosticArray, '/diagnostics',
                                    lambda m: received['diagnostics'].append((time.monotonic(), m)), qos)
-    probe.node.create_subscription(String, '/hamwm/mpc/mode', lambda m: received['mode'].append(m.data), qos)
+    # The mode topic is latched (transient local): subscribe the same way, or a mode published before discovery
+    # completes is never seen.
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    probe.node.create_subscription(String, '/hamwm/mpc/mode', lambda m: received['mode'].append(m.data), latched)
     log = tempfile.NamedTemporaryFile(prefix='hamwm_soak_mpc_', suffix='.log', delete=False)  # noqa: SIM115
     mpc = subprocess.Popen(_mpc_command(args), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **env),
                            start_new_session=True)
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + 90.0
         while not any(m.startswith('PLANNING') for m in received['mode']):
             if time.monotonic() > deadline or mpc.poll() is not None or not sim.alive():
-                died.append('mpc_node never reached PLANNING within 90 s')
+                died.append('mpc_node never reached PLANNING within 90 s; sim_node log tail:\n' + sim.log()[-1500:])
                 break
             time.sleep(0.1)
         first = next((i for i, m in enumerate(received['mode']) if m.startswith('PLANNING')), 0)

@@ -193,13 +193,18 @@ class TopicProbe:
         Topics to subscribe best effort (big images); the rest are subscribed reliable.
     keep
         How many recent messages to keep per topic (images: at most 3).
+    name
+        Node name of the probe.
+    latched
+        Topics published transient local (latched); subscribed transient local so the last message arrives even if
+        it was published before discovery.
     """
 
     def __init__(self, topics: dict[str, type], *, domain_id: int | None = None,
                  best_effort: tuple[str, ...] = ('/camera/image_raw',), keep: int = 200,
-                 name: str = 'hamwm_probe') -> None:
+                 name: str = 'hamwm_probe', latched: tuple[str, ...] = ('/hamwm/mpc/mode',)) -> None:
         import rclpy
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         try:   # the C++ events executor keeps up with thousands of messages per second; the Python one does not
             from rclpy.experimental import EventsExecutor as Executor
@@ -216,7 +221,11 @@ class TopicProbe:
         for topic, message_type in topics.items():
             reliability = ReliabilityPolicy.BEST_EFFORT if topic in best_effort else ReliabilityPolicy.RELIABLE
             depth = 5 if topic in best_effort else 100
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability)
+            # Latched topics (published on change, transient local) are subscribed the same way: otherwise a message
+            # published before discovery completes is never seen.
+            durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                             durability=durability)
             self.records[topic] = TopicRecord(f'{message_type.__module__.split(".")[0]}/{message_type.__name__}')
             self.records[topic].recent = deque(maxlen=min(keep, 3) if 'image' in topic.lower() else keep)
             self.node.create_subscription(message_type, topic, self._callback(topic), qos)

@@ -38,6 +38,7 @@ def test_step_latency_is_the_first_opposing_command_before_the_next_step():
     assert step_latencies(steps, []) == []
 
 
+@pytest.mark.ros
 @pytest.mark.skipif(not (PENDULUM / 'metadata.json').is_file(), reason='needs the shipped pendulum model')
 def test_control_loop_part_runs_mpc_node_over_dds_and_reports_every_figure(tmp_path, capfd):
     # capfd, not capsys: rclpy's events executor enables faulthandler, which needs a real stderr file descriptor

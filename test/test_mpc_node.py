@@ -38,6 +38,8 @@ from hamwm_ros.runtime.metadata import expected_signatures
 from hamwm_ros.sim import robot_urdf_path
 from hamwm_ros.sim.cli import SimProcess, TopicProbe, _ros_value
 
+pytestmark = pytest.mark.ros
+
 G, DT, HORIZON = 9.81, 0.02, 25
 EFFORT_LIMIT = 5.0          # pendulum.urdf
 CONTROL_RATE = 250.0

@@ -26,7 +26,8 @@ from hamwm_ros.sim.robots import SETTINGS
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'humanoid'
 TRAJECTORY = '/joint_trajectory_controller/joint_trajectory'
-pytestmark = pytest.mark.skipif(not (MODEL / 'metadata.json').is_file(), reason='models/humanoid is not built')
+pytestmark = [pytest.mark.ros,
+              pytest.mark.skipif(not (MODEL / 'metadata.json').is_file(), reason='models/humanoid is not built')]
 
 
 class ValidityPublisher:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
+import faulthandler
 import math
 import threading
 import time
@@ -60,6 +61,7 @@ from hamwm_ros.sim.model import CAMERA
 from hamwm_ros.throttle import EventThrottle
 
 NODE_NAME = 'sim_node'
+SHUTDOWN_LIMIT_S = 10.0   # s from SIGINT to exit at most (the SimProcess helper waits 15 s before killing)
 MAX_LAG_S = 0.25          # real-time mode: further behind wall clock than this, re-anchor instead of catching up
 BATCH_S = 0.001           # longest stretch of simulated time stepped between two looks at the command slots
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -625,8 +627,10 @@ class SimNode(Node):
                     return
             self._loop()
         except Exception as error:  # noqa: BLE001 - the thread must report any failure and stop the node
-            if self._stop.is_set() or not self.context.ok():
-                return   # shutting down: publishers may already be gone
+            # Shutting down (publishers may already be gone): SIGINT shuts the context down from the signal handler,
+            # so give it a moment before calling this a failure rather than a consequence of the shutdown.
+            if self._stop.is_set() or not self.context.ok() or self._stop.wait(0.2) or not self.context.ok():
+                return
             self._failed = True
             self.get_logger().fatal(f'simulation thread failed: {type(error).__name__}: {error}')
             self.context.try_shutdown()
@@ -941,10 +945,13 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
         code = 2
     finally:
+        # Bounded shutdown: past the limit a C watchdog prints every thread's stack to stderr and exits with code 1.
+        faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
         if node is not None:
             code = 1 if node.failed else code
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     return code
 
 

@@ -267,15 +267,13 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
 
-    from hamwm_ros.sim.cli import SimProcess, TopicProbe, _ros_value
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
 
     started = time.perf_counter()
     params = {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True, 'goal_position': [GRAPH_GOALS[0]],
               'control_rate': 500.0, 'planner_rate': 50.0, 'joint_state_timeout': 0.1, 'recovery_time': 0.1,
               'max_plan_age': 0.2, 'max_future_stamp': 0.5}
-    command = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
-    for name, value in params.items():
-        command += ['-p', f'{name}:={_ros_value(value)}']
+    command = node_command('mpc_node', params)
     sim = SimProcess('pendulum', {'camera_rate': 0.0, 'real_time': True, 'joint_states_rate': 500.0,
                                   'command_timeout': 0.5})
     log = Path(sim.log_path).with_name(Path(sim.log_path).stem + '_mpc.log')

@@ -36,7 +36,7 @@ from std_srvs.srv import SetBool
 from hamwm_ros.runtime import sha256_file
 from hamwm_ros.runtime.metadata import expected_signatures
 from hamwm_ros.sim import robot_urdf_path
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, _ros_value
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -114,9 +114,7 @@ class MpcHarness:
     """mpc_node in a subprocess plus a probe node (services and topic records) in this process."""
 
     def __init__(self, parameters: dict[str, Any], topics: dict[str, type] | None = None) -> None:
-        command = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
-        for name, value in parameters.items():
-            command += ['-p', f'{name}:={_ros_value(value)}']
+        command = node_command('mpc_node', parameters)
         self._log = tempfile.NamedTemporaryFile(prefix='hamwm_mpc_', suffix='.log', delete=False)  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED='1')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,

@@ -141,7 +141,7 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray, String
 
-    from hamwm_ros.sim.cli import _ros_value
+    from hamwm_ros.sim.cli import node_command
 
     try:   # the C++ events executor keeps up with 1000+ messages per second in this process
         from rclpy.experimental import EventsExecutor as Executor
@@ -155,9 +155,7 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
     params = {'model_dir': str(model_dir), 'control_rate': float(control_rate), 'planner_rate': 50.0,
               'autostart': True, 'goal_position': [0.0], 'mppi.num_samples': int(samples),
               'joint_state_timeout': 0.1, 'max_plan_age': 0.2, 'diagnostics_rate': 1.0}
-    mpc_cmd = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
-    for name, value in params.items():
-        mpc_cmd += ['-p', f'{name}:={_ros_value(value)}']
+    mpc_cmd = node_command('mpc_node', params)
     for item in extra or []:
         mpc_cmd += ['-p', item]
     processes: dict[str, subprocess.Popen] = {}

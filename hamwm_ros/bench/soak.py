@@ -59,17 +59,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _mpc_command(args: argparse.Namespace) -> list[str]:
-    from hamwm_ros.sim.cli import _ros_value, find_params_file
+    from hamwm_ros.sim.cli import find_params_file, node_command
 
-    command = [sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args']
-    params_file = find_params_file()
-    if params_file is not None:
-        command += ['--params-file', str(params_file)]
-    for name, value in {'model_dir': str(args.model_dir), 'autostart': True, 'use_sim_time': True,
-                        'control_rate': float(args.control_rate), 'planner_rate': float(args.planner_rate),
-                        'mppi.num_samples': int(args.samples)}.items():
-        command += ['-p', f'{name}:={_ros_value(value)}']
-    return command
+    return node_command('mpc_node', {'model_dir': str(args.model_dir), 'autostart': True, 'use_sim_time': True,
+                                     'control_rate': float(args.control_rate),
+                                     'planner_rate': float(args.planner_rate),
+                                     'mppi.num_samples': int(args.samples)}, find_params_file())
 
 
 def _sample(msg: Any) -> dict[str, Any] | None:

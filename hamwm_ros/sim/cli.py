@@ -55,18 +55,24 @@ def _ros_value(value: Any) -> str:
     return str(value)
 
 
+def node_command(node: str, parameters: dict[str, Any] | None = None,
+                 params_file: Path | str | None = None) -> list[str]:
+    """Command line running ``hamwm_ros.nodes.<node>`` with this interpreter, a parameter file and ``-p`` overrides."""
+    command = [sys.executable, '-m', f'{PACKAGE}.nodes.{node}', '--ros-args']
+    if params_file is not None:
+        command += ['--params-file', str(params_file)]
+    for name, value in (parameters or {}).items():
+        command += ['-p', f'{name}:={_ros_value(value)}']
+    return command
+
+
 def sim_node_command(robot: str | None = None, params_file: Path | str | None = None,
                      parameters: dict[str, Any] | None = None) -> list[str]:
     """Command line that runs sim_node with this interpreter, a parameter file and ``-p`` overrides."""
-    command = [sys.executable, '-m', f'{PACKAGE}.nodes.sim_node', '--ros-args']
-    if params_file is not None:
-        command += ['--params-file', str(params_file)]
     overrides = dict(parameters or {})
     if robot is not None:
         overrides['robot'] = robot
-    for name, value in overrides.items():
-        command += ['-p', f'{name}:={_ros_value(value)}']
-    return command
+    return node_command('sim_node', overrides, params_file)
 
 
 class SimProcess:

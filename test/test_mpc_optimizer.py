@@ -5,6 +5,7 @@ bounds / rate-limit guarantees (hypothesis).
 """
 
 import math
+import threading
 
 from hypothesis import given
 from hypothesis import settings as hyp_settings
@@ -235,3 +236,111 @@ def test_normalised_costs_make_the_plan_independent_of_the_overall_cost_scale():
 def test_normalise_costs_must_be_a_bool():
     with pytest.raises(SettingsError, match='normalise_costs'):
         MPPISettings(normalise_costs='yes')
+
+
+# ---------------------------------------------------------------------------------------------- parallel workers
+class ThreadRecordingPendulum(Pendulum):
+    """The analytic pendulum, recording which thread rolled out how many samples (the real model underneath)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+
+    def __call__(self, z0, actions):
+        self.seen.append((threading.get_ident(), actions.shape[0]))
+        return super().__call__(z0, actions)
+
+
+def test_workers_split_the_samples_over_threads_and_still_swing_up():
+    p = ThreadRecordingPendulum()
+    opt, _ = make(p, workers=2)
+    x = np.zeros(2)
+    errors = []
+    for _ in range(240):
+        result = opt.plan(x.astype(np.float32))
+        assert result.valid and abs(result.command[0]) <= LIMIT
+        x = p.step(x, result.command)
+        errors.append(abs(angle_error(x[0])))
+    opt.close()
+    threads = {ident for ident, _ in p.seen}
+    assert len(threads) == 2 and threading.get_ident() in threads
+    assert sorted({n for _, n in p.seen}) == [128]  # two chunks of 256 / 2
+    assert max(errors[-40:]) < 0.2
+
+
+def test_workers_are_deterministic_and_their_plan_matches_one_worker():
+    z0 = np.array([0.5, 0.0], np.float32)
+    plans = []
+    for workers in (2, 2, 1):
+        opt, _ = make(workers=workers, num_samples=2048)
+        for _ in range(6):
+            result = opt.plan(z0, shift=0)
+        plans.append(result)
+        opt.close()
+    np.testing.assert_array_equal(plans[0].sequence, plans[1].sequence)
+    assert not np.array_equal(plans[0].sequence, plans[2].sequence)  # other noise streams...
+    # ...but the same optimum: with many samples both plans cost about the same.
+    opt, _ = make()
+    cost_2, cost_1 = (opt.evaluate(z0, r.sequence[None])[0] for r in plans[1:])
+    assert cost_2 == pytest.approx(cost_1, rel=0.05)
+    assert plans[0].predicted_observations.shape == plans[2].predicted_observations.shape
+
+
+class FailingInWorker(Pendulum):
+    """Raises in the worker thread's chunk only (not on the calling thread)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.caller = threading.get_ident()
+        self.fail = True
+
+    def __call__(self, z0, actions):
+        if self.fail and threading.get_ident() != self.caller:
+            raise RuntimeError('model failed in a worker')
+        return super().__call__(z0, actions)
+
+
+def test_an_exception_in_a_worker_propagates_and_the_optimizer_stays_usable():
+    p = FailingInWorker()
+    opt, _ = make(p, workers=2)
+    z0 = np.array([0.2, 0.0], np.float32)
+    with pytest.raises(RuntimeError, match='in a worker'):
+        opt.plan(z0)
+    p.fail = False
+    assert opt.plan(z0).valid
+    opt.close()
+    assert opt.plan(z0).valid  # close() then plan: the pool restarts
+    opt.close()
+
+
+def test_partial_nan_with_workers_weighs_only_finite_samples():
+    p = Pendulum(valid_speed=2.0)
+    opt, _ = make(p, noise_std=3.0, workers=3)
+    z0 = np.array([0.0, 1.5], np.float32)
+    for _ in range(5):
+        result = opt.plan(z0, shift=0)
+        assert result.valid and 0.0 < result.finite_fraction < 1.0
+        assert np.isfinite(result.predicted_observations).all()
+    opt.close()
+    assert np.isfinite(p(z0, result.sequence[None]).observations).all()
+
+
+def test_changing_workers_at_run_time_keeps_the_warm_start():
+    opt, _ = make()
+    z0 = np.array([0.5, 0.0], np.float32)
+    for _ in range(4):
+        opt.plan(z0, shift=0)
+    warm = opt.nominal
+    opt.update_settings(opt.settings.replace(workers=4))
+    np.testing.assert_array_equal(opt.nominal, warm)
+    assert opt.plan(z0, shift=0).valid
+    opt.update_settings(opt.settings.replace(workers=1))
+    assert opt.plan(z0, shift=0).valid
+    opt.close()
+
+
+def test_workers_must_be_in_range():
+    with pytest.raises(SettingsError, match='workers'):
+        MPPISettings(workers=0)
+    with pytest.raises(SettingsError, match='workers'):
+        MPPISettings(num_samples=4, workers=8)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import onnx
@@ -290,6 +291,39 @@ def test_hot_path_reuses_buffers_and_copy_detaches(toy_model):
     second = wm.rollout(z, 2 * a1, copy=False)
     assert first.latent is second.latent  # same preallocated buffer, overwritten in place
     assert not np.allclose(kept.latent, second.latent)
+
+
+def test_concurrent_rollouts_from_two_threads_keep_their_own_buffers(toy_model):
+    # MPPI workers call the zero-copy path concurrently with the same batch size: each thread must get its own
+    # output buffers, and every result must equal the reference for that thread's own inputs.
+    directory, w = toy_model
+    wm = WorldModelRuntime.load(directory, config=CPU)
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(2):
+        obs = rng.normal(size=(6, OBS)).astype(np.float32)
+        actions = rng.normal(size=(6, HORIZON, ACT)).astype(np.float32)
+        cases.append((wm.encode(obs[:, :2], obs[:, 2:]), actions, _reference(w, obs, actions)[1]))
+    barrier = threading.Barrier(2)
+    errors, buffers = [], []
+
+    def worker(index: int) -> None:
+        z, actions, expected = cases[index]
+        barrier.wait()
+        for _ in range(200):
+            out = wm.rollout(z, actions, copy=False)
+            if not np.allclose(out.latent, expected, rtol=1e-4, atol=1e-4):
+                errors.append(index)
+                return
+        buffers.append(out.latent)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(buffers) == 2 and buffers[0] is not buffers[1]
 
 
 def test_bad_inputs_raise_clear_errors(toy_model):

@@ -21,6 +21,7 @@ import math
 import os
 from pathlib import Path
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -54,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--horizon', type=int, default=32, help='planning steps H (default 32)')
     p.add_argument('--iterations', type=int, default=100, help='timed iterations per implementation (default 100)')
     p.add_argument('--warmup', type=int, default=20, help='untimed iterations first (default 20)')
-    p.add_argument('--threads', type=int, default=2, help='intra-op threads for both (default 2)')
+    p.add_argument('--threads', type=int, default=2,
+                   help='threads for both (default 2): torch intra-op threads; ours: MPPI workers (sample chunks '
+                        'on their own threads, onnxruntime 1 intra-op thread each) unless --workers is given')
+    p.add_argument('--workers', type=int, default=None,
+                   help='ours: MPPI workers (MPPISettings.workers); default --threads. With 1 worker onnxruntime '
+                        'gets --threads intra-op threads instead')
     p.add_argument('--model-dir', type=Path, default=Path('models/cartpole'), help='shipped model to use if present')
     p.add_argument('--test-model', action='store_true', help='use the built-in test model even if a shipped one exists')
     p.add_argument('--latent-dim', type=int, default=2, help='test model: q and p size each (default 2, cart-pole)')
@@ -68,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--loop-seconds', type=float, default=60.0,
                    help='control-loop part: seconds of mpc_node over DDS (default 60; 0 skips it)')
     p.add_argument('--loop-only', action='store_true', help='run only the control-loop part')
+    p.add_argument('--rt-priority', type=int, default=50,
+                   help="control-loop part: mpc_node's control_rt_priority and the bare loop's SCHED_FIFO priority "
+                        '(default 50, mpc_node\'s default; 0: normal scheduling for both)')
     p.add_argument('--control-rate', type=float, default=500.0, help='control-loop part: Hz (default 500)')
     p.add_argument('--loop-samples', type=int, default=256,
                    help='control-loop part: MPPI samples of mpc_node (default 256, its default)')
@@ -147,10 +156,22 @@ def _export(torch: Any, model: Any, n: int, horizon: int, m: int, path: Path) ->
             torch.onnx.export(model, (z, actions), str(path), **kwargs)
 
 
-class _SessionPredictor:
-    """Zero-copy onnxruntime call for the test model: outputs bound to preallocated buffers (as the runtime does)."""
+def _ort_threads(args: argparse.Namespace) -> int:
+    """Intra-op threads of onnxruntime on our side: 1 per MPPI worker when the samples are split, else --threads."""
+    return 1 if _workers(args) > 1 else args.threads
 
-    def __init__(self, path: Path, threads: int, batch: int, horizon: int, n: int, k: int) -> None:
+
+def _workers(args: argparse.Namespace) -> int:
+    return args.threads if args.workers is None else args.workers
+
+
+class _SessionPredictor:
+    """Zero-copy onnxruntime call for the test model: outputs bound to preallocated buffers (as the runtime does).
+
+    Buffers and binding are per calling thread and batch size, so MPPI workers can call it concurrently.
+    """
+
+    def __init__(self, path: Path, threads: int, horizon: int, n: int, k: int) -> None:
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -158,18 +179,25 @@ class _SessionPredictor:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry('session.intra_op.allow_spinning', '0')  # as the runtime: shared cores
         self.session = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
-        self.binding = self.session.io_binding()
-        self.out = {'z_seq': np.empty((batch, horizon, n), np.float32),
-                    'obs_seq': np.empty((batch, horizon, k), np.float32),
-                    'energy': np.empty((batch, horizon), np.float32)}
-        for name, buf in self.out.items():
-            self.binding.bind_output(name, 'cpu', 0, np.float32, list(buf.shape), buf.ctypes.data)
+        self.horizon, self.n, self.k = horizon, n, k
+        self._local = threading.local()
 
     def __call__(self, z: np.ndarray, actions: np.ndarray) -> Rollout:
-        self.binding.bind_cpu_input('z', z)
-        self.binding.bind_cpu_input('actions', actions)
-        self.session.run_with_iobinding(self.binding)
-        return Rollout(self.out['z_seq'], self.out['obs_seq'], self.out['energy'])
+        batch = int(actions.shape[0])
+        bound = getattr(self._local, 'bound', None)
+        if bound is None or bound[0] != batch:
+            binding = self.session.io_binding()
+            out = {'z_seq': np.empty((batch, self.horizon, self.n), np.float32),
+                   'obs_seq': np.empty((batch, self.horizon, self.k), np.float32),
+                   'energy': np.empty((batch, self.horizon), np.float32)}
+            for name, buf in out.items():
+                binding.bind_output(name, 'cpu', 0, np.float32, list(buf.shape), buf.ctypes.data)
+            bound = self._local.bound = (batch, binding, out)
+        _, binding, out = bound
+        binding.bind_cpu_input('z', z)
+        binding.bind_cpu_input('actions', actions)
+        self.session.run_with_iobinding(binding)
+        return Rollout(out['z_seq'], out['obs_seq'], out['energy'])
 
 
 def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, Any]:
@@ -178,7 +206,7 @@ def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, 
     if not args.test_model and shipped.is_file() and (args.model_dir / 'model.pt').is_file():
         from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
         from hamwm_ros.worldmodel.model import HamiltonianWorldModel
-        config = SessionConfig(providers=('cpu',), intra_op_threads=args.threads, warmup_batch=(args.samples,))
+        config = SessionConfig(providers=('cpu',), intra_op_threads=_ort_threads(args), warmup_batch=(args.samples,))
         runtime = WorldModelRuntime.load(args.model_dir, config=config)
         meta = runtime.metadata
         twin = HamiltonianWorldModel.load(args.model_dir).eval()
@@ -204,7 +232,7 @@ def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, 
     model = _test_model(torch, d, k, m, args.hidden, args.horizon, 0.02, args.seed)
     path = tmp / 'predictor.onnx'
     _export(torch, model, 2 * d, args.horizon, m, path)
-    predict = _SessionPredictor(path, args.threads, args.samples, args.horizon, 2 * d, k)
+    predict = _SessionPredictor(path, _ort_threads(args), args.horizon, 2 * d, k)
     return dict(name=f'test model ({reason}): latent 2x{d}, potential MLP {d}-{args.hidden}-{args.hidden}-1, '
                      f'obs {k}, exported to ONNX here', predict=predict, torch_model=model, n=2 * d, k=k, m=m,
                 joints=joints)
@@ -222,7 +250,8 @@ def _ours(problem: dict[str, Any], args: argparse.Namespace) -> MPPIOptimizer:
     joints = problem['joints']
     settings = MPPISettings(action_low=[-ACTION_LIMIT] * problem['m'], action_high=[ACTION_LIMIT] * problem['m'],
                             num_samples=args.samples, horizon=args.horizon, iterations=1, temperature=TEMPERATURE,
-                            control_cost_weight=CONTROL_COST, noise_std=NOISE_STD, seed=args.seed)
+                            control_cost_weight=CONTROL_COST, noise_std=NOISE_STD, seed=args.seed,
+                            workers=_workers(args))
     critics = [
         TrackingCritic(arrays['goal'], arrays['state_weights'], weight=W_TRACK),
         EnergyCritic(0.0, weight=W_ENERGY),
@@ -344,12 +373,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 c_ours.append(cpu_mid - cpu_start)
                 c_base.append(cpu_end - cpu_mid)
                 valid += int(result.valid)
+        ours.close()
     ours_stats, base_stats = _stats(t_ours), _stats(t_base)
     # CPU time (all threads of this process) is robust to other processes' load; with one thread it approximates the
     # wall time on a dedicated core. process_time ticks coarsely on some systems, so it is a median of many.
     ours_stats['cpu_p50_ms'] = float(np.median(c_ours) * 1e3)
     base_stats['cpu_p50_ms'] = float(np.median(c_base) * 1e3)
-    ours_stats['rollout_p50_ms'] = float(np.percentile(np.asarray(rollout_time[args.warmup:]) * 1e3, 50))
+    # One rollout call per worker chunk per iteration (concurrent calls with several workers).
+    chunk_calls = rollout_time[args.warmup * _workers(args):]
+    ours_stats['rollout_p50_ms'] = float(np.percentile(np.asarray(chunk_calls) * 1e3, 50))
     throughput = {}
     if problem.get('predictor_path') is not None and args.gflops:
         # Achieved GFLOP/s of one iteration (the predictor's matmul/elementwise FLOPs; the numpy critics are not
@@ -366,6 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         'throughput': throughput,
         'benchmark': 'mpc.optimizer', 'samples': args.samples, 'horizon': args.horizon, 'threads': args.threads,
+        'workers': _workers(args), 'ort_intra_op_threads': _ort_threads(args),
         'iterations': len(t_ours), 'model': problem['name'], 'rollout_max_abs_diff': agreement,
         'ours': ours_stats, 'eager_torch': base_stats, 'valid_fraction': valid / max(len(t_ours), 1),
         'speedup_p50': base_stats['p50_ms'] / ours_stats['p50_ms'], 'cpu_count': os.cpu_count(),
@@ -377,8 +410,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """Entry point of ``hamwm bench mpc``."""
     args = _parser().parse_args(argv)
-    for name in ('samples', 'horizon', 'iterations', 'threads'):
-        if getattr(args, name) < 1:
+    for name in ('samples', 'horizon', 'iterations', 'threads', 'workers'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             print(f'hamwm bench mpc: --{name} must be >= 1')
             return 2
     fig: dict[str, Any] = {}
@@ -392,7 +425,7 @@ def main(argv: list[str]) -> int:
         private_domain()   # a second graph on the same domain would feed mpc_node foreign joint states
 
         fig['loop'] = run_loop(args.loop_seconds, args.control_rate, args.loop_model_dir, args.loop_samples,
-                               extra=args.mpc_param)
+                               extra=args.mpc_param, rt_priority=args.rt_priority)
         print_loop(fig['loop'])
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -405,13 +438,16 @@ def _print_iteration(fig: dict[str, Any]) -> None:
     o, b = fig['ours'], fig['eager_torch']
     print(f"MPPI iteration, {fig['samples']} samples x {fig['horizon']} steps, CPU, {fig['threads']} threads "
           f"(os.cpu_count {fig['cpu_count']}), {fig['iterations']} timed iterations, interleaved")
+    print(f"ours: {fig['workers']} MPPI worker(s) x {fig['ort_intra_op_threads']} onnxruntime intra-op thread(s); "
+          f"eager torch: {fig['threads']} intra-op thread(s)")
     print(f"model: {fig['model']}; onnxruntime vs torch rollout max |diff| {fig['rollout_max_abs_diff']:.1e}")
     load = fig['load_average_1min']
     print(f'1-min load average before/after: {load[0]:.1f}/{load[1]:.1f} on {fig["cpu_count"]} cores (other processes '
           'share them: eager torch with >1 thread degrades most under load)')
     print(f"{'implementation':<44} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'CPU p50 ms':>11}")
     print(f"{'hamwm_ros.mpc (onnxruntime + numpy)':<44} {o['p50_ms']:8.2f} {o['p90_ms']:8.2f} {o['p99_ms']:8.2f} "
-          f"{o['cpu_p50_ms']:11.2f}   (rollout call p50 {o['rollout_p50_ms']:.2f})")
+          f"{o['cpu_p50_ms']:11.2f}   (rollout call p50 {o['rollout_p50_ms']:.2f}"
+          f"{', per worker chunk' if fig['workers'] > 1 else ''})")
     print(f"{'same algorithm, eager torch ' + fig['torch']:<44} {b['p50_ms']:8.2f} {b['p90_ms']:8.2f} "
           f"{b['p99_ms']:8.2f} {b['cpu_p50_ms']:11.2f}")
     fig['speedup_cpu_p50'] = b['cpu_p50_ms'] / max(o['cpu_p50_ms'], 1e-9)

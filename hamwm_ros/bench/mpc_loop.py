@@ -38,9 +38,16 @@ PUBLISH_RATE = 500.0           # Hz of /joint_states
 PD_TOPIC = '/hamwm_bench/pd_command'
 
 _BARE_LOOP = textwrap.dedent('''
-    import json, sys, time
-    rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+    import json, os, sys, time
+    rate, seconds, priority = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     period = 1.0 / rate
+    scheduling = 'SCHED_OTHER'
+    if priority > 0:   # the same policy as mpc_node's control thread, so the ratio compares like with like
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            scheduling = f'SCHED_FIFO {priority}'
+        except OSError:
+            scheduling = 'SCHED_OTHER (SCHED_FIFO refused)'
     errors, missed = [], 0
     deadline = time.monotonic()
     previous = None
@@ -61,7 +68,8 @@ _BARE_LOOP = textwrap.dedent('''
         previous = now
     errors.sort()
     p99 = errors[int(0.99 * (len(errors) - 1))] if errors else float('nan')
-    print(json.dumps({'ticks': len(errors) + 1, 'missed': missed, 'period_error_p99_ms': 1e3 * p99}))
+    print(json.dumps({'ticks': len(errors) + 1, 'missed': missed, 'period_error_p99_ms': 1e3 * p99,
+                      'scheduling': scheduling}))
 ''')
 
 _PD_NODE = textwrap.dedent('''
@@ -125,10 +133,11 @@ def step_latencies(steps: list[tuple[float, float]], commands: list[tuple[float,
 
 
 def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
-             extra: list[str] | None = None) -> dict[str, Any]:
+             extra: list[str] | None = None, rt_priority: int = 50) -> dict[str, Any]:
     """Run mpc_node, the bare loop and the PD node side by side for ``seconds``; return the figures.
 
-    ``extra`` holds further mpc_node parameters as ``name:=value`` strings.
+    ``extra`` holds further mpc_node parameters as ``name:=value`` strings. ``rt_priority`` is mpc_node's
+    ``control_rt_priority`` and the bare loop's SCHED_FIFO priority (0: normal scheduling for both).
 
     Raises
     ------
@@ -154,7 +163,8 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
             for name in ('mpc', 'pd', 'bare')}
     params = {'model_dir': str(model_dir), 'control_rate': float(control_rate), 'planner_rate': 50.0,
               'autostart': True, 'goal_position': [0.0], 'mppi.num_samples': int(samples),
-              'joint_state_timeout': 0.1, 'max_plan_age': 0.2, 'diagnostics_rate': 1.0}
+              'joint_state_timeout': 0.1, 'max_plan_age': 0.2, 'diagnostics_rate': 1.0,
+              'control_rt_priority': int(rt_priority)}
     mpc_cmd = node_command('mpc_node', params)
     for item in extra or []:
         mpc_cmd += ['-p', item]
@@ -225,7 +235,8 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
                                + Path(logs['mpc'].name).read_text()[-3000:] + Path(logs['pd'].name).read_text()[-1000:])
         with lock:
             diagnostics.clear()
-        processes['bare'] = subprocess.Popen([sys.executable, '-c', _BARE_LOOP, str(control_rate), str(seconds)],
+        processes['bare'] = subprocess.Popen([sys.executable, '-c', _BARE_LOOP, str(control_rate), str(seconds),
+                                              str(int(rt_priority))],
                                              stdout=subprocess.PIPE, stderr=logs['bare'], env=env, text=True)
         began = time.monotonic()
         next_tick = began
@@ -281,12 +292,14 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
                      'missed_deadlines': missed, 'control_ticks': ticks,
                      'missed_fraction': missed / max(ticks + missed, 1),
                      'control_rate_achieved_hz': float(last.get('control_rate_achieved_hz', 'nan')),
+                     'scheduling': last.get('control_scheduling', 'unknown'),
                      'planner_ms_p50': float(last.get('planner_ms_p50', 'nan')),
                      'state_to_command_ms_p50': float(last.get('state_to_command_ms_p50', 'nan')),
                      'state_to_command_ms_p99': float(last.get('state_to_command_ms_p99', 'nan')),
                      'commands_received': counts['mpc'], 'latency': _percentiles(mpc_lat)},
         'bare_loop': {'period_error_p99_ms': bare['period_error_p99_ms'], 'missed_deadlines': bare['missed'],
-                      'control_ticks': bare['ticks'], 'missed_fraction': bare['missed'] / max(bare['ticks'], 1)},
+                      'control_ticks': bare['ticks'], 'missed_fraction': bare['missed'] / max(bare['ticks'], 1),
+                      'scheduling': bare['scheduling']},
         'reactive_pd_node': {'commands_received': counts['pd'], 'latency': _percentiles(pd_lat)},
         'load_average_1min': os.getloadavg()[0],
     }
@@ -298,11 +311,11 @@ def print_loop(fig: dict[str, Any]) -> None:
     print(f"\ncontrol loop, {fig['seconds']:.0f} s at {fig['control_rate_hz']:.0f} Hz, mpc_node on {fig['model']} "
           f"({fig['mppi_samples']} samples, planner 50 Hz), {fig['steps']} position steps; "
           f"load {fig['load_average_1min']:.1f}")
-    print(f"{'':<36} {'p99 period error ms':>20} {'missed deadlines':>18}")
+    print(f"{'':<36} {'p99 period error ms':>20} {'missed deadlines':>18}   scheduling")
     print(f"{'mpc_node control thread':<36} {m['period_error_p99_ms']:20.3f} "
-          f"{m['missed_deadlines']:>8d} ({100 * m['missed_fraction']:.2f}%)")
+          f"{m['missed_deadlines']:>8d} ({100 * m['missed_fraction']:.2f}%)   {m['scheduling']}")
     print(f"{'bare Python loop (no ROS, baseline)':<36} {b['period_error_p99_ms']:20.3f} "
-          f"{b['missed_deadlines']:>8d} ({100 * b['missed_fraction']:.2f}%)")
+          f"{b['missed_deadlines']:>8d} ({100 * b['missed_fraction']:.2f}%)   {b['scheduling']}")
     ratio = m['period_error_p99_ms'] / max(b['period_error_p99_ms'], 1e-9)
     print(f"period error p99 ratio mpc_node / bare loop: {ratio:.2f}x; achieved rate "
           f"{m['control_rate_achieved_hz']:.1f} Hz; planner p50 {m['planner_ms_p50']:.2f} ms")

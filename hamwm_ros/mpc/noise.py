@@ -22,7 +22,8 @@ class NoiseGenerator:
     correlation
         Lag-one correlation over time in [0, 1).
     seed
-        Seed of the generator; the same seed gives the same sequence of draws.
+        Seed of the generator (an int or a ``numpy.random.SeedSequence``); the same seed gives the same sequence of
+        draws.
 
     Raises
     ------
@@ -31,7 +32,7 @@ class NoiseGenerator:
     """
 
     def __init__(self, num_samples: int, horizon: int, action_dim: int, std: np.ndarray, correlation: float = 0.0,
-                 seed: int | None = None) -> None:
+                 seed: int | np.random.SeedSequence | None = None) -> None:
         if min(num_samples, horizon, action_dim) < 1:
             raise ValueError(f'shape must be positive, got ({num_samples}, {horizon}, {action_dim})')
         std = np.broadcast_to(np.asarray(std, dtype=np.float32), (action_dim,))

@@ -15,15 +15,19 @@ resets the nominal and is retried, at most ``max_retries`` times per call; after
 and the caller switches to its fallback. The returned command is always finite, within the bounds and within the rate
 limit of the previous command, valid or not.
 
-Hot path: float32 buffers allocated once per shape, one rollout call per iteration, no Python loop over samples
-(the only loop over time is the optional rate limit).
+Hot path: float32 buffers allocated once per shape, one rollout call per iteration (per worker), no Python loop
+over samples (the only loop over time is the optional rate limit). With ``settings.workers > 1`` the samples are
+split into contiguous chunks that are sampled, rolled out and scored on a small thread pool (onnxruntime and large
+numpy operations release the GIL); only the softmin weighting and the update run on the calling thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 import math
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +106,9 @@ class MPPIOptimizer:
     Notes
     -----
     Not thread-safe as a whole: call :meth:`plan`, :meth:`update_settings` and :meth:`reset` from one thread (the
-    planner's). Critic weights and goals may be changed from another thread; each iteration reads them once.
+    planner's). Critic weights and goals may be changed from another thread; each iteration reads the weights once.
+    With ``settings.workers > 1``, ``rollout_fn`` and the critics' ``score`` are called concurrently from that many
+    threads on disjoint sample chunks; :meth:`close` stops the pool.
     """
 
     def __init__(self, settings: MPPISettings, rollout_fn: RolloutFunction, critics: Sequence[Critic]) -> None:
@@ -117,19 +123,44 @@ class MPPIOptimizer:
             self._critics[critic.name] = critic
         self.rollout_fn = rollout_fn
         self._settings = settings
-        self._noise = NoiseGenerator(settings.num_samples, settings.horizon, settings.action_dim, settings.std,
-                                     settings.noise_correlation, settings.seed)
+        self._pool: ThreadPoolExecutor | None = None
+        self._noises = self._noise_streams(settings, settings.seed)
         self._allocate(settings)
         self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
         self._last_command = np.empty(settings.action_dim, dtype=np.float32)
         self.reset()
 
     # ------------------------------------------------------------------ configuration
+    @staticmethod
+    def _noise_streams(s: MPPISettings, seed: Any) -> list[NoiseGenerator]:
+        """One noise generator per worker chunk; a single worker keeps the single stream of ``seed``."""
+        bounds = MPPIOptimizer._chunk_bounds(s)
+        if s.workers == 1:
+            seeds = [seed]
+        else:
+            seeds = np.random.SeedSequence(seed).spawn(s.workers)
+        return [NoiseGenerator(hi - lo, s.horizon, s.action_dim, s.std, s.noise_correlation, chunk_seed)
+                for (lo, hi), chunk_seed in zip(bounds, seeds)]
+
+    @staticmethod
+    def _chunk_bounds(s: MPPISettings) -> list[tuple[int, int]]:
+        edges = np.linspace(0, s.num_samples, s.workers + 1).astype(int)
+        return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
     def _allocate(self, s: MPPISettings) -> None:
         shape = (s.num_samples, s.horizon, s.action_dim)
+        self._bounds = self._chunk_bounds(s)
         self._actions = np.empty(shape, dtype=np.float32)
+        self._eps = np.empty(shape, dtype=np.float32)
         self._costs = np.empty(s.num_samples, dtype=np.float64)
+        self._finite = np.empty(s.num_samples, dtype=bool)
         self._weights = np.empty(s.num_samples, dtype=np.float64)
+        helpers = s.workers - 1
+        if self._pool is not None and self._pool._max_workers != helpers:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if helpers and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix='mppi-worker')
         self._low, self._high = s.low, s.high
         self._inv_var = (1.0 / np.square(s.std)).astype(np.float32)
         self._safe = np.clip(np.zeros(s.action_dim, dtype=np.float32), self._low, self._high)
@@ -157,17 +188,16 @@ class MPPIOptimizer:
             raise SettingsError(f'settings must be MPPISettings, got {type(settings).__name__}')
         old = self._settings
         noise_changed = (settings.num_samples, settings.horizon, settings.action_dim, settings.noise_std,
-                         settings.noise_correlation) != (old.num_samples, old.horizon, old.action_dim, old.noise_std,
-                                                         old.noise_correlation)
+                         settings.noise_correlation, settings.workers) != (
+            old.num_samples, old.horizon, old.action_dim, old.noise_std, old.noise_correlation, old.workers)
         if settings.seed != old.seed:
             seed = settings.seed
         elif noise_changed:
-            seed = int(self._noise._rng.integers(2**63))  # continue the stream deterministically
+            seed = int(self._noises[0]._rng.integers(2**63))  # continue the stream deterministically
         else:
             seed = None
         if noise_changed or seed is not None:
-            self._noise = NoiseGenerator(settings.num_samples, settings.horizon, settings.action_dim, settings.std,
-                                         settings.noise_correlation, seed)
+            self._noises = self._noise_streams(settings, seed)
         self._settings = settings
         self._allocate(settings)
         if settings.action_dim != old.action_dim:
@@ -220,6 +250,12 @@ class MPPIOptimizer:
         self._nominal[...] = self._safe
         self._last_command[...] = self._safe
         self._planned = False
+
+    def close(self) -> None:
+        """Stop the worker threads (``workers > 1``); a later :meth:`plan` starts them again."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # ------------------------------------------------------------------ planning
     def plan(self, z0: np.ndarray, previous_action: np.ndarray | None = None, shift: int = 1) -> PlanResult:
@@ -286,7 +322,7 @@ class MPPIOptimizer:
         actions = np.ascontiguousarray(actions, dtype=np.float32)
         prev = self._previous(previous_action)
         rollout = check_rollout(self.rollout_fn(np.asarray(z0, dtype=np.float32), actions), *actions.shape[:2])
-        costs, _ = self._score(CriticContext(actions, rollout, prev), np.zeros(actions.shape[0]))
+        costs, _ = self._score(CriticContext(actions, rollout, prev), np.zeros(actions.shape[0]), self.weights())
         return costs
 
     # ------------------------------------------------------------------ internals
@@ -314,11 +350,13 @@ class MPPIOptimizer:
             np.clip(seqs[..., t, :], before - rate, before + rate, out=seqs[..., t, :])
             before = seqs[..., t, :]
 
-    def _score(self, ctx: CriticContext, costs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _score(self, ctx: CriticContext, costs: np.ndarray,
+               weights: dict[str, float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Weighted critic costs summed into ``costs``; ``weights`` read once per iteration (all chunks agree)."""
         costs[...] = 0.0
         parts: dict[str, np.ndarray] = {}
         for name, critic in self._critics.items():
-            weight = critic.weight  # read once: a concurrent weight change applies from the next iteration
+            weight = weights[name]
             if weight == 0.0:
                 continue
             part = np.asarray(critic.score(ctx), dtype=np.float64)
@@ -329,29 +367,61 @@ class MPPIOptimizer:
             costs += part
         return costs, parts
 
-    def _iterate(self, z0: np.ndarray, prev: np.ndarray) -> dict | None:
-        """One sample-score-update pass; None when no sample was finite (nominal untouched)."""
+    def _chunk(self, index: int, z0: np.ndarray, prev: np.ndarray, weights: dict[str, float],
+               u_scaled: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Sample, roll out and score samples ``bounds[index]``; fills their actions, eps, costs and finite flags.
+
+        Returns the weighted cost of each critic and the predicted observations of the chunk (a rollout buffer,
+        valid until this thread's next rollout call).
+        """
         s = self._settings
-        batch, horizon, m = self._actions.shape
-        eps = self._noise.sample()
-        if s.include_nominal:
-            eps[0] = 0.0
-        actions = self._actions
-        np.add(self._nominal, eps, out=actions)
+        lo, hi = self._bounds[index]
+        batch, horizon = hi - lo, s.horizon
+        noise = self._noises[index].sample()
+        if s.include_nominal and lo == 0:
+            noise[0] = 0.0
+        actions, eps = self._actions[lo:hi], self._eps[lo:hi]
+        np.add(self._nominal, noise, out=actions)
         np.clip(actions, self._low, self._high, out=actions)
         if math.isfinite(s.max_action_rate):
             self._rate_limit(actions, prev)
         np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
         rollout = check_rollout(self.rollout_fn(z0, actions), batch, horizon)
-        costs, parts = self._score(CriticContext(actions, rollout, prev), self._costs)
-        if s.control_cost_weight > 0.0:
+        costs, parts = self._score(CriticContext(actions, rollout, prev), self._costs[lo:hi], weights)
+        if u_scaled is not None:
             # gamma * sum_t u_t^T Sigma^-1 eps_t, as one GEMV over the flattened sequence.
-            u_scaled = (self._nominal * self._inv_var).ravel()
             costs += s.control_cost_weight * (eps.reshape(batch, -1) @ u_scaled)
         # A sample is usable only if its whole prediction is finite, even where no critic looks.
-        finite = np.isfinite(costs)
+        finite = np.isfinite(costs, out=self._finite[lo:hi])
         for arr in (rollout.observations, rollout.energy, rollout.latent):
             finite &= np.isfinite(arr.reshape(batch, -1).sum(axis=1))
+        return parts, rollout.observations
+
+    def _run_chunks(self, *args: Any) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Every chunk, chunk 0 on this thread; waits for all before returning or raising."""
+        if self._pool is None and self._settings.workers > 1:
+            self._allocate(self._settings)  # after close()
+        futures: list[Future] = [self._pool.submit(self._chunk, i, *args)
+                                 for i in range(1, len(self._bounds))] if self._pool is not None else []
+        try:
+            results = [self._chunk(0, *args)]
+        finally:
+            # The others write into shared buffers: they must finish before anything else touches them.
+            others = [f.exception() for f in futures]
+        for future, error in zip(futures, others):
+            if error is not None:
+                raise error
+            results.append(future.result())
+        return results
+
+    def _iterate(self, z0: np.ndarray, prev: np.ndarray) -> dict | None:
+        """One sample-score-update pass; None when no sample was finite (nominal untouched)."""
+        s = self._settings
+        batch, horizon, m = self._actions.shape
+        weights = self.weights()
+        u_scaled = (self._nominal * self._inv_var).ravel() if s.control_cost_weight > 0.0 else None
+        results = self._run_chunks(z0, prev, weights, u_scaled)
+        costs, finite, eps = self._costs, self._finite, self._eps
         n_finite = int(np.count_nonzero(finite))
         if n_finite == 0:
             return None
@@ -377,19 +447,25 @@ class MPPIOptimizer:
         np.clip(self._nominal, self._low, self._high, out=self._nominal)
         if math.isfinite(s.max_action_rate):
             self._rate_limit(self._nominal, prev)
-        if n_finite < batch:  # 0 * nan is nan: average only over the usable samples
-            obs = rollout.observations[finite].reshape(n_finite, -1)
-            w_obs = w32[finite]
-        else:
-            obs, w_obs = rollout.observations.reshape(batch, -1), w32
+        predicted = None
+        for (lo, hi), (_, obs) in zip(self._bounds, results):
+            flat, w_chunk, usable = obs.reshape(hi - lo, -1), w32[lo:hi], finite[lo:hi]
+            if not usable.all():  # 0 * nan is nan: average only over the usable samples
+                flat, w_chunk = flat[usable], w_chunk[usable]
+            term = w_chunk @ flat
+            predicted = term if predicted is None else predicted + term
         finite_costs = np.where(finite, costs, 0.0)
+        critic_costs = {}
+        for name in results[0][0]:
+            part = np.concatenate([r[0][name] for r in results]) if len(results) > 1 else results[0][0][name]
+            critic_costs[name] = float(w @ np.where(finite, part, 0.0))
         return {
             'finite_fraction': n_finite / batch,
             'min_cost': min_cost,
             'weighted_cost': float(w @ finite_costs),
             'effective_samples': float(1.0 / np.dot(w, w)),
-            'critic_costs': {name: float(w @ np.where(finite, p, 0.0)) for name, p in parts.items()},
-            'predicted_observations': (w_obs @ obs).reshape(horizon, -1),
+            'critic_costs': critic_costs,
+            'predicted_observations': predicted.reshape(horizon, -1),
         }
 
     def _invalid(self, reason: str, prev: np.ndarray, iterations: int, retries: int) -> PlanResult:

@@ -13,6 +13,7 @@ works without conversion. Observations are in physical units, positions then vel
 from __future__ import annotations
 
 from collections.abc import Callable
+import threading
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -81,7 +82,7 @@ class BatchedRollout:
         if member_reduce != 'mean':
             raise ValueError(f"member_reduce must be 'mean', got {member_reduce!r}")
         self._predict = predict
-        self._z = np.empty((0, 0), dtype=np.float32)
+        self._local = threading.local()  # one broadcast buffer per thread (MPPI workers roll out chunks at once)
 
     @classmethod
     def from_runtime(cls, runtime: Any, member_reduce: str = 'mean') -> BatchedRollout:
@@ -91,10 +92,11 @@ class BatchedRollout:
     def __call__(self, z0: np.ndarray, actions: np.ndarray) -> Rollout:
         """Roll ``z0`` (n,) or (E, n) forward under every action sequence in ``actions`` (B, H, m)."""
         shape = z0.shape[:-1] + (actions.shape[0], z0.shape[-1])
-        if self._z.shape != shape:
-            self._z = np.empty(shape, dtype=np.float32)
-        self._z[...] = np.expand_dims(z0, -2)
-        out = self._predict(self._z, actions)
+        z = getattr(self._local, 'z', None)
+        if z is None or z.shape != shape:
+            z = self._local.z = np.empty(shape, dtype=np.float32)
+        z[...] = np.expand_dims(z0, -2)
+        out = self._predict(z, actions)
         latent, obs, energy = out.latent, out.observations, out.energy
         if z0.ndim == 2:  # ensemble: members first
             latent, obs, energy = latent.mean(0), obs.mean(0), energy.mean(0)

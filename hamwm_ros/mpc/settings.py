@@ -68,6 +68,11 @@ class MPPISettings:
         Keep sample 0 equal to the unperturbed nominal sequence, so the update can never lose the warm start's cost.
     seed
         Seed of the perturbation generator; ``None`` draws one from the operating system.
+    workers
+        Threads one iteration runs on: the samples are split into this many contiguous chunks, each sampled, rolled
+        out and scored on its own thread (the rollout function and the critics must then be thread-safe; the
+        runtime's and this package's are). Each chunk has its own noise stream (seeded from ``seed``), so plans are
+        deterministic for a given ``workers`` but differ between worker counts; 1 keeps the single stream.
     """
 
     action_low: tuple[float, ...] = (-1.0,)
@@ -87,6 +92,7 @@ class MPPISettings:
     max_retries: int = 2
     include_nominal: bool = True
     seed: int | None = 0
+    workers: int = 1
     # derived, set in __post_init__
     action_dim: int = field(init=False)
 
@@ -142,6 +148,9 @@ class MPPISettings:
             reasons.append('include_nominal: must be a bool')
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             reasons.append(f'seed: must be a non-negative int or None (got {self.seed!r})')
+        if not _int_range(reasons, 'workers', self.workers, 1, 64) and _is_int(self.num_samples) \
+                and self.workers > self.num_samples:
+            reasons.append(f'workers: must not exceed num_samples ({self.workers} > {self.num_samples})')
         return reasons
 
     def replace(self, **changes: Any) -> MPPISettings:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import logging
 import os
 from pathlib import Path
+import threading
 
 import numpy as np
 
@@ -139,7 +140,8 @@ class OrtSession:
 
     Notes
     -----
-    Not thread-safe: the output buffers are shared between calls. Use one instance per thread.
+    Thread-safe: onnxruntime runs concurrent calls, and the preallocated output buffers (and their IO binding) are
+    kept per calling thread and batch size, so two threads never write into each other's results.
 
     Raises
     ------
@@ -191,7 +193,8 @@ class OrtSession:
         self._input_names = [t.name for t in spec.inputs]
         self._output_names = [t.name for t in spec.outputs]
         self._in_dtypes = {t.name: np.dtype(t.dtype) for t in spec.inputs}
-        self._buffers: dict[tuple, tuple[object, dict[str, np.ndarray]]] = {}
+        self._buffers: dict[tuple[int, int], tuple[object, dict[str, np.ndarray]]] = {}
+        self._buffers_lock = threading.Lock()
         self._warmup()
 
     # ------------------------------------------------------------------ load-time checks
@@ -248,7 +251,7 @@ class OrtSession:
             already so). The batch size is taken from the first input's symbolic axis.
         copy
             Return copies. By default the arrays returned are this session's preallocated buffers for that batch
-            size and are overwritten by the next call with the same batch size.
+            size and calling thread, overwritten by that thread's next call with the same batch size.
 
         Raises
         ------
@@ -281,7 +284,8 @@ class OrtSession:
         return {k: v.copy() for k, v in outputs.items()} if copy else outputs
 
     def _binding(self, batch: int):
-        cached = self._buffers.get(batch)
+        key = (threading.get_ident(), batch)
+        cached = self._buffers.get(key)
         if cached is not None:
             return cached
         binding = self._session.io_binding()
@@ -291,7 +295,10 @@ class OrtSession:
             buffer = np.empty(self._concrete(t.shape, batch), dtype=t.dtype)
             binding.bind_output(t.name, 'cpu', 0, buffer.dtype, list(buffer.shape), buffer.ctypes.data)
             outputs[t.name] = buffer
-        if len(self._buffers) >= 8:  # a caller cycling through batch sizes must not grow memory without bound
-            self._buffers.pop(next(iter(self._buffers)))
-        self._buffers[batch] = (binding, outputs)
+        with self._buffers_lock:
+            if len(self._buffers) >= 16:  # callers cycling through batch sizes or threads must not grow memory
+                # Evict another thread's oldest entry first only if this thread has none to give up.
+                mine = [k for k in self._buffers if k[0] == key[0]]
+                self._buffers.pop(mine[0] if mine else next(iter(self._buffers)))
+            self._buffers[key] = (binding, outputs)
         return binding, outputs

@@ -5,7 +5,9 @@ the critic's ``weight`` and sums the critics, so weights can be changed at run t
 ROS parameter callback) without touching the optimizer's warm start. A critic with weight 0 is skipped entirely.
 
 Critics must be vectorised over samples and must not keep references to the context's arrays (they are buffers the
-optimizer reuses). Non-finite costs are allowed; the optimizer gives such samples zero weight.
+optimizer reuses). ``score`` must be thread-safe: with ``MPPISettings.workers > 1`` it is called concurrently on
+disjoint sample chunks, so scratch buffers are per thread. Non-finite costs are allowed; the optimizer gives such
+samples zero weight.
 """
 
 from __future__ import annotations

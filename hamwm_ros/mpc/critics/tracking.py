@@ -7,6 +7,7 @@ a dimension's weight to 0 leaves it untracked (posture tracking = weights on pos
 from __future__ import annotations
 
 from collections.abc import Sequence
+import threading
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class TrackingCritic(Critic):
         if self.wrap.size and (self.wrap.min() < 0 or self.wrap.max() >= self._goal.size):
             raise CriticError(f'{self.name}: wrap indices {self.wrap.tolist()} outside 0..{self._goal.size - 1}')
         self._time_w: np.ndarray | None = None
-        self._err: np.ndarray | None = None
+        self._scratch = threading.local()  # one error buffer per thread: MPPI workers score chunks concurrently
 
     @property
     def goal(self) -> np.ndarray:
@@ -75,9 +76,10 @@ class TrackingCritic(Critic):
         horizon = obs.shape[1]
         if self._time_w is None or self._time_w.size != horizon:
             self._time_w = horizon_weights(horizon, self.terminal_weight)
-        if self._err is None or self._err.shape != obs.shape:
-            self._err = np.empty(obs.shape, dtype=np.float32)
-        err = np.subtract(obs, self._goal, out=self._err)
+        err = getattr(self._scratch, 'err', None)
+        if err is None or err.shape != obs.shape:
+            err = self._scratch.err = np.empty(obs.shape, dtype=np.float32)
+        np.subtract(obs, self._goal, out=err)
         if self.wrap.size:
             err[..., self.wrap] = (err[..., self.wrap] + np.pi) % (2 * np.pi) - np.pi
         np.square(err, out=err)

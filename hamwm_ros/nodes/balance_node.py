@@ -29,7 +29,6 @@ import time
 from geometry_msgs.msg import Point, Point32, PointStamped, PolygonStamped
 from nav_msgs.msg import Odometry
 import numpy as np
-import pinocchio as pin
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
@@ -42,7 +41,7 @@ from std_msgs.msg import ColorRGBA, Float64, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
-from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative
+from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
 from hamwm_ros.wholebody.model import Foot, WholeBodyError, WholeBodyModel
 
 NODE_NAME = 'balance_node'
@@ -244,41 +243,10 @@ class BalanceNode(Node):
         self._odom = (self._stamp(msg.header), msg)
 
     def _base_measurement(self, t: float) -> BaseMeasurement | None:
-        """The base measurement for a joint state at ``t``.
-
-        IMU + odometry when both are fresh; the IMU alone (position and velocity then come from the stance sole)
-        when only it is; None (stance-foot kinematics) otherwise.
-        """
-        if not (self._wb.floating_base and self.get_parameter('use_imu').value) or self._imu is None:
+        """The base measurement for a joint state at ``t`` (see :func:`hamwm_ros.wholebody.base_measurement`)."""
+        if not (self._wb.floating_base and self.get_parameter('use_imu').value):
             return None
-        timeout = self.get_parameter('base_timeout').value
-        t_imu, imu = self._imu
-        if abs(t - t_imu) > timeout:
-            return None
-        odom = self._odom[1] if self._odom is not None and abs(t - self._odom[0]) <= timeout else None
-        if imu.orientation_covariance[0] == -1.0:  # REP 145: this IMU gives no orientation
-            if odom is None:
-                return None
-            o = odom.pose.pose.orientation
-        else:
-            o = imu.orientation
-        xyzw = np.array([o.x, o.y, o.z, o.w])
-        norm = float(np.linalg.norm(xyzw))
-        if not norm > 1e-6:
-            return None
-        xyzw /= norm
-        position = linear_velocity = None
-        if odom is not None:
-            pose, twist = odom.pose.pose, odom.twist.twist
-            rotation = pin.Quaternion(xyzw[3], xyzw[0], xyzw[1], xyzw[2]).toRotationMatrix()
-            position = np.array([pose.position.x, pose.position.y, pose.position.z])
-            # nav_msgs/Odometry: the twist is in the child (base) frame
-            linear_velocity = rotation @ np.array([twist.linear.x, twist.linear.y, twist.linear.z])
-        return BaseMeasurement(
-            position=position, orientation_xyzw=xyzw, linear_velocity=linear_velocity,
-            angular_velocity=np.array([imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z]),
-            linear_acceleration=np.array([imu.linear_acceleration.x, imu.linear_acceleration.y,
-                                          imu.linear_acceleration.z]))
+        return base_measurement(t, self._imu, self._odom, self.get_parameter('base_timeout').value)
 
     def _on_joint_state(self, msg: JointState) -> None:
         t = self._stamp(msg.header)

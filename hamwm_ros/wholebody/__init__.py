@@ -11,10 +11,12 @@ from hamwm_ros.wholebody.estimator import (
     BalanceEstimator,
     BaseMeasurement,
     LowPassDerivative,
+    base_measurement,
     dynamics_base_acceleration,
     stance_state,
 )
 from hamwm_ros.wholebody.model import BalanceState, Foot, WholeBodyError, WholeBodyModel
 
 __all__ = ['BalanceEstimator', 'BalanceState', 'BaseMeasurement', 'BatchResult', 'BatchedBalance', 'Foot',
-           'LowPassDerivative', 'WholeBodyError', 'WholeBodyModel', 'dynamics_base_acceleration', 'stance_state']
+           'LowPassDerivative', 'WholeBodyError', 'WholeBodyModel', 'base_measurement', 'dynamics_base_acceleration',
+           'stance_state']

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+from typing import Any
 
 import numpy as np
 import pinocchio as pin
@@ -65,6 +66,59 @@ class BaseMeasurement:
     angular_velocity: np.ndarray
     linear_acceleration: np.ndarray | None = None
     angular_acceleration: np.ndarray | None = None
+
+
+def base_measurement(t: float, imu: tuple[float, Any] | None, odom: tuple[float, Any] | None,
+                     timeout: float) -> BaseMeasurement | None:
+    """The base measurement for a joint state at ``t`` from the latest IMU and odometry messages.
+
+    Parameters
+    ----------
+    t
+        Time of the joint state (the same clock as the messages' times).
+    imu, odom
+        ``(time, message)`` of the latest ``sensor_msgs/Imu`` and ``nav_msgs/Odometry`` (read by attribute, so this
+        module needs no ROS), or None.
+    timeout
+        Messages further than this (s) from ``t`` are not used.
+
+    Returns
+    -------
+    BaseMeasurement or None
+        IMU + odometry when both are fresh; the IMU alone (position and velocity then come from the stance sole)
+        when only it is; None (stance-foot kinematics) without a fresh IMU, or when the orientation is unusable: an
+        IMU without orientation (REP 145: covariance[0] = -1) needs odometry's, and a zero or non-finite
+        quaternion is refused.
+    """
+    if imu is None or abs(t - imu[0]) > timeout:
+        return None
+    imu_msg = imu[1]
+    odom_msg = odom[1] if odom is not None and abs(t - odom[0]) <= timeout else None
+    if imu_msg.orientation_covariance[0] == -1.0:
+        if odom_msg is None:
+            return None
+        o = odom_msg.pose.pose.orientation
+    else:
+        o = imu_msg.orientation
+    xyzw = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
+    norm = float(np.linalg.norm(xyzw))
+    if not (math.isfinite(norm) and norm > 1e-6):
+        return None
+    xyzw /= norm
+    position = linear_velocity = None
+    if odom_msg is not None:
+        pose, twist = odom_msg.pose.pose, odom_msg.twist.twist
+        x, y, z, w = xyzw
+        rotation = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                             [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                             [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        position = np.array([pose.position.x, pose.position.y, pose.position.z])
+        # nav_msgs/Odometry: the twist is in the child (base) frame; BaseMeasurement wants world axes
+        linear_velocity = rotation @ np.array([twist.linear.x, twist.linear.y, twist.linear.z])
+    av, la = imu_msg.angular_velocity, imu_msg.linear_acceleration
+    return BaseMeasurement(position=position, orientation_xyzw=xyzw, linear_velocity=linear_velocity,
+                           angular_velocity=np.array([av.x, av.y, av.z]),
+                           linear_acceleration=np.array([la.x, la.y, la.z]))
 
 
 class LowPassDerivative:

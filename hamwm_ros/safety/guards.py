@@ -82,6 +82,8 @@ class InputGuard:
         self.position_tolerance = float(position_tolerance)
         self.max_consecutive_rejections = int(max_consecutive_rejections)
         self._map = JointMap(limits.names)
+        self._bounds_tolerance = math.nan   # position bounds + tolerance, recomputed when the tolerance changes
+        self._low = self._high = limits.position[:, 0]
         self.rejected = {kind: 0 for kind in self.KINDS}
         self.accepted = 0
         self.consecutive_rejections = 0
@@ -118,15 +120,20 @@ class InputGuard:
         except JointMapError as error:
             return self._reject('joint_names', str(error))
         picked = {field: array[index] for field, array in arrays.items()}
+        # Runs at the joint-state rate on the input thread, holding the interpreter lock: a sum is finite exactly when
+        # no entry is inf or NaN (barring overflow, which then takes the detailed path and passes), one call per field.
         for field, array in picked.items():
-            if not np.all(np.isfinite(array)):
+            if not math.isfinite(float(array.sum())) and not np.all(np.isfinite(array)):
                 bad = [self.limits.names[i] for i in np.flatnonzero(~np.isfinite(array))]
                 return self._reject('non_finite', f'{field} is not finite for joints {bad}')
         q = picked['position']
-        low = self.limits.position[:, 0] - self.position_tolerance
-        high = self.limits.position[:, 1] + self.position_tolerance
-        outside = np.flatnonzero((q < low) | (q > high))
-        if outside.size:
+        if self._bounds_tolerance != self.position_tolerance:
+            self._low = self.limits.position[:, 0] - self.position_tolerance
+            self._high = self.limits.position[:, 1] + self.position_tolerance
+            self._bounds_tolerance = self.position_tolerance
+        low, high = self._low, self._high
+        if (q < low).any() or (q > high).any():
+            outside = np.flatnonzero((q < low) | (q > high))
             detail = ', '.join(f'{self.limits.names[i]}={q[i]:.4f} not in [{self.limits.position[i, 0]:.4f}, '
                                f'{self.limits.position[i, 1]:.4f}]' for i in outside)
             return self._reject('position_limit', f'measured position beyond the URDF limits by more than '

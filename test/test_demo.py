@@ -1,4 +1,4 @@
-"""``hamwm demo --quick`` end to end: every stage on the shipped models, the ROS 2 leg over real DDS, the report."""
+"""``hamwm demo --quick`` end to end: every stage on the shipped models, the ROS 2 legs over real DDS, the report."""
 
 from __future__ import annotations
 
@@ -37,18 +37,31 @@ def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
     for controller in ('pd', 'mppi'):
         assert humanoid[controller]['min_impulse_ns'] > 0.0, f'{controller} did not survive even the smallest push'
     assert humanoid['mppi']['plan_ms_p50'] > 0
-    ros = figures['ros']
-    assert 'error' not in ros, ros
-    assert ros['completed'] and ros['commands_published'] > 50 and ros['sim_node_exit_code'] == 0
-    assert ros['latency_ms_p50'] > 0
+    for robot in ('pendulum', 'cartpole'):       # sim_node + mpc_node (task swingup) over DDS, one short episode
+        stage = figures['ros'][robot]
+        assert 'error' not in stage, stage
+        assert stage['episodes'] == 1 and stage['mpc_node_exit_code'] == 0
+        episode = stage['per_episode'][0]
+        assert episode['sim_node_exit_code'] == 0 and episode['joint_states'] > 100, episode
+        # mpc_node saw the seeded start (physics waited for it) and drove the robot from the first second on
+        assert episode['first_effort_s'] is not None and episode['first_effort_s'] < 1.0, episode
+        # it planned (not only held): at least half a second of control ticks from accepted plans
+        assert episode['planned_ticks'] >= 50 and stage['state_to_command_ms_p50'] > 0, stage
+    # 5 N m holds the pendulum at most asin(5 / 9.81) = 0.53 rad from hanging: a larger swing took pumping energy in
+    assert figures['ros']['pendulum']['per_episode'][0]['max_swing_rad'] > 1.0, figures['ros']['pendulum']
     graph = figures['graph']
     assert 'error' not in graph, graph
     assert [s['goal_rad'] for s in graph['segments']] == [0.35, -0.35] and graph['mpc_node_exit_code'] == 0
     assert graph['control_ticks'] > 500 and graph['planned_fraction'] > 0.5     # mpc_node planned, not held
-    # it moved toward each goal: closer at the end than where it started (tight accuracy needs an idle machine)
-    assert all(s['final_error_rad'] < max(0.05, 0.5 * abs(s['start_rad'] - s['goal_rad']))
-               for s in graph['segments']), graph
+    # it moved toward each goal: at the end closer than half the step to it from hanging still, then from the previous
+    # goal (recording starts once this process hears sim_node, which under load can be after the motion began; tight
+    # accuracy needs an idle machine)
+    previous = 0.0
+    for segment in graph['segments']:
+        step = abs(segment['goal_rad'] - previous)
+        assert segment['final_error_rad'] < max(0.05, 0.5 * step), graph
+        previous = segment['goal_rad']
     for png in ('predicted_vs_actual.png', 'energy.png', 'zmp_support_polygon.png', 'loop_timing.png'):
         assert (out / png).stat().st_size > 5000, png
-    assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum' in proc.stdout
+    assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum swing-up (mpc_node)' in proc.stdout
     assert 'ROS 2 mpc_node' in proc.stdout

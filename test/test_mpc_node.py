@@ -113,8 +113,9 @@ def write_pendulum_model(directory: Path, poison: bool = False) -> Path:
 class MpcHarness:
     """mpc_node in a subprocess plus a probe node (services and topic records) in this process."""
 
-    def __init__(self, parameters: dict[str, Any], topics: dict[str, type] | None = None) -> None:
-        command = node_command('mpc_node', parameters)
+    def __init__(self, parameters: dict[str, Any], topics: dict[str, type] | None = None,
+                 ros_args: list[str] | None = None) -> None:
+        command = node_command('mpc_node', parameters) + list(ros_args or [])
         self._log = tempfile.NamedTemporaryFile(prefix='hamwm_mpc_', suffix='.log', delete=False)  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED='1')
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -305,6 +306,14 @@ class TestWithSimulatedPendulum:
             assert moved is not None, mpc.log()[-3000:]
             # Critic weights change at run time; a bad hot-load is refused and the old model keeps running.
             assert mpc.set(critics__effort__weight=0.05)[0].successful
+            # The planner splits its samples over two worker threads at run time and still tracks a new goal
+            # (the rest of this test, NaN model and fallback included, then runs with two workers).
+            assert not mpc.set(mppi__workers=0)[0].successful
+            assert mpc.set(mppi__workers=2)[0].successful
+            assert mpc.set(goal_position=[-0.3])[0].successful
+            moved = mpc.probe.wait_for('/joint_states', lambda m: 'hinge' in m.name and
+                                       m.position[list(m.name).index('hinge')] < -0.15, timeout=30.0)
+            assert moved is not None, mpc.log()[-3000:]
             refused = mpc.set(model_dir=str(models['corrupt']))[0]
             assert not refused.successful and 'sha256' in refused.reason
             assert mpc.get('model_dir') == str(models['tracking'])
@@ -560,6 +569,54 @@ def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path
         assert diagnostics['mode'] == 'WAITING_FOR_STATE' and 'no joint states' in diagnostics['reason']
         commands = harness.commands_after(0.5)
         assert commands.shape[0] > 0 and np.all(commands == 0.0)
+    finally:
+        log = harness.log()
+        code = harness.close()
+    assert code == 0, log[-3000:]
+
+
+def test_input_thread_follows_remaps_and_the_control_thread_reports_its_scheduling(tmp_path):
+    # /joint_states is served by the private node mpc_node_input; a remap given to the process must still apply.
+    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
+                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 16,
+                          'joint_state_timeout': 0.5, 'max_future_stamp': 0.5},
+                         ros_args=['-r', 'joint_states:=/robot_a/joint_states'])
+    try:
+        assert harness.state() == 'active'
+        names = {name for name, _ in harness.node.get_node_names_and_namespaces()}
+        assert 'mpc_node_input' in names, names
+
+        remapped = harness.node.create_publisher(JointState, '/robot_a/joint_states', 10)
+        deadline = time.monotonic() + 20.0
+        while remapped.get_subscription_count() == 0:      # mpc_node_input subscribes the remapped name
+            assert time.monotonic() < deadline, 'nothing subscribed /robot_a/joint_states'
+            time.sleep(0.05)
+        publishers = {'/robot_a/joint_states': remapped,
+                      '/joint_states': harness.node.create_publisher(JointState, '/joint_states', 10)}
+
+        def feed(topic: str, seconds: float) -> None:
+            publisher = publishers[topic]
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                msg = JointState(name=['hinge'], position=[0.1], velocity=[0.0], effort=[0.0])
+                msg.header.stamp = harness.node.get_clock().now().to_msg()
+                publisher.publish(msg)
+                time.sleep(0.01)
+
+        feed('/joint_states', 1.5)                  # the un-remapped name is not this node's input any more
+        assert harness.diagnostics()['mode'] == 'WAITING_FOR_STATE'
+        feeder = threading.Thread(target=feed, args=('/robot_a/joint_states', 6.0))
+        feeder.start()
+        try:
+            harness.wait_mode('PLANNING', timeout=20.0)
+            scheduling = harness.diagnostics()['control_scheduling']
+        finally:
+            feeder.join()
+        # Root (or an rtprio limit) gets the default SCHED_FIFO 50; elsewhere the refusal is reported, not fatal.
+        if os.geteuid() == 0:
+            assert scheduling == 'SCHED_FIFO 50', scheduling
+        else:
+            assert scheduling in ('SCHED_FIFO 50', 'SCHED_OTHER (SCHED_FIFO refused)'), scheduling
     finally:
         log = harness.log()
         code = harness.close()

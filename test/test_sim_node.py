@@ -340,6 +340,9 @@ def test_trajectory_sampler_interpolates_and_holds():
     ('robot:=nope', "robot: 'nope' is not one of"),
     ('joint_states_rate:=5000.0', 'above physics_rate'),
     ('joints:=[pole_hinge]', 'must be distinct actuated joints'),
+    ('initial_positions:=[0.1]', 'initial positions needs 2 finite values'),
+    ('initial_positions:=[5.0,0.0]', 'outside the URDF limits'),
+    ('initial_noise:=2.0', 'initial_noise'),
 ])
 def test_bad_startup_parameters_exit_with_reason(override, reason):
     from hamwm_ros.sim.cli import sim_node_command

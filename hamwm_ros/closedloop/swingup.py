@@ -2,7 +2,10 @@
 
 One episode, in-process and deterministic (no ROS): MuJoCo ``Simulation`` -> ``WorldModelRuntime.encode`` ->
 ``MPPIOptimizer.plan`` (energy shaping on the model's own Hamiltonian + wrapped-angle tracking + effort + smoothness
-+ joint limits) -> PD fallback when the plan is invalid -> ``sim.set_effort`` -> physics for one model step.
++ joint limits) -> PD fallback when the plan is invalid -> ``sim.set_effort`` -> physics for one model step. The
+swing-up schedule that sets those critics before every plan is :class:`hamwm_ros.mpc.swingup.SwingUpSchedule`, the same
+code ``mpc_node`` runs with ``task: swingup``; the seeded start is :func:`hamwm_ros.sim.initial.initial_joint_state`,
+the same draw as ``sim_node``'s ``initial_seed`` / ``initial_noise``.
 
 Success (:func:`episode_success`): the pole stays within ``tolerance`` rad of upright for the whole final
 ``window_s`` seconds of the episode, and (cart-pole) the cart stays inside its rail the whole episode.
@@ -19,25 +22,14 @@ from typing import Any
 import numpy as np
 
 from hamwm_ros.closedloop.rollout import EffortRollout
-from hamwm_ros.mpc import (
-    EffortCritic,
-    EnergyCritic,
-    JointLimitsCritic,
-    MPPIOptimizer,
-    MPPISettings,
-    PDHoldFallback,
-    SmoothnessCritic,
-    TrackingCritic,
-)
+from hamwm_ros.mpc import EffortCritic, MPPIOptimizer, MPPISettings, PDHoldFallback, SmoothnessCritic
+from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, wrap_angle
+from hamwm_ros.mpc.swingup import pole_inertia as urdf_pole_inertia
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.sim import Simulation, parse_urdf_joints, robot_urdf_path
+from hamwm_ros.sim.initial import initial_joint_state
 
 SWINGUP_ROBOTS = ('pendulum', 'cartpole')
-
-
-def wrap_angle(x: np.ndarray | float) -> np.ndarray | float:
-    """Angle(s) wrapped to [-pi, pi)."""
-    return (np.asarray(x) + np.pi) % (2.0 * np.pi) - np.pi
 
 
 @dataclass(frozen=True)
@@ -132,6 +124,10 @@ class SwingUpConfig:
     def replace(self, **changes: Any) -> SwingUpConfig:
         """A copy with ``changes`` applied."""
         return SwingUpConfig(**{**asdict(self), **changes})
+
+    def task(self) -> SwingUpTask:
+        """The swing-up schedule's settings (:class:`hamwm_ros.mpc.swingup.SwingUpTask`) of this config."""
+        return SwingUpTask(**{name: getattr(self, name) for name in SwingUpTask.field_names()})
 
 
 CONFIGS: dict[str, SwingUpConfig] = {
@@ -237,17 +233,9 @@ class TickResult:
 def pole_inertia(robot: str, joint: str) -> tuple[float, float, float]:
     """Mass (kg), axis-to-CoM distance (m) and inertia about the axis (kg m^2) of the body below ``joint``.
 
-    Read from the shipped robot's URDF with Pinocchio; the shipped poles swing about y.
+    Read from the shipped robot's URDF with Pinocchio (:func:`hamwm_ros.mpc.swingup.pole_inertia`).
     """
-    import pinocchio as pin
-
-    model = pin.buildModelFromUrdf(str(robot_urdf_path(robot)))
-    body = model.inertias[model.getJointId(joint)]
-    axis = np.array([0.0, 1.0, 0.0])  # the shipped poles swing about y
-    lever_vec = np.asarray(body.lever)
-    lever = float(np.linalg.norm(lever_vec - axis * (lever_vec @ axis)))
-    inertia = float(axis @ np.asarray(body.inertia) @ axis) + body.mass * lever ** 2
-    return float(body.mass), lever, inertia
+    return urdf_pole_inertia(robot_urdf_path(robot), joint)
 
 
 class SwingUpController:
@@ -283,9 +271,8 @@ class SwingUpController:
         n = len(urdf.names)
         self.n_joints = n
         self.actuated = np.nonzero(urdf.effort_limits > 0)[0]
-        if not (0.0 < config.effort_fraction <= 1.0 and 0.0 < config.position_envelope <= 1.0
-                and 0.0 < config.velocity_envelope <= 1.0):
-            raise ValueError('effort_fraction, position_envelope and velocity_envelope must be in (0, 1]')
+        if not 0.0 < config.effort_fraction <= 1.0:
+            raise ValueError(f'effort_fraction must be in (0, 1], got {config.effort_fraction}')
         limits = urdf.effort_limits[self.actuated] * config.effort_fraction
         self.rollout = EffortRollout(self.runtime, self.actuated)
         self.settings = MPPISettings(
@@ -294,56 +281,24 @@ class SwingUpController:
             temperature=config.temperature, normalise_costs=config.normalise_costs,
             noise_std=tuple(config.noise_std * limits), noise_correlation=config.noise_correlation,
             seed=config.seed)
-        a = config.angle_joint
-        goal = np.zeros(2 * n)
-        goal[a] = math.pi
-        weights = np.concatenate([np.broadcast_to(config.position_weights, (n,)),
-                                  np.broadcast_to(config.velocity_weights, (n,))])
-        # The learned Hamiltonian need not be periodic in the angle: upright reached from the positive side (+pi) and
-        # from the negative side (-pi) can have different model energies, so there is one target per side.
-        below = goal.copy()
-        below[a] = -math.pi
-        self.energy_targets = (float(self._model_energy(self.runtime.encode(below[:n], below[n:])[0])),
-                               float(self._model_energy(self.runtime.encode(goal[:n], goal[n:])[0])))
-        self.energy_target = self.energy_targets[1]
-        hanging = self.runtime.encode(np.zeros(n), np.zeros(n))[0]
-        scale = abs(float(np.mean(self.energy_targets)) - float(self._model_energy(hanging))) or 1.0
-        self.energy = EnergyCritic(self.energy_target, weight=config.energy_weight, scale=scale)
-        if config.energy_source == 'pole':
-            mass, lever, inertia = pole_inertia(config.robot, urdf.names[a])
-            g = 9.81
-            self.energy_targets = (2.0 * mass * g * lever,) * 2
-
-            def pole_energy(obs: np.ndarray, n: int = n, a: int = a) -> np.ndarray:
-                return mass * g * lever * (1.0 - np.cos(obs[..., a])) + 0.5 * inertia * np.square(obs[..., n + a])
-
-            self.energy = EnergyCritic(self.energy_targets[0], weight=config.energy_weight,
-                                       scale=self.energy_targets[0], energy_fn=pole_energy)
-        elif config.energy_source != 'model':
-            raise ValueError(f"energy_source must be 'model' or 'pole', got {config.energy_source!r}")
-        self.tracking = TrackingCritic(goal, weights, weight=config.tracking_weight,
-                                       terminal_weight=config.terminal_weight, wrap=(a,))
+        # The swing-up schedule (energy shaping gated near upright, one energy target per side, wrapped-angle
+        # tracking, rail envelope) is the same code mpc_node runs with task swingup.
+        pole = pole_inertia(config.robot, urdf.names[config.angle_joint]) if config.energy_source == 'pole' else None
+        self.schedule = SwingUpSchedule(config.task(), self.runtime, urdf.position_limits, urdf.velocity_limits,
+                                        energy_weight=config.energy_weight, tracking_weight=config.tracking_weight,
+                                        limits_weight=config.limits_weight, pole=pole)
+        self.energy, self.tracking = self.schedule.energy, self.schedule.tracking
         critics = [self.energy, self.tracking,
                    EffortCritic(config.effort_weight, scale=limits),
                    SmoothnessCritic(config.smoothness_weight, scale=limits)]
+        if self.schedule.limits is not None:
+            critics.append(self.schedule.limits)
         lim = urdf.position_limits
-        bounded = [j for j in range(n) if lim[j, 1] - lim[j, 0] < 4 * math.pi]
-        if bounded:  # the pole may turn over (its +-4 pi stops are irrelevant); the cart has a rail
-            centre = lim[bounded].mean(axis=1, keepdims=True)
-            envelope = centre + config.position_envelope * (lim[bounded] - centre)
-            critics.append(JointLimitsCritic(bounded, list(range(n, 2 * n)), envelope,
-                                             config.velocity_envelope * urdf.velocity_limits,
-                                             weight=config.limits_weight))
         self.optimizer = MPPIOptimizer(self.settings, self.rollout, critics)
         self.fallback = PDHoldFallback(np.zeros(n), config.fallback_kp, config.fallback_kd,
                                        np.where(urdf.effort_limits > 0, urdf.effort_limits, 1e-9))
         self.position_limits = lim
         self._applied = np.zeros(self.actuated.size, dtype=np.float32)
-
-    def _model_energy(self, z: np.ndarray) -> float:
-        """The model's Hamiltonian one step after ``z`` with zero effort (its energy output is per step)."""
-        out = self.runtime.rollout(z[None], np.zeros((1, 1, self.runtime.metadata.action_dim), np.float32))
-        return float(out.energy[0, 0])
 
     def reset(self, seed: int) -> None:
         """Forget the warm start and reseed the planner's noise."""
@@ -368,17 +323,7 @@ class SwingUpController:
         nan_pred = np.full((self.settings.horizon, 2 * n), np.nan, np.float32)
         valid, plan_ms, predicted, model_energy = False, math.nan, nan_pred, math.nan
         if np.all(np.isfinite(q)) and np.all(np.isfinite(v)):
-            angle_error = abs(float(wrap_angle(q[cfg.angle_joint] - math.pi)))
-            # Hybrid objective: far from upright, pump energy (tracking only as a weak guide, so the pole does not
-            # arrive with excess speed); near upright, stabilise by tracking alone.
-            near = angle_error < cfg.energy_gate
-            self.energy.weight = 0.0 if near else cfg.energy_weight
-            self.tracking.weight = cfg.tracking_weight if near else cfg.tracking_weight * cfg.far_tracking_fraction
-            q_in = q.copy()
-            if cfg.wrap_encode:
-                q_in[cfg.angle_joint] = wrap_angle(q_in[cfg.angle_joint])
-            self.energy.target = self.energy_targets[1 if wrap_angle(q[cfg.angle_joint]) >= 0 else 0] \
-                - cfg.energy_margin * self.energy.scale
+            q_in = self.schedule.prepare(q)
             try:
                 z = self.runtime.encode(q_in, v)[0]
                 started = time.perf_counter()
@@ -458,12 +403,10 @@ class SwingUpLoop:
 
         cfg, sim = self.config, self.sim
         duration = cfg.duration_s if duration_s is None else float(duration_s)
-        rng = np.random.default_rng(seed)
-        n = sim.n_joints
         sim.reset()
         sim.clear_position_targets()
-        sim.set_joint_state(rng.uniform(-cfg.initial_noise, cfg.initial_noise, n),
-                            rng.uniform(-cfg.initial_noise, cfg.initial_noise, n))
+        # the same draw as sim_node's initial_seed / initial_noise parameters: episodes over ROS start alike
+        sim.set_joint_state(*initial_joint_state(sim.n_joints, seed, cfg.initial_noise))
         self.controller.reset(seed)
         log = EpisodeLog(cfg.robot, seed, self.dt, sim.joint_names)
         log.upright_energy = self.upright_energy

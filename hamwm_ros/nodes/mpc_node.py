@@ -5,7 +5,8 @@ A lifecycle node (``rclpy.lifecycle``):
 configure
     Loads and validates the model directory (:class:`hamwm_ros.runtime.WorldModelRuntime`) and the URDF (the
     ``robot_description`` text, else ``urdf_file``, else the shipped URDF of the model's ``robot``); the model's joints
-    must be the URDF's movable joints in URDF order, and ``joints`` a permutation of them. Builds the MPPI optimizer
+    must be the URDF's movable joints in URDF order, and ``joints`` a permutation of them (passive joints, effort
+    limit 0, may be left out: a command interface lists the actuated joints). Builds the MPPI optimizer
     (:mod:`hamwm_ros.mpc`), the PD-hold fallback and the :class:`hamwm_ros.safety.Supervisor`. Fails with the reason
     (logged and published on ``/hamwm/mpc/mode``). A floating-base robot with sole frames (``balance.floating_base``
     ``auto``: the shipped robot's setting, i.e. the humanoid) also gets the whole-body balance critic: a Pinocchio
@@ -55,6 +56,13 @@ Services
 Hot-load: setting ``model_dir`` while configured loads and validates the new model in the parameter callback; a model
 that fails to load, or whose joints differ, is refused with the reason and the old one keeps running. The planner
 swaps models between iterations and drops its warm start.
+
+Task (``task``, read-only): ``track`` holds ``goal_position``; ``swingup`` swings a pole up from hanging and balances
+it with :class:`hamwm_ros.mpc.swingup.SwingUpSchedule`, the code the demo's in-process episodes use: before every plan
+it gates energy shaping off near upright (``swingup.energy_gate``), picks the energy target of the pole's side of
+upright, tracks upright with the pole angle on the circle, wraps the angle before encoding, and (cart-pole) keeps a
+rail envelope; its energy and tracking critics replace the track task's, ``critics.*.weight`` scale them (settings:
+``swingup.*``; complete files: ``config/swingup_pendulum.yaml``, ``config/swingup_cartpole.yaml``).
 
 Threads: the single-threaded executor (joint states, services, parameters, diagnostics), the planner thread and the
 control thread share only the supervisor (internally locked) and a few slots guarded by ``self._lock``.
@@ -110,6 +118,8 @@ from hamwm_ros.mpc import (
     SmoothnessCritic,
     TrackingCritic,
 )
+from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia
+from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
 from hamwm_ros.safety import (
@@ -124,7 +134,14 @@ from hamwm_ros.safety import (
 )
 from hamwm_ros.sim.robots import ROBOTS, SETTINGS, robot_urdf_path
 from hamwm_ros.throttle import EventThrottle
-from hamwm_ros.wholebody import BalanceEstimator, BaseMeasurement, BatchedBalance, WholeBodyError, WholeBodyModel
+from hamwm_ros.wholebody import (
+    BalanceEstimator,
+    BaseMeasurement,
+    BatchedBalance,
+    WholeBodyError,
+    WholeBodyModel,
+    base_measurement,
+)
 
 NODE_NAME = 'mpc_node'
 # HAMWM_STALL_DUMP=<seconds>: when a control tick is that late, print every thread's Python stack to stderr (a C
@@ -140,7 +157,11 @@ SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'm
                      'limit_margin', 'model_invalid_time')
 BALANCE_PARAMS = ('critics.balance.weight', 'critics.balance.margin_target', 'critics.balance.capture_weight')
 COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
-MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed')
+MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed',
+               'noise_correlation', 'workers')
+TASKS = ('track', 'swingup')
+# swing-up schedule settings changeable at run time (the others are read-only: they shape the critics at configure)
+SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode')
 
 
 
@@ -235,6 +256,7 @@ class _Controller:
     output_names: list[str]
     robot: str
     balance: _BalanceTerm | None = None
+    swingup: SwingUpSchedule | None = None     # task swingup: sets the critics before every plan
 
 
 class MpcNode(Node):
@@ -250,6 +272,7 @@ class MpcNode(Node):
         self._pending_settings: MPPISettings | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._input: InputThread | None = None   # set below; destroy_node may run if start-up fails before that
         self._loop_stats = self._new_loop_stats()
         self._mode_text = 'INACTIVE: not configured'
         self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
@@ -277,17 +300,25 @@ class MpcNode(Node):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', reliable)
         self._trajectory_pub = self.create_publisher(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
                                                      reliable)
-        self._state_group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data,
-                                 callback_group=self._state_group)
+        # The high-rate inputs (joint states, IMU, odometry at up to 1 kHz) get their own light node and executor
+        # thread: this node's executor walks ~40 entities per wake-up with the interpreter lock held.
+        self._input = InputThread(self, on_error=self._on_input_error) if self._param('input_thread') else None
+        state_group = MutuallyExclusiveCallbackGroup()
+        for msg_type, topic, callback in ((JointState, 'joint_states', self._on_joint_state),
+                                          (Imu, 'imu', self._on_imu), (Odometry, 'odom', self._on_odom)):
+            if self._input is not None:
+                self._input.subscribe(msg_type, topic, callback, qos_profile_sensor_data)
+            else:
+                self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data,
+                                         callback_group=state_group)
         self.create_subscription(DiagnosticArray, 'diagnostics', self._on_diagnostics, 50)
-        self.create_subscription(Imu, 'imu', self._on_imu, qos_profile_sensor_data)
-        self.create_subscription(Odometry, 'odom', self._on_odom, qos_profile_sensor_data)
         self.create_service(SetBool, 'hamwm/estop', self._on_estop)
         # Steady clock: diagnostics must keep coming when simulated time stands still (a dead simulator).
         self._diagnostics_timer = self.create_timer(1.0 / self._param('diagnostics_rate'), self._publish_diagnostics,
                                                     clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_mode('INACTIVE: not configured')
+        if self._input is not None:
+            self._input.start()
         self.get_logger().info('ready (unconfigured); configure loads the model and the URDF')
 
     # ------------------------------------------------------------------ parameters
@@ -299,7 +330,8 @@ class MpcNode(Node):
         d('urdf_file', '', _descriptor("URDF path; both empty: the shipped URDF of the model's robot; read at "
                                        'configure'))
         d('joints', Parameter.Type.STRING_ARRAY, _descriptor(
-            'joint order of /effort_controller/commands (a permutation of the model joints; unset: model order)',
+            'joint order of /effort_controller/commands (the model joints in any order, passive ones may be left '
+            'out; unset: model order)',
             read_only=True))
         d('providers', ['cpu'], _descriptor('onnxruntime providers in priority order: tensorrt, cuda, cpu',
                                             read_only=True))
@@ -311,6 +343,18 @@ class MpcNode(Node):
             's; Python thread switch interval set for this process at activate (default 5 ms in Python): how long '
             'the planner may keep the interpreter lock from the waking control thread', read_only=True,
             float_range=(1e-5, 0.05)))
+        d('control_rt_priority', 50, _descriptor(
+            'SCHED_FIFO priority of the control thread (as ros2_control does for its loop; needs root or an rtprio '
+            'limit, else a warning and normal scheduling); 0 keeps normal scheduling', read_only=True,
+            int_range=(0, 98)))
+        d('input_thread', True, _descriptor(
+            'serve /joint_states, /imu and /odom on a private node (<name>_input) with its own executor thread, so '
+            'their rate does not load this node\'s executor and the control thread waits less for the interpreter '
+            'lock; false: on this node\'s executor', read_only=True))
+        d('planner_nice', 0, _descriptor(
+            'niceness added to the planner thread (and its MPPI workers) at activate, so the kernel runs the control '
+            'thread first when cores are short; 0 leaves it at the process priority (Linux; ignored elsewhere)',
+            read_only=True, int_range=(0, 19)))
         d('diagnostics_rate', 1.0, _descriptor('Hz of /diagnostics', read_only=True, float_range=(0.1, 50.0)))
         d('publish_stamped', True, _descriptor('also publish each command, named and stamped, on /hamwm/mpc/command',
                                                read_only=True))
@@ -325,6 +369,10 @@ class MpcNode(Node):
             'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
         d('autostart', False, _descriptor('configure and activate at start-up (launch files without a lifecycle '
                                           'manager)', read_only=True))
+        d('plan_playback', 'linear', _descriptor(
+            'how the control loop plays a plan between its model steps: linear (interpolated) or hold (each step\'s '
+            'effort over the whole step, as the world model was trained and rolled out; the swing-up needs it)',
+            constraints='linear | hold'))
         d('command_interface', 'effort', _descriptor(
             'effort: /effort_controller/commands; trajectory: /joint_trajectory_controller/joint_trajectory; both',
             constraints='effort | trajectory | both'))
@@ -382,6 +430,12 @@ class MpcNode(Node):
         d('mppi.noise_std', 0.3, _descriptor('exploration noise std as a fraction of each effort limit',
                                              float_range=(1e-4, 10.0)))
         d('mppi.seed', 0, _descriptor('noise seed of the MPPI sampler', int_range=(0, 2**31 - 1)))
+        d('mppi.noise_correlation', 0.0, _descriptor('lag-one correlation of the exploration noise over the horizon '
+                                                     '(0: white; near 1: slowly varying)', float_range=(0.0, 0.99)))
+        d('mppi.workers', 1, _descriptor('planner threads: the samples are split into this many chunks, rolled out '
+                                         'and scored concurrently (each with onnx_threads onnxruntime threads); on '
+                                         'a small machine more than 1 competes with the control thread',
+                                         int_range=(1, 16)))
         for name in CRITICS:
             d(f'critics.{name}.weight', DEFAULT_WEIGHTS[name], _descriptor(
                 f'weight of the {name} critic; changes apply at the next iteration, warm start kept',
@@ -395,6 +449,40 @@ class MpcNode(Node):
             'm of ZMP margin inside the support polygon beyond which balance costs nothing', float_range=(1e-4, 1.0)))
         d('critics.balance.capture_weight', 1.0, _descriptor(
             'relative weight of the capture point\'s distance outside the support polygon', float_range=(0.0, 1e6)))
+        # task: what the critics aim at (hamwm_ros.mpc.swingup for the swing-up schedule)
+        d('task', 'track', _descriptor(
+            'track: hold goal_position; swingup: swing a pole up from hanging and balance it (energy shaping far '
+            'from upright, tracking near it; critics.energy.target and the pole entry of goal_position unused)',
+            read_only=True, constraints='track | swingup'))
+        d('swingup.angle_joint', '', _descriptor('the pole joint (0 hangs down, +-pi upright); empty: the last '
+                                                 'model joint', read_only=True))
+        d('swingup.energy_source', 'model', _descriptor(
+            "model: the world model's Hamiltonian, one target per side of upright; pole: the pole's own energy from "
+            "the predictions and the URDF's pole inertia (cart-pole)", read_only=True, constraints='model | pole'))
+        d('swingup.energy_gate', 1.0, _descriptor('rad from upright within which energy shaping is off and '
+                                                  'tracking has its full weight', float_range=(0.0, math.pi)))
+        d('swingup.far_tracking_fraction', 0.05, _descriptor(
+            'tracking weight farther than energy_gate from upright, as a fraction of critics.tracking.weight',
+            float_range=(0.0, 1.0)))
+        d('swingup.energy_margin', 0.0, _descriptor(
+            'energy target below the upright energy as a fraction of the energy scale (negative: above it)',
+            float_range=(-1.0, 1.0)))
+        d('swingup.wrap_encode', True, _descriptor('wrap the pole angle to [-pi, pi) before encoding'))
+        d('swingup.position_weights', [1.0], _descriptor('tracking weight per joint position (1 value or one per '
+                                                         'joint, model order)', read_only=True))
+        d('swingup.velocity_weights', [0.05], _descriptor('tracking weight per joint velocity (1 value or one per '
+                                                          'joint, model order)', read_only=True))
+        d('swingup.terminal_weight', 1.0, _descriptor('extra tracking weight on the last predicted step',
+                                                      read_only=True, float_range=(0.0, 1e6)))
+        d('swingup.effort_fraction', 1.0, _descriptor(
+            'MPPI action bounds as a fraction of the URDF effort limits (> 0): keeps plans inside the efforts the '
+            'model was trained on', read_only=True, float_range=(0.0, 1.0)))
+        d('swingup.position_envelope', 1.0, _descriptor(
+            'limits critic range of bounded joints (a cart rail), fraction of the URDF range about its centre (> 0)',
+            read_only=True, float_range=(0.0, 1.0)))
+        d('swingup.velocity_envelope', 1.0, _descriptor(
+            'limits critic velocity limits, fraction of the URDF velocity limits (> 0)', read_only=True,
+            float_range=(0.0, 1.0)))
 
     def _cache_rates(self) -> None:
         # The loops read these plain attributes, not the parameter store, on every tick.
@@ -432,6 +520,8 @@ class MpcNode(Node):
     def _mppi_settings(self, limits: JointLimits, model_horizon: int,
                        changes: dict[str, Any] | None = None) -> MPPISettings:
         bound = np.maximum(limits.effort, PASSIVE_BOUND)
+        if self._param('task', changes) == 'swingup':
+            bound = bound * float(self._param('swingup.effort_fraction', changes))
         horizon = int(self._param('mppi.horizon', changes)) or int(model_horizon)
         noise = float(self._param('mppi.noise_std', changes))
         return MPPISettings(action_low=tuple(-bound), action_high=tuple(bound),
@@ -441,7 +531,32 @@ class MpcNode(Node):
                             temperature=float(self._param('mppi.temperature', changes)),
                             normalise_costs=bool(self._param('mppi.normalise_costs', changes)),
                             noise_std=tuple(noise * bound), max_retries=2,
-                            seed=int(self._param('mppi.seed', changes)))
+                            noise_correlation=float(self._param('mppi.noise_correlation', changes)),
+                            seed=int(self._param('mppi.seed', changes)),
+                            workers=int(self._param('mppi.workers', changes)))
+
+    def _swingup_task(self, joint_names: tuple[str, ...] | None,
+                      changes: dict[str, Any] | None = None) -> SwingUpTask:
+        """The swing-up schedule's settings from the ``swingup.*`` parameters; ValueError with the reason.
+
+        ``joint_names`` (model order) resolves ``swingup.angle_joint``; None (not configured yet) checks the rest.
+        """
+        name = str(self._param('swingup.angle_joint', changes))
+        angle = 0
+        if joint_names is not None:
+            if name and name not in joint_names:
+                raise ValueError(f'swingup.angle_joint {name!r} is not a model joint ({list(joint_names)})')
+            angle = joint_names.index(name) if name else len(joint_names) - 1
+        if not float(self._param('swingup.effort_fraction', changes)) > 0.0:
+            raise ValueError('swingup.effort_fraction must be > 0')
+        values = {field: self._param(f'swingup.{field}', changes) for field in SwingUpTask.field_names()
+                  if field != 'angle_joint'}
+        values['position_weights'] = list(values['position_weights'])
+        values['velocity_weights'] = list(values['velocity_weights'])
+        try:
+            return SwingUpTask(angle_joint=angle, **values)
+        except ValueError as error:
+            raise ValueError(f'swingup: {error}') from None
 
     def _validate_all(self, changes: dict[str, Any] | None = None) -> None:
         """Raise ValueError (with the reason) if the parameters with ``changes`` applied are invalid."""
@@ -450,12 +565,20 @@ class MpcNode(Node):
             value = float(self._param(name, changes))
             if not math.isfinite(value):
                 raise ValueError(f'{name} must be finite, got {value}')
+        if str(self._param('plan_playback', changes)) not in ('linear', 'hold'):
+            raise ValueError(f"plan_playback must be linear or hold, got {self._param('plan_playback', changes)!r}")
         interface = str(self._param('command_interface', changes))
         if interface not in COMMAND_INTERFACES:
             raise ValueError(f'command_interface must be one of {list(COMMAND_INTERFACES)}, got {interface!r}')
         floating = str(self._param('balance.floating_base', changes))
         if floating not in ('auto', 'true', 'false'):
             raise ValueError(f'balance.floating_base must be auto, true or false, got {floating!r}')
+        task = str(self._param('task', changes))
+        if task not in TASKS:
+            raise ValueError(f'task must be one of {list(TASKS)}, got {task!r}')
+        # the joint is resolved against the model only for task swingup (track ignores the swingup.* settings)
+        self._swingup_task(self._controller.limits.names if self._controller is not None and task == 'swingup'
+                           else None, changes)
         self._supervisor_config(changes)
         if self._param('planner_rate', changes) > self._param('control_rate', changes):
             raise ValueError('planner_rate must not exceed control_rate')
@@ -491,8 +614,15 @@ class MpcNode(Node):
         if controller is not None:
             controller.supervisor.update_config(self._supervisor_config())
             for critic in CRITICS:
-                if f'critics.{critic}.weight' in names:
+                if f'critics.{critic}.weight' in names and critic in controller.critics:
                     controller.optimizer.set_weight(critic, float(self._param(f'critics.{critic}.weight')))
+            schedule = controller.swingup
+            if schedule is not None:
+                # The schedule gates the energy and tracking weights before every plan, around these values.
+                schedule.energy_weight = float(self._param('critics.energy.weight'))
+                schedule.tracking_weight = float(self._param('critics.tracking.weight'))
+                if names & {f'swingup.{n}' for n in SWINGUP_LIVE}:
+                    schedule.update_task(self._swingup_task(controller.limits.names))
             if 'critics.energy.target' in names:
                 controller.critics['energy'].target = float(self._param('critics.energy.target'))
             balance = controller.critics.get('balance')
@@ -505,7 +635,10 @@ class MpcNode(Node):
                 if 'critics.balance.capture_weight' in names:
                     balance.capture_weight = float(self._param('critics.balance.capture_weight'))
             if 'goal_position' in names:
-                controller.critics['tracking'].goal = self._goal_observation(controller.limits)
+                goal = self._goal_observation(controller.limits)
+                if schedule is not None:     # the pole's goal stays upright
+                    goal = schedule.goal_observation(goal[:len(controller.limits.names)])
+                controller.critics['tracking'].goal = goal
             if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
                 with self._lock:
                     runtime = self._pending_runtime or controller.runtime
@@ -569,9 +702,13 @@ class MpcNode(Node):
         n = len(limits.names)
         joints = self._param('joints')
         joints = list(limits.names) if not joints else list(joints)
-        if sorted(joints) != sorted(limits.names) or len(set(joints)) != len(joints):
-            raise ValueError(f'parameter joints {joints} must be a permutation of the model joints '
-                             f'{list(limits.names)}')
+        # Passive joints (effort limit 0) may be left out, as a ros2_control command interface lists actuated ones
+        # only (the cart-pole's pole): their effort is always zero.
+        passive = {name for name, effort in zip(limits.names, limits.effort) if effort <= 0}
+        if set(joints) - set(limits.names) or set(limits.names) - set(joints) - passive \
+                or len(set(joints)) != len(joints):
+            raise ValueError(f'parameter joints {joints} must name each model joint once, in any order '
+                             f'({list(limits.names)}; passive ones may be left out: {sorted(passive)})')
         shipped = SETTINGS.get(meta.robot)     # resting posture and gains of a shipped robot, else generic ones
         default_nominal = np.array([shipped.nominal.get(j, 0.0) for j in limits.names]) if shipped else np.zeros(n)
         default_kp = np.array([shipped.kp.get(j, shipped.kp.get('*', 0.0)) for j in limits.names]) if shipped \
@@ -595,6 +732,16 @@ class MpcNode(Node):
             'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
                                         weight=self._param('critics.limits.weight')),
         }
+        schedule = None
+        if self._param('task') == 'swingup':    # the schedule's critics replace tracking, energy and limits
+            schedule = self._build_swingup(urdf, runtime, limits)
+            scale = bound * float(self._param('swingup.effort_fraction'))    # the plan's action bounds
+            critics.update(tracking=schedule.tracking, energy=schedule.energy,
+                           effort=EffortCritic(weight=self._param('critics.effort.weight'), scale=scale),
+                           smoothness=SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=scale))
+            del critics['limits']
+            if schedule.limits is not None:     # only bounded joints (a cart rail): a pole may turn over
+                critics['limits'] = schedule.limits
         balance = self._build_balance(urdf, meta.robot, limits.names, runtime.dt)
         if balance is not None:
             critics['balance'] = BalanceCritic(balance, weight=self._param('critics.balance.weight'),
@@ -606,7 +753,30 @@ class MpcNode(Node):
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
-                           balance)
+                           balance, schedule)
+
+    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits) -> SwingUpSchedule:
+        """The swing-up schedule (:mod:`hamwm_ros.mpc.swingup`) from the ``swingup.*`` parameters.
+
+        Raises
+        ------
+        ValueError
+            If a setting is invalid, the angle joint unknown, or the pole's inertia cannot be read from the URDF.
+        """
+        task = self._swingup_task(limits.names)
+        pole = pole_inertia(urdf, limits.names[task.angle_joint]) if task.energy_source == 'pole' else None
+        return SwingUpSchedule(task, runtime, limits.position, limits.velocity,
+                               energy_weight=float(self._param('critics.energy.weight')),
+                               tracking_weight=float(self._param('critics.tracking.weight')),
+                               limits_weight=float(self._param('critics.limits.weight')), pole=pole,
+                               goal=self._per_joint('goal_position', self._nominal, len(limits.names)))
+
+    @staticmethod
+    def _swingup_input(schedule: SwingUpSchedule, runtime: WorldModelRuntime, position: np.ndarray) -> np.ndarray:
+        """Set the swing-up critics for the next plan (planner thread); return the positions to encode."""
+        if schedule.runtime is not runtime:     # a hot-loaded model has its own upright energies
+            schedule.retarget(runtime)
+        return schedule.prepare(position)
 
     def _build_balance(self, urdf: str, robot: str, joint_names: tuple[str, ...], dt: float) -> _BalanceTerm | None:
         """The balance term for a floating-base robot with sole frames; None for a fixed base.
@@ -734,6 +904,13 @@ class MpcNode(Node):
                 what = 'used' if verdict.ok else 'ignored'
                 self.get_logger().warning(f'/joint_states {what} ({count} since the last warning): {verdict.reason}')
 
+    def _on_input_error(self, error: BaseException) -> None:
+        """A joint-state/IMU/odometry callback raised: the message is dropped, the input thread keeps serving."""
+        count = self._throttle.due('input_callback')
+        if count:
+            self.get_logger().error(f'input callback failed, message dropped ({count} since the last report): '
+                                    f'{type(error).__name__}: {error}')
+
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         controller = self._controller
         if controller is None or not self._use_validity:
@@ -754,40 +931,11 @@ class MpcNode(Node):
     def _base_measurement(self, receipt: float) -> BaseMeasurement | None:
         """/imu (+ /odom) received within ``balance.base_timeout`` of the joint state ``receipt``, else None.
 
-        None means stance-foot kinematics. An IMU without orientation (REP 145 covariance -1) needs odometry's.
+        None means stance-foot kinematics; see :func:`hamwm_ros.wholebody.base_measurement`.
         """
-        if not self._param('balance.use_imu') or self._imu is None:
+        if not self._param('balance.use_imu'):
             return None
-        timeout = float(self._param('balance.base_timeout'))
-        t_imu, imu = self._imu
-        if abs(receipt - t_imu) > timeout:
-            return None
-        odom = self._odom[1] if self._odom is not None and abs(receipt - self._odom[0]) <= timeout else None
-        if imu.orientation_covariance[0] == -1.0:
-            if odom is None:
-                return None
-            o = odom.pose.pose.orientation
-        else:
-            o = imu.orientation
-        xyzw = np.array([o.x, o.y, o.z, o.w])
-        norm = float(np.linalg.norm(xyzw))
-        if not (math.isfinite(norm) and norm > 1e-6):
-            return None
-        xyzw /= norm
-        position = linear_velocity = None
-        if odom is not None:
-            pose, twist = odom.pose.pose, odom.twist.twist
-            x, y, z, w = xyzw
-            rotation = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-            position = np.array([pose.position.x, pose.position.y, pose.position.z])
-            # nav_msgs/Odometry: the twist is in the child (base) frame; BaseMeasurement wants world axes
-            linear_velocity = rotation @ np.array([twist.linear.x, twist.linear.y, twist.linear.z])
-        av, la = imu.angular_velocity, imu.linear_acceleration
-        return BaseMeasurement(position=position, orientation_xyzw=xyzw, linear_velocity=linear_velocity,
-                               angular_velocity=np.array([av.x, av.y, av.z]),
-                               linear_acceleration=np.array([la.x, la.y, la.z]))
+        return base_measurement(receipt, self._imu, self._odom, float(self._param('balance.base_timeout')))
 
     def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         now = time.monotonic()
@@ -814,6 +962,7 @@ class MpcNode(Node):
 
     # ------------------------------------------------------------------ planner thread
     def _planner_loop(self) -> None:
+        self._lower_planner_priority(int(self._param('planner_nice')))
         controller = self._controller
         supervisor, optimizer = controller.supervisor, controller.optimizer
         runtime = controller.runtime
@@ -847,6 +996,20 @@ class MpcNode(Node):
             next_start = max(next_start + period, time.monotonic() - period)   # skip, never burst, after a stall
             self._stop.wait(max(0.0, next_start - time.monotonic()))
 
+    def _lower_planner_priority(self, nice: int) -> None:
+        """Raise this thread's nice value (Linux schedules threads as tasks; workers it starts inherit it).
+
+        Lowering a priority needs no privilege, and the planner thread is started afresh at every activate, so the
+        executor and control threads keep the process priority.
+        """
+        if nice <= 0 or not hasattr(os, 'setpriority') or not sys.platform.startswith('linux'):
+            return
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except OSError as error:
+            self.get_logger().warning(f'planner priority unchanged: {error}')
+
     def _plan_once(self, controller: _Controller, runtime: WorldModelRuntime,
                    state: tuple[np.ndarray, np.ndarray, float], last_receipt: float | None) -> None:
         position, velocity, receipt = state
@@ -862,7 +1025,9 @@ class MpcNode(Node):
                     self.get_logger().warning(f'balance critic off for this plan ({count} since the last report): '
                                               f'{balance.reason}')
         try:
-            z = runtime.encode(position[None], velocity[None])
+            encoded = position if controller.swingup is None else self._swingup_input(controller.swingup, runtime,
+                                                                                       position)
+            z = runtime.encode(encoded[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
             previous = supervisor.command_guard.previous.astype(np.float32)
             result = optimizer.plan(z0, previous_action=previous, shift=shift)
@@ -877,7 +1042,8 @@ class MpcNode(Node):
             optimizer.reset()
             supervisor.on_plan(None, f'no valid plan: {result.reason}')
             return
-        taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt))
+        taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt,
+                                        hold=self._param('plan_playback') == 'hold'))
         if taken and self._publish_trajectory and result.predicted_observations is not None \
                 and supervisor.trajectory_allowed(time.monotonic()):
             n = len(controller.limits.names)
@@ -935,13 +1101,31 @@ class MpcNode(Node):
     @staticmethod
     def _new_loop_stats() -> dict[str, Any]:
         return {'ticks': 0, 'missed': 0, 'errors': 0, 'published': 0, 'started': time.monotonic(),
-                'period_error_s': deque(maxlen=5000), 'planner_s': deque(maxlen=500)}
+                'period_error_s': deque(maxlen=5000), 'planner_s': deque(maxlen=500), 'scheduling': 'starting'}
+
+    def _raise_control_priority(self, priority: int) -> str:
+        """Put the calling (control) thread on SCHED_FIFO ``priority``; returns the policy in force, for diagnostics.
+
+        The loop sleeps until each deadline and re-anchors when late, so a real-time thread never spins; the kernel's
+        real-time throttling (sched_rt_runtime_us) bounds it even if it did.
+        """
+        if priority <= 0 or not hasattr(os, 'sched_setscheduler'):
+            return 'SCHED_OTHER'
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))   # pid 0: this thread (Linux)
+        except OSError as error:
+            self.get_logger().warning(
+                f'control thread keeps normal scheduling: SCHED_FIFO {priority} refused ({error}); allow it with an '
+                'rtprio limit (/etc/security/limits.conf) or set control_rt_priority 0')
+            return 'SCHED_OTHER (SCHED_FIFO refused)'
+        return f'SCHED_FIFO {priority}'
 
     def _control_loop(self) -> None:
         controller = self._controller
         supervisor = controller.supervisor
         stats = self._loop_stats
         logger = self.get_logger()
+        stats['scheduling'] = self._raise_control_priority(int(self._param('control_rt_priority')))
         deadline = time.monotonic()
         previous_tick = None
         while not self._stop.is_set():
@@ -1045,7 +1229,7 @@ class MpcNode(Node):
                 'control_elapsed_s': f'{elapsed:.3f}', 'control_ticks': str(stats['ticks']),
                 'commands_published': str(stats['published']), 'control_errors': str(stats['errors']),
                 'control_rate_achieved_hz': f"{stats['ticks'] / elapsed:.1f}" if sup.active else '0',
-                'missed_deadlines': str(stats['missed']),
+                'missed_deadlines': str(stats['missed']), 'control_scheduling': stats['scheduling'],
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
                 'planner_ms_max': f'{1e3 * float(np.max(planner)):.2f}',
@@ -1075,6 +1259,11 @@ class MpcNode(Node):
                 'estop_triggers': str(self._estop.triggers),
             })
             values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
+            schedule = controller.swingup
+            values['task'] = 'track' if schedule is None else 'swingup'
+            if schedule is not None and schedule.near is not None:
+                values['swingup_phase'] = 'balancing (tracking)' if schedule.near else 'energy shaping'
+                values['swingup_energy_target'] = f'{schedule.energy.target:.4f}'
             balance = controller.balance
             values['balance_critic'] = 'off (fixed base)' if balance is None else (
                 'on' if balance.ready else f'off for the last plan: {balance.reason}')
@@ -1094,6 +1283,8 @@ class MpcNode(Node):
         """Stop the loops (publishing the safe hold if active), then destroy the node."""
         if self._threads:
             self._hold('node destroyed')
+        if self._input is not None:
+            self._input.stop()
         super().destroy_node()
 
 

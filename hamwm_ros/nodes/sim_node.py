@@ -57,6 +57,7 @@ from trajectory_msgs.msg import JointTrajectory
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
+from hamwm_ros.sim.initial import initial_joint_state
 from hamwm_ros.sim.model import CAMERA
 from hamwm_ros.throttle import EventThrottle
 
@@ -328,6 +329,25 @@ class SimNode(Node):
         base_frame = self.declare_parameter('base_frame', '', _descriptor(
             'frame of the robot base (/odom child, /imu); empty: the root link of the URDF', read_only=True)).value
         self._base_frame = base_frame or urdf_root_link(robot)
+        # Initial joint state (seeded episodes over ROS): applied once, after the simulation is built.
+        initial = {
+            'positions': self.declare_parameter('initial_positions', Parameter.Type.DOUBLE_ARRAY, _descriptor(
+                'joint positions at start-up, one per joint in /joint_states order (all movable joints, URDF order); '
+                'unset: the nominal posture', read_only=True)).value,
+            'velocities': self.declare_parameter('initial_velocities', Parameter.Type.DOUBLE_ARRAY, _descriptor(
+                'joint velocities at start-up, same order as initial_positions; unset: at rest',
+                read_only=True)).value,
+            'seed': self.declare_parameter('initial_seed', -1, _descriptor(
+                'seed of uniform noise added to the initial state (the in-process swing-up episodes\' draw); '
+                '-1: no noise', read_only=True, int_range=(-1, 2**31 - 1))).value,
+            'noise': self.declare_parameter('initial_noise', 0.0, _descriptor(
+                'half-width of that noise: rad or m on positions, rad/s or m/s on velocities', read_only=True,
+                float_range=(0.0, 1.0))).value,
+        }
+        # A seeded episode must start when its controller listens: DDS discovery can take seconds under load.
+        self._wait_subscribers = int(self.declare_parameter('wait_for_subscribers', 0, _descriptor(
+            'physics (and simulated time) starts only once /joint_states has this many subscribers, so a '
+            'controller sees the initial state; 0: at once', read_only=True, int_range=(0, 100))).value)
 
         camera_on = float(self.get_parameter('camera_rate').value) > 0.0
         # MuJoCo (and the renderer's OpenGL context, which is bound to one thread) lives in the simulation thread:
@@ -339,7 +359,7 @@ class SimNode(Node):
         self._camera_ok = False
         self._thread = threading.Thread(
             target=self._run, name='sim_loop', daemon=True,
-            args=(robot, 1.0 / self._physics_rate, (int(width), int(height)) if camera_on else None))
+            args=(robot, 1.0 / self._physics_rate, (int(width), int(height)) if camera_on else None, initial))
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
@@ -436,6 +456,29 @@ class SimNode(Node):
             sim = Simulation(robot, timestep=timestep, render_size=None)
         sim.reset()
         return sim, camera_ok
+
+    @staticmethod
+    def _set_initial_state(sim: Simulation, initial: dict[str, Any]) -> None:
+        """Put the simulation in the initial state the ``initial_*`` parameters give (before the first step).
+
+        Raises
+        ------
+        ValueError
+            With the parameter's name: wrong size, non-finite, or positions outside the URDF limits.
+        """
+        n = sim.n_joints
+        try:
+            q, v = initial_joint_state(
+                n, initial['seed'], float(initial['noise']),
+                positions=initial['positions'] if initial['positions'] else sim.nominal_posture,
+                velocities=initial['velocities'])
+        except ValueError as error:
+            raise ValueError(f'parameters initial_*: {error} ({n} joints: {list(sim.joint_names)})') from None
+        lower, upper = sim.position_limits[:, 0], sim.position_limits[:, 1]
+        if np.any(q < lower) or np.any(q > upper):
+            raise ValueError(f'parameters initial_*: initial positions {q.tolist()} outside the URDF limits')
+        if initial['positions'] or initial['velocities'] or (initial['seed'] >= 0 and initial['noise'] > 0):
+            sim.set_joint_state(q, v)
 
     def _make_camera_info(self) -> CameraInfo:
         info = self._sim.camera_info()
@@ -612,12 +655,17 @@ class SimNode(Node):
             self._pending_pushes.append((force, torque, s.push_duration))
 
     # ------------------------------------------------------------------ simulation thread
-    def _run(self, robot: str, timestep: float, render_size: tuple[int, int] | None) -> None:
+    def _run(self, robot: str, timestep: float, render_size: tuple[int, int] | None,
+             initial: dict[str, Any] | None = None) -> None:
         """Simulation thread: build the simulation, wait for the node, then step and publish until stopped."""
         try:
             self._sim, self._camera_ok = self._make_simulation(robot, timestep, render_size)
+            if initial is not None:
+                self._set_initial_state(self._sim, initial)
         except Exception as error:  # noqa: BLE001 - reported to the constructor, which raises it
             self._startup_error = error
+            if self._sim is not None:
+                self._sim.close()
             return
         finally:
             self._ready.set()
@@ -625,6 +673,13 @@ class SimNode(Node):
             while not self._go.wait(0.1):
                 if self._stop.is_set():
                     return
+            if self._joint_state_pub.get_subscription_count() < self._wait_subscribers:
+                self.get_logger().info(f'waiting for {self._wait_subscribers} /joint_states subscribers before '
+                                       'the first physics step')
+                while self._joint_state_pub.get_subscription_count() < self._wait_subscribers:
+                    if self._stop.wait(0.01):
+                        return
+                self.get_logger().info('subscribers matched: physics starts')
             self._loop()
         except Exception as error:  # noqa: BLE001 - the thread must report any failure and stop the node
             # Shutting down (publishers may already be gone): SIGINT shuts the context down from the signal handler,

@@ -116,20 +116,24 @@ class Plan:
         Monotonic time of step 0 (receipt time of the state it was planned from).
     dt
         Seconds between steps (> 0).
+    hold
+        True: ``sequence[k]`` holds over the whole step ``[start + k dt, start + (k + 1) dt)`` (zero-order hold, the
+        effort input a world model is trained and rolled out with); False: linear between steps.
     """
 
     sequence: np.ndarray
     start: float
     dt: float
+    hold: bool = False
 
     def sample(self, now: float) -> np.ndarray | None:
-        """Effort at ``now``, linear between steps; None once the plan no longer covers ``now``."""
+        """Effort at ``now`` (held or linear between steps); None once the plan no longer covers ``now``."""
         s = max(0.0, (now - self.start) / self.dt)
         k = int(s)
         steps = self.sequence.shape[0]
         if k >= steps:
             return None
-        if k == steps - 1:
+        if k == steps - 1 or self.hold:
             return self.sequence[k].copy()
         a = s - k
         return (1.0 - a) * self.sequence[k] + a * self.sequence[k + 1]

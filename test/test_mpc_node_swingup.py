@@ -1,0 +1,236 @@
+"""mpc_node with ``task: swingup`` over real DDS: it swings the shipped pendulum up with sim_node, parameters checked.
+
+Real nodes in their own processes (``python -m hamwm_ros.nodes.<node>``), configured by the shipped parameter file
+``config/swingup_pendulum.yaml``, the shipped learned pendulum model through the real onnxruntime, MuJoCo in
+sim_node. The pendulum's 5 N m limit is half of m g l: it cannot be lifted directly, so coming upright at all means
+the schedule pumped energy in through the model's predictions.
+
+Order matters: the tests that start their own mpc_node run before the module's shared one (``waiting_mpc``) exists,
+so two nodes named mpc_node never share the domain.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.parameter import Parameter, parameter_value_to_python
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+import yaml
+
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parent.parent
+PENDULUM = ROOT / 'config' / 'swingup_pendulum.yaml'
+CARTPOLE = ROOT / 'config' / 'swingup_cartpole.yaml'
+UPRIGHT_TOLERANCE = 0.3     # rad, the demo's success tolerance
+
+
+def _model(robot: str) -> Path:
+    path = ROOT / 'models' / robot
+    if not (path / 'metadata.json').is_file():
+        pytest.skip(f'{path} is missing: run `hamwm models` (make models)')
+    return path
+
+
+def _stamp(msg: Any) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+class SwingUpMpc:
+    """mpc_node from a parameter file (+ overrides) in a subprocess, and a probe node in this process."""
+
+    def __init__(self, params_file: Path, parameters: dict[str, Any]) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix='hamwm_swingup_', suffix='.log', delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(node_command('mpc_node', parameters, params_file), stdout=self._log,
+                                        stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'),
+                                        start_new_session=True)
+        self.probe = TopicProbe({'/joint_states': JointState, '/hamwm/mpc/mode': String,
+                                 '/diagnostics': DiagnosticArray}, name='probe_swingup', keep=3000)
+
+    def log(self) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_text(errors='replace')
+
+    def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
+        client = self.probe.node.create_client(service_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f'{name} not available:\n{self.log()[-3000:]}'
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                assert time.monotonic() < deadline, f'{name} did not answer:\n{self.log()[-3000:]}'
+                time.sleep(0.01)
+            return future.result()
+        finally:
+            self.probe.node.destroy_client(client)
+
+    def set(self, **values: Any) -> Any:
+        """Set one parameter (``__`` in a keyword stands for ``.``); its SetParametersResult."""
+        request = SetParameters.Request(parameters=[Parameter(k.replace('__', '.'), value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        return self.call(SetParameters, '/mpc_node/set_parameters', request).results[0]
+
+    def get(self, *names: str) -> list:
+        """The parameters' values, raw (rcl_interfaces/ParameterValue: NOT_SET for an undeclared one)."""
+        return list(self.call(GetParameters, '/mpc_node/get_parameters', GetParameters.Request(names=names)).values)
+
+    def wait_mode(self, prefix: str, timeout: float = 60.0) -> str:
+        msg = self.probe.wait_for('/hamwm/mpc/mode', lambda m: m.data.startswith(prefix), timeout, after=0)
+        latest = self.probe.latest('/hamwm/mpc/mode')
+        assert msg is not None, (f'mode never became {prefix}; last: {latest.data if latest else None}\n'
+                                 f'{self.log()[-3000:]}')
+        return msg.data
+
+    def diagnostics(self) -> dict[str, str]:
+        msg = self.probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
+                                  timeout=5.0, after=self.probe.seq('/diagnostics'))
+        assert msg is not None, f'no diagnostics from mpc_node:\n{self.log()[-3000:]}'
+        return {kv.key: kv.value for kv in msg.status[0].values}
+
+    def close(self) -> int:
+        try:
+            self.probe.close()
+        finally:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    self.process.wait(15.0)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5.0)
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+        return self.process.returncode
+
+
+def test_mpc_node_swings_the_shipped_pendulum_up_with_sim_node():
+    """Seed 3 from hanging still: upright within 8 s of simulated time and balanced over its last second."""
+    model = _model('pendulum')
+    mpc = SwingUpMpc(PENDULUM, {'model_dir': str(model), 'autostart': True, 'use_sim_time': True,
+                                'diagnostics_rate': 5.0})
+    sim = None
+    try:
+        mpc.wait_mode('WAITING_FOR_STATE')     # configured and active before the episode starts
+        # physics starts once mpc_node and the probe listen, so both see the seeded start
+        sim = SimProcess('pendulum', {'initial_seed': 3, 'wait_for_subscribers': 2}, params_file=PENDULUM)
+        first = mpc.probe.wait_for('/joint_states', timeout=60.0, after=0)
+        assert first is not None, f'no joint states:\n{sim.log()[-3000:]}'
+        assert _stamp(first) < 0.05, 'the probe missed the start of the episode'
+        deadline = time.monotonic() + 60.0
+        while _stamp(mpc.probe.latest('/joint_states')) < 8.0:
+            assert sim.alive() and mpc.process.poll() is None, sim.log()[-2000:] + mpc.log()[-3000:]
+            assert time.monotonic() < deadline, 'simulated time stalled'
+            time.sleep(0.1)
+        values = mpc.diagnostics()
+        states = [m for m in mpc.probe.recent('/joint_states') if _stamp(m) <= 8.0]
+    finally:
+        if sim is not None:
+            assert sim.stop() == 0, sim.log()[-3000:]
+            sim.close()
+        log = mpc.log()
+        code = mpc.close()
+    assert code == 0, f'mpc_node did not exit cleanly:\n{log[-3000:]}'
+    t = np.array([_stamp(m) for m in states])
+    angle = np.array([m.position[0] for m in states])
+    effort = np.array([m.effort[0] for m in states])
+    error = np.abs((angle - math.pi + math.pi) % (2 * math.pi) - math.pi)      # distance from upright, wrapped
+    trace = ', '.join(f'{tt:.1f} s: {a:+.2f}' for tt, a in zip(t[::50], angle[::50]))
+    assert t[0] < 0.05 and len(t) > 600, f'{len(t)} states from {t[0]:.2f} s'
+    assert np.all(np.abs(effort) <= 5.0 + 1e-9)
+    assert error.min() < UPRIGHT_TOLERANCE, f'never came near upright: {trace}\n{log[-3000:]}'
+    assert np.all(error[t >= 7.0] < UPRIGHT_TOLERANCE), f'not balanced over the last second: {trace}'
+    assert values['task'] == 'swingup' and values['swingup_phase'] == 'balancing (tracking)', values
+    assert int(values['planned_ticks']) > int(values['fallback_ticks']), values
+
+
+@pytest.mark.parametrize('override, reason', [
+    ('task:=dance', "task must be one of ['track', 'swingup']"),
+    ('swingup.effort_fraction:=0.0', 'swingup.effort_fraction must be > 0'),
+    ('swingup.energy_source:=kinetic', 'energy_source must be one of'),
+    ('swingup.position_envelope:=0.0', 'position_envelope must be in (0, 1]'),
+])
+def test_bad_swingup_startup_parameters_exit_with_reason(override, reason):
+    command = node_command('mpc_node', {'model_dir': str(_model('pendulum'))}, PENDULUM) + ['-p', override]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert reason in result.stdout + result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('overrides, reason', [
+    ({'swingup.angle_joint': 'elbow'}, "swingup.angle_joint 'elbow' is not a model joint"),
+    ({'joints': ['pole_hinge']}, 'must name each model joint once'),    # the actuated cart left out
+])
+def test_configure_fails_with_a_reason(overrides, reason):
+    mpc = SwingUpMpc(CARTPOLE, {'model_dir': str(_model('cartpole')), 'autostart': True, **overrides})
+    try:
+        mode = mpc.wait_mode('INACTIVE: configure failed')
+    finally:
+        code = mpc.close()
+    assert reason in mode and code == 0, mode
+
+
+@pytest.fixture(scope='module')
+def waiting_mpc():
+    """mpc_node with the cart-pole's swing-up file, active and waiting for joint states (no simulator)."""
+    mpc = SwingUpMpc(CARTPOLE, {'model_dir': str(_model('cartpole')), 'autostart': True})
+    yield mpc
+    log = mpc.log()
+    assert mpc.close() == 0, log[-3000:]
+
+
+def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
+    """Every value of config/swingup_cartpole.yaml's mpc_node section reached a declared parameter."""
+    assert waiting_mpc.wait_mode('WAITING_FOR_STATE')     # configured: joints [cart_slider] left out the pole
+    section = yaml.safe_load(CARTPOLE.read_text())['mpc_node']['ros__parameters']
+    names = [name for name in section if name != 'model_dir']
+    values = waiting_mpc.get(*names)
+    undeclared = [name for name, value in zip(names, values) if value.type == ParameterType.PARAMETER_NOT_SET]
+    assert not undeclared, f'the file sets parameters mpc_node does not declare: {undeclared}'
+    for name, value in zip(names, values):
+        got = parameter_value_to_python(value)
+        got = list(got) if isinstance(got, (list, tuple)) or hasattr(got, 'tolist') else got
+        assert got == section[name], name
+    assert waiting_mpc.diagnostics()['task'] == 'swingup'
+
+
+@pytest.mark.parametrize('name, value, accepted', [
+    ('swingup.energy_gate', 0.8, True),
+    ('swingup.energy_gate', 4.0, False),              # beyond pi
+    ('swingup.far_tracking_fraction', -0.1, False),
+    ('swingup.energy_margin', -0.1, True),
+    ('swingup.energy_margin', 1.5, False),
+    ('swingup.wrap_encode', False, True),
+    ('mppi.noise_correlation', 0.3, True),
+    ('mppi.noise_correlation', 1.0, False),           # must stay below 1
+    ('task', 'track', False),                         # read-only
+    ('swingup.effort_fraction', 0.5, False),          # read-only: shapes the plan's bounds at configure
+    ('swingup.angle_joint', 'cart_slider', False),    # read-only
+    ('plan_playback', 'cubic', False),
+    ('plan_playback', 'linear', True),
+])
+def test_swingup_parameters_are_validated(waiting_mpc, name, value, accepted):
+    waiting_mpc.wait_mode('WAITING_FOR_STATE')
+    before = parameter_value_to_python(waiting_mpc.get(name)[0])
+    result = waiting_mpc.set(**{name.replace('.', '__'): value})
+    assert result.successful == accepted, result.reason
+    after = parameter_value_to_python(waiting_mpc.get(name)[0])
+    if accepted:
+        assert after == value
+    else:
+        assert result.reason and after == before, (result.reason, before, after)

@@ -1,0 +1,76 @@
+"""sim_node's initial state over real DDS: seeded, explicit, and physics that waits for its subscribers.
+
+Parameters initial_seed / initial_noise, initial_positions / initial_velocities and wait_for_subscribers. Its own
+module: no other sim_node may publish /joint_states on the domain while these run (test_sim_node.py keeps three
+alive for its whole module).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _wait_for_log(process, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.log():
+        assert process.alive() and time.monotonic() < deadline, process.log()[-3000:]
+        time.sleep(0.1)
+
+
+def test_seeded_initial_state_waits_for_its_subscribers():
+    """initial_seed / initial_noise give the in-process episodes' start; physics waits for two subscribers."""
+    from sensor_msgs.msg import JointState
+
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe
+    from hamwm_ros.sim.initial import initial_joint_state
+
+    first_probe = second_probe = None
+    with SimProcess('cartpole', {'camera_rate': 0.0, 'initial_seed': 5, 'initial_noise': 0.1,
+                                 'wait_for_subscribers': 2}, params_file=False) as sim:
+        try:
+            first_probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_a', keep=5000)
+            _wait_for_log(sim, 'waiting for 2 /joint_states subscribers')
+            assert first_probe.wait_for('/joint_states', timeout=1.5) is None, 'physics started with one subscriber'
+            second_probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_b')
+            msg = first_probe.wait_for('/joint_states', timeout=30.0, after=0)
+            assert msg is not None, sim.log()[-3000:]
+        finally:
+            for probe in (first_probe, second_probe):
+                if probe is not None:
+                    probe.close()
+    q, v = initial_joint_state(2, 5, 0.1)
+    assert _stamp(msg) < 0.01, 'the first state is not the episode start'
+    assert np.asarray(msg.position) == pytest.approx(q, abs=2e-3)       # 2 ms of physics since
+    assert np.asarray(msg.velocity) == pytest.approx(v, abs=2e-2)
+    assert not np.allclose(q, 0.0)
+
+
+def test_initial_positions_and_velocities_by_joint_order():
+    """initial_positions / initial_velocities: one per joint in /joint_states order (the passive pole included)."""
+    from sensor_msgs.msg import JointState
+
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe
+
+    probe = None
+    with SimProcess('cartpole', {'camera_rate': 0.0, 'initial_positions': [0.5, 3.0],
+                                 'initial_velocities': [0.0, 0.2], 'wait_for_subscribers': 1},
+                    params_file=False) as sim:
+        try:
+            probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_c', keep=5000)
+            msg = probe.wait_for('/joint_states', timeout=60.0, after=0)
+            assert msg is not None, sim.log()[-3000:]
+        finally:
+            if probe is not None:
+                probe.close()
+    assert _stamp(msg) < 0.01
+    assert np.asarray(msg.position) == pytest.approx([0.5, 3.0], abs=2e-3)
+    assert np.asarray(msg.velocity) == pytest.approx([0.0, 0.2], abs=2e-2)

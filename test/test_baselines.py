@@ -8,6 +8,7 @@ from hamwm_ros.worldmodel.baselines import (
     HNN,
     DerivativeMLP,
     GRUWorldModel,
+    WeightAverage,
     fit_derivatives,
     fit_rollouts,
     windows,
@@ -42,6 +43,33 @@ def test_hnn_field_is_divergence_free_and_conserves_its_energy():
 def test_hnn_rejects_odd_state():
     with pytest.raises(ValueError):
         HNN(3)
+
+
+def test_weight_average_forgets_the_init_and_averages_recent_iterates():
+    w = torch.nn.Parameter(torch.tensor([100.0]))  # far-off initial value
+    avg = WeightAverage([w], decay=0.9)
+    for k in range(400):
+        with torch.no_grad():
+            w.fill_(1.0 + (-1.0) ** k)  # an iterate oscillating between 0 and 2 around its mean 1
+        avg.update()
+    avg.load()
+    assert abs(float(w.detach()) - 1.0) < 0.1  # the oscillation is averaged out and the 100 at init is forgotten
+    with pytest.raises(ValueError):
+        WeightAverage([w], decay=1.0)
+
+
+def test_averaged_training_ends_near_the_last_iterate_loss():
+    torch.manual_seed(0)
+    data = hnn_dataset(make_system('mass_spring'), seed=0)
+    test_x = torch.as_tensor(data['test_x'], dtype=torch.float32)
+    test_dx = torch.as_tensor(data['test_dx'], dtype=torch.float32)
+    errors = {}
+    for average in (0.0, 0.95):
+        torch.manual_seed(0)
+        model = DerivativeMLP(2, hidden=32)
+        fit_derivatives(model, model.field, data['x'], data['dx'], steps=300, lr=3e-3, average=average)
+        errors[average] = float(((model.field(test_x).detach() - test_dx) ** 2).mean())
+    assert errors[0.95] < 1.5 * errors[0.0]
 
 
 def test_derivative_training_learns_the_spring():

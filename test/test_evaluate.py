@@ -115,3 +115,21 @@ def test_overconfident_ensemble_is_widened_toward_nominal():
         assert after['raw'][h] < 0.8
         assert after['calibrated'][h] > after['raw'][h]
         assert abs(after['calibrated'][h] - 0.95) < abs(after['raw'][h] - 0.95)
+
+
+def test_damping_prior_pulls_spurious_damping_to_zero():
+    system = make_system('pendulum')
+    data = evaluate._control_data(system, 4, 40, 0)
+    traces = {}
+    for weight in (0.0, 1e-2):
+        torch.manual_seed(0)
+        model = evaluate.Ours(2, 0, dt=0.05, hidden=16, dissipation=True, damping_param='square')
+        with torch.no_grad():
+            model.model.damping_raw.fill_(0.2)  # start with clearly spurious damping (D = 0.04)
+        assert float(model.damping_trace().detach()) == pytest.approx(0.04, rel=1e-5)
+        fit_rollouts(lambda x, u, m=model: m.rollout(x, u, 0.05), model.parameters(), data['states'], data['actions'],
+                     horizon=4, steps=150, lr=1e-2, penalty=(lambda m=model, w=weight: w * m.damping_trace()))
+        traces[weight] = float(model.damping_trace().detach())
+    assert traces[1e-2] < 1e-4
+    assert traces[1e-2] < 0.5 * traces[0.0]
+    assert float(evaluate.Ours(2, 0, dt=0.05, dissipation=False).damping_trace()) == 0.0

@@ -167,6 +167,18 @@ def test_bad_npz_and_short_data(tmp_path):
     assert main(['--data', 'ftp:x', '--out', str(tmp_path / 'm'), '--quiet']) == 2
 
 
+def test_cli_square_damping_is_saved_and_reloaded(pendulum_npz, tmp_path):
+    rc = main(['--data', f'npz:{pendulum_npz}', '--out', str(tmp_path / 'sq'), '--hidden', '8', '--horizon', '4',
+               '--stride', '4', '--epochs', '1', '--damping-param', 'square', '--damping-map', 'constant',
+               '--quiet'])
+    assert rc == 0
+    assert json.loads((tmp_path / 'sq' / 'config.json').read_text())['damping_param'] == 'square'
+    model = HamiltonianWorldModel.load(tmp_path / 'sq')
+    assert model.cfg.damping_param == 'square'
+    D = model.damping_matrix(torch.zeros(1, 2 * model.cfg.latent_dim))
+    assert torch.linalg.eigvalsh(D[0]).min() >= -1e-7
+
+
 def test_simulated_robot_data_trains(tmp_path):
     pytest.importorskip('hamwm_ros.sim.rollouts')
     rc = main(['--data', 'sim:pendulum', '--trajectories', '4', '--steps', '40', '--out', str(tmp_path / 'sim'),

@@ -153,12 +153,52 @@ class GRUWorldModel(nn.Module):
 # Training
 # ----------------------------------------------------------------------------------------------------------------------
 
+class WeightAverage:
+    """Exponential moving average of parameters (Polyak averaging), loaded into them at the end of training.
+
+    The decay ramps up as min(decay, (1 + k) / (10 + k)) after k updates, so the average forgets the initialisation
+    within the first few hundred steps instead of keeping ``decay ** steps`` of it. Averaging the last ~1 / (1 - decay)
+    iterates removes the step-to-step optimisation noise that a single final iterate carries.
+
+    Parameters
+    ----------
+    params
+        The parameters being trained.
+    decay
+        Final decay (e.g. 0.999: an average over roughly the last 1000 steps).
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f'decay must be in (0, 1), got {decay}')
+        self.params = list(params)
+        self.decay = decay
+        self.count = 0
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the current parameters into the average."""
+        beta = min(self.decay, (1.0 + self.count) / (10.0 + self.count))
+        for avg, p in zip(self.shadow, self.params):
+            avg.mul_(beta).add_(p.detach(), alpha=1.0 - beta)
+        self.count += 1
+
+    @torch.no_grad()
+    def load(self) -> None:
+        """Copy the averaged values into the parameters."""
+        for avg, p in zip(self.shadow, self.params):
+            p.copy_(avg)
+
+
 def fit_derivatives(model: nn.Module, field: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray, dx: np.ndarray,
                     steps: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0,
-                    batch_size: int | None = None, cosine: bool = False) -> list[float]:
+                    batch_size: int | None = None, cosine: bool = False, average: float = 0.0) -> list[float]:
     """The HNN paper's training: regress ``field(x)`` onto dx/dt with Adam, full batch by default.
 
-    ``cosine`` decays the learning rate to 5 % over the run (the paper keeps it constant).
+    ``cosine`` decays the learning rate to 5 % over the run (the paper keeps it constant). ``average`` > 0 keeps an
+    exponential moving average of the weights with that decay (:class:`WeightAverage`) and leaves the model with the
+    averaged weights (the paper uses the last iterate).
 
     Returns
     -------
@@ -178,6 +218,7 @@ def fit_derivatives(model: nn.Module, field: Callable[[torch.Tensor], torch.Tens
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05) if cosine else None
     gen = torch.Generator().manual_seed(seed)
+    avg = WeightAverage(model.parameters(), average) if average > 0 else None
     losses = []
     model.train()
     for _ in range(steps):
@@ -188,7 +229,11 @@ def fit_derivatives(model: nn.Module, field: Callable[[torch.Tensor], torch.Tens
         opt.step()
         if sched is not None:
             sched.step()
+        if avg is not None:
+            avg.update()
         losses.append(float(loss.detach()))
+    if avg is not None:
+        avg.load()
     model.eval()
     return losses
 
@@ -219,7 +264,8 @@ def windows(states: np.ndarray, actions: np.ndarray, horizon: int) -> tuple[np.n
 def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], params: Iterable[nn.Parameter],
                  states: np.ndarray,
                  actions: np.ndarray, horizon: int = 4, steps: int = 1500, lr: float = 1e-3, batch_size: int = 256,
-                 seed: int = 0, weight_decay: float = 0.0, bootstrap: int = 0) -> list[float]:
+                 seed: int = 0, weight_decay: float = 0.0, bootstrap: int = 0, average: float = 0.0,
+                 penalty: Callable[[], torch.Tensor] | None = None) -> list[float]:
     """Multi-step training on trajectories: MSE of ``rollout(x0, actions)`` over windows of ``horizon`` steps.
 
     Parameters
@@ -236,6 +282,11 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
         Ensemble size E for per-member bootstrap weights on whole trajectories (0: off; see
         :func:`trajectory_bootstrap`), fixed weights on each window of member e's loss; the rollout must then return
         (E, B, H, d). With independent initialisations this gives the members' spread.
+    average : float
+        Decay of an exponential moving average of the parameters (:class:`WeightAverage`; 0: off), which are left
+        holding the average at the end.
+    penalty : callable, optional
+        A scalar prior term added to every step's loss (e.g. a sparsity prior on a model's damping).
 
     Returns
     -------
@@ -261,6 +312,7 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     gen = torch.Generator().manual_seed(seed)
     # Per-dimension scale so that small coordinates (e.g. momenta of a light pole) count as much as large ones.
     scale = tgt.reshape(-1, tgt.shape[-1]).std(0).clamp_min(1e-3)
+    avg = WeightAverage(params, average) if average > 0 else None
     losses = []
     for _ in range(steps):
         idx = torch.randint(len(x0), (min(batch_size, len(x0)),), generator=gen)
@@ -273,9 +325,15 @@ def fit_rollouts(rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
                 raise ValueError(f'bootstrap={len(weights)} needs (E, B, H, d) rollouts, got {tuple(err.shape)}')
             w = weights[:, idx]
             loss = ((err.mean((2, 3)) * w).sum(1) / w.sum(1).clamp_min(1e-6)).mean()
+        if penalty is not None:
+            loss = loss + penalty()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
+        if avg is not None:
+            avg.update()
         losses.append(float(loss.detach()))
+    if avg is not None:
+        avg.load()
     return losses

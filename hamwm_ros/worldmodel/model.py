@@ -50,6 +50,7 @@ from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
 ENCODERS = ('mlp', 'identity', 'image', 'fused')
 HAMILTONIANS = ('separable', 'general')
 INTEGRATORS = ('leapfrog', 'midpoint')
+DAMPING_PARAMS = ('softplus', 'square')
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the mass starts at the identity
 
 
@@ -80,6 +81,16 @@ class ModelConfig:
         Model step in seconds (one ``step`` call).
     mass_matrix, input_map, damping_map
         ``'state'`` (M, G, D depend on q) or ``'constant'`` (cheaper: the predictor inside MPPI wants constants).
+    damping_param
+        How the damping D = C C^T (+ diag(d(q)) for a state damping map) is parameterised. ``'softplus'``: C has a
+        softplus diagonal starting at softplus(-3) and d(q) = softplus(net(q) - 4); the damping starts near 2e-3
+        (constant) or 2e-2 (state map) and can approach zero only slowly (softplus' vanishing slope). ``'square'``:
+        C is an unconstrained lower-triangular factor starting at ``damping_init`` I and d(q) = s(q)^2 with s
+        starting at ``damping_init``; D is PSD for any sign of the parameters and reaches exactly zero (or a large
+        value) in a number of optimiser steps that does not depend on its size, so a lossless system can learn zero
+        damping.
+    damping_init
+        Initial diagonal of C and initial s(q) for ``damping_param='square'`` (the damping starts at about its square).
     solver_iters
         Fixed-point iterations of the implicit integrators.
     substeps
@@ -109,6 +120,8 @@ class ModelConfig:
     mass_matrix: str = 'state'
     input_map: str = 'state'
     damping_map: str = 'state'
+    damping_param: str = 'softplus'
+    damping_init: float = 0.03
     solver_iters: int = 2
     substeps: int = 1
     residual_scale: float = 0.1
@@ -134,6 +147,10 @@ class ModelConfig:
         for name in ('latent_dim', 'hidden', 'ensemble', 'n_frames', 'layers', 'solver_iters', 'substeps'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.damping_param not in DAMPING_PARAMS:
+            raise ValueError(f'damping_param must be one of {DAMPING_PARAMS}, got {self.damping_param!r}')
+        if not (math.isfinite(self.damping_init) and self.damping_init >= 0):
+            raise ValueError(f'damping_init must be finite and >= 0, got {self.damping_init}')
         if self.obs_dim < 0 or self.action_dim < 0:
             raise ValueError('obs_dim and action_dim must be >= 0')
         if not (self.dt > 0 and math.isfinite(self.dt)):
@@ -283,7 +300,7 @@ class _Dynamics:
 
     # -- ports ------------------------------------------------------------------------------------------------------
     def damp(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """D(q) v with D = C C^T + diag(softplus(net(q))) (PSD by construction; no net for a constant D)."""
+        """D(q) v with D = C C^T + diag(d(q)), d >= 0 (PSD by construction; no net for a constant D)."""
         if self._const_d is None:
             C = self.m.constant_damping_factor()
             self._const_d = torch.matmul(C, C.transpose(-1, -2))  # (E, d, d), symmetric PSD
@@ -291,7 +308,8 @@ class _Dynamics:
         if self.m.cfg.damping_map == 'state':
             e = self._q(q)
             if 'Ddiag' not in e:
-                e['Ddiag'] = F.softplus(self.m.damping_net(q) - 4.0)
+                raw = self.m.damping_net(q)
+                e['Ddiag'] = raw * raw if self.m.cfg.damping_param == 'square' else F.softplus(raw - 4.0)
             out = out + e['Ddiag'] * v
         return out
 
@@ -489,6 +507,11 @@ class HamiltonianWorldModel(nn.Module):
             if cfg.damping_map == 'state':
                 self.damping_net = EnsembleMLP(E, d, max(hid // 2, 8), d, layers=1, activation=cfg.activation,
                                                zero_last=True)
+            if cfg.damping_param == 'square':
+                with torch.no_grad():
+                    self.damping_raw.copy_(cfg.damping_init * diag.expand(E, n_tri))
+                    if cfg.damping_map == 'state':  # s(q) starts at damping_init (a zero s would get no gradient)
+                        self.damping_net.out.bias.fill_(cfg.damping_init)
         if cfg.control and m > 0:
             self.input_const = nn.Parameter(0.3 * torch.randn(E, d, m) / math.sqrt(max(m, 1)))
             if cfg.input_map == 'state':
@@ -532,7 +555,10 @@ class HamiltonianWorldModel(nn.Module):
         return torch.matmul(L, L.transpose(-1, -2)) + self.cfg.mass_eps * eye
 
     def constant_damping_factor(self) -> torch.Tensor:
-        """(E, d, d) factor C of the constant part C C^T of the damping."""
+        """(E, d, d) factor C of the constant part C C^T of the damping (see ``ModelConfig.damping_param``)."""
+        if self.cfg.damping_param == 'square':
+            d = self.cfg.latent_dim
+            return torch.matmul(self.damping_raw, self.tril_select).reshape(*self.damping_raw.shape[:-1], d, d)
         return self.packed_to_tril(self.damping_raw, -3.0)
 
     @property

@@ -45,7 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .baselines import trajectory_bootstrap
 from .data import DataError, TrajectoryData, WindowDataset, load_data
 from .metrics import fit_spread_calibration
-from .model import ENCODERS, HAMILTONIANS, INTEGRATORS, HamiltonianWorldModel, ModelConfig
+from .model import DAMPING_PARAMS, ENCODERS, HAMILTONIANS, INTEGRATORS, HamiltonianWorldModel, ModelConfig
 
 
 @dataclass
@@ -493,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--mass-matrix', choices=('state', 'constant'), default='state')
     g.add_argument('--input-map', choices=('state', 'constant'), default='state')
     g.add_argument('--damping-map', choices=('state', 'constant'), default='state')
+    g.add_argument('--damping-param', choices=DAMPING_PARAMS, default='softplus',
+                   help="damping parametrisation; 'square' can learn exactly zero damping (ModelConfig.damping_param)")
     g.add_argument('--hidden', type=int, default=64)
     g.add_argument('--layers', type=int, default=2)
     g.add_argument('--activation', choices=('tanh', 'softplus'), default='tanh')
@@ -566,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(train, {
             'latent_dim': args.latent_dim, 'encoder': args.encoder, 'hamiltonian': args.hamiltonian,
             'integrator': args.integrator, 'mass_matrix': args.mass_matrix, 'input_map': args.input_map,
-            'damping_map': args.damping_map,
+            'damping_map': args.damping_map, 'damping_param': args.damping_param,
             'hidden': args.hidden, 'layers': args.layers, 'activation': args.activation, 'ensemble': args.ensemble,
             'n_frames': args.n_frames, 'substeps': args.substeps, 'solver_iters': args.solver_iters,
             'dissipation': not args.no_dissipation, 'control': not args.no_control,

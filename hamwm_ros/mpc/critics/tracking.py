@@ -79,9 +79,12 @@ class TrackingCritic(Critic):
         err = getattr(self._scratch, 'err', None)
         if err is None or err.shape != obs.shape:
             err = self._scratch.err = np.empty(obs.shape, dtype=np.float32)
-        np.subtract(obs, self._goal, out=err)
+        batch = obs.shape[0]
+        flat = err.reshape(batch, -1)
+        # Flattened rows, goal tiled over the horizon and one GEMV with the (time x state) weights: numpy is slow on
+        # a trailing axis of a few observations.
+        np.subtract(obs.reshape(batch, -1), np.tile(self._goal, horizon), out=flat)
         if self.wrap.size:
             err[..., self.wrap] = (err[..., self.wrap] + np.pi) % (2 * np.pi) - np.pi
-        np.square(err, out=err)
-        per_step = err @ self.state_weights  # (B, H)
-        return per_step @ self._time_w
+        np.square(flat, out=flat)
+        return flat @ np.outer(self._time_w, self.state_weights).ravel()

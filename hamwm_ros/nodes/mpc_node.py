@@ -339,7 +339,7 @@ class MpcNode(Node):
                                          int_range=(0, 64)))
         d('control_rate', 500.0, _descriptor('Hz of the command loop', float_range=(100.0, 1000.0)))
         d('planner_rate', 50.0, _descriptor('Hz of the MPPI planner loop', float_range=(1.0, 500.0)))
-        d('gil_switch_interval', 0.005, _descriptor(
+        d('gil_switch_interval', 0.0002, _descriptor(
             's; Python thread switch interval set for this process at activate (default 5 ms in Python): how long '
             'the planner may keep the interpreter lock from the waking control thread', read_only=True,
             float_range=(1e-5, 0.05)))
@@ -832,9 +832,10 @@ class MpcNode(Node):
         if controller.balance is not None:
             controller.balance.reset()
         self._loop_stats = self._new_loop_stats()
-        # The control thread sleeps between ticks and needs the GIL back when it wakes; a busy pure-Python planner may
-        # keep it for up to this interval. An A/B on the 2-core VM (hamwm bench mpc --mpc-param) showed no
-        # measurable difference between 5 ms and 0.5 ms, so the default stays Python's own.
+        # The control thread sleeps between ticks and needs the GIL back when it wakes; another thread running Python
+        # keeps it for up to this interval. With the control thread on SCHED_FIFO the lock is what remains: an A/B
+        # (hamwm bench mpc --loop-only --mpc-param gil_switch_interval:=..., 3 x 20 s each) gave p99 period error
+        # 0.87-1.08 ms at Python's 5 ms and 0.46-0.63 ms at 0.2 ms.
         sys.setswitchinterval(float(self._param('gil_switch_interval')))
         self._stop.clear()
         self._threads = [threading.Thread(target=self._planner_loop, name='mpc_planner', daemon=True),

@@ -166,7 +166,7 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
     from hamwm_ros import share_path
     from hamwm_ros.closedloop.swingup import CONFIGS, EpisodeLog, judge, wrap_angle
     from hamwm_ros.sim import parse_urdf_joints, robot_urdf_path
-    from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
 
     started = time.perf_counter()
     config = CONFIGS[robot].replace(duration_s=duration_s)
@@ -269,16 +269,7 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
             sim.close()
         if probe is not None:
             probe.close()
-        mpc_code = None
-        if mpc is not None and mpc.poll() is None:
-            mpc.send_signal(2)
-            try:
-                mpc_code = mpc.wait(15.0)
-            except subprocess.TimeoutExpired:
-                mpc.kill()
-                mpc_code = mpc.wait(5.0)
-        elif mpc is not None:
-            mpc_code = mpc.returncode
+        mpc_code = interrupt_process(mpc) if mpc is not None else None
         log_file.unlink(missing_ok=True)
     ticks = {key: sum(e[key] for e in episodes) for key in ('planned_ticks', 'fallback_ticks', 'hold_ticks')}
     total = max(1, sum(ticks.values()))
@@ -354,7 +345,7 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
 
-    from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
 
     started = time.perf_counter()
     params = {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True, 'goal_position': [GRAPH_GOALS[0]],
@@ -414,16 +405,7 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
     finally:
         if probe is not None:
             probe.close()
-        mpc_code = None
-        if mpc is not None and mpc.poll() is None:
-            mpc.send_signal(2)
-            try:
-                mpc_code = mpc.wait(15.0)
-            except subprocess.TimeoutExpired:
-                mpc.kill()
-                mpc_code = mpc.wait(5.0)
-        elif mpc is not None:
-            mpc_code = mpc.returncode
+        mpc_code = interrupt_process(mpc) if mpc is not None else None
         sim.stop()
         sim.close()
         log.unlink(missing_ok=True)

@@ -36,7 +36,7 @@ from std_srvs.srv import SetBool
 from hamwm_ros.runtime import sha256_file
 from hamwm_ros.runtime.metadata import expected_signatures
 from hamwm_ros.sim import robot_urdf_path
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -200,16 +200,10 @@ class MpcHarness:
         try:
             self.probe.close()
         finally:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(15.0)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(5.0)
+            code = interrupt_process(self.process)
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
-        return self.process.returncode
+        return code
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 import yaml
 
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, node_command
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -106,16 +105,10 @@ class SwingUpMpc:
         try:
             self.probe.close()
         finally:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(15.0)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(5.0)
+            code = interrupt_process(self.process)
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
-        return self.process.returncode
+        return code
 
 
 def test_mpc_node_swings_the_shipped_pendulum_up_with_sim_node():

@@ -75,6 +75,21 @@ def sim_node_command(robot: str | None = None, params_file: Path | str | None = 
     return node_command('sim_node', overrides, params_file)
 
 
+def interrupt_process(process: subprocess.Popen, timeout: float = 15.0) -> int:
+    """Stop a node process as Ctrl-C would: SIGINT, wait up to ``timeout`` s, then SIGKILL.
+
+    Returns the exit code (negative: killed by that signal); an already finished process just reports its code.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5.0)
+    return process.returncode
+
+
 class SimProcess:
     """sim_node in a subprocess; its output goes to a log file; :meth:`stop` sends SIGINT and waits.
 
@@ -128,14 +143,7 @@ class SimProcess:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGINT, wait up to ``timeout`` s (then SIGKILL); return the exit code (negative: killed by signal)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5.0)
-        self.returncode = self.process.returncode
+        self.returncode = interrupt_process(self.process, timeout)
         return self.returncode
 
     def close(self) -> None:

@@ -30,7 +30,6 @@ import math
 import os
 from pathlib import Path
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    from hamwm_ros.sim.cli import SimProcess, TopicProbe
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process
 
     domain_id = args.domain_id if args.domain_id is not None else random.SystemRandom().randint(1, 100)
     env = {'ROS_DOMAIN_ID': str(domain_id), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'PYTHONUNBUFFERED': '1'}
@@ -180,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result['duration_s'] = time.monotonic() - start
     finally:
         probe.close()
-        result['mpc_exit_code'] = _stop(mpc)
+        result['mpc_exit_code'] = interrupt_process(mpc)
         result['sim_exit_code'] = sim.stop()
         log.close()
         result['mpc_log'] = Path(log.name).read_text(errors='replace')
@@ -190,17 +189,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         died.append(f'mpc_node exit code {result["mpc_exit_code"]} after SIGINT')
     result['died'] = died
     return result
-
-
-def _stop(process: subprocess.Popen, timeout: float = 15.0) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5.0)
-    return process.returncode
 
 
 def report(result: dict[str, Any]) -> str:

@@ -29,3 +29,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker('ros') is not None and item.get_closest_marker('flaky') is None:
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=2))
+
+
+def pytest_runtest_logreport(report):
+    """Print why a test needed its rerun (the summary names it, not the cause), so flakes can be diagnosed from CI."""
+    if report.outcome == 'rerun':
+        import sys
+
+        text = report.longreprtext or ''
+        sys.stderr.write(f'\n[rerun] {report.nodeid} ({report.when}) failed its first attempt:\n{text[-3000:]}\n')

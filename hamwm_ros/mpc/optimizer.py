@@ -123,7 +123,8 @@ class MPPIOptimizer:
             self._critics[critic.name] = critic
         self.rollout_fn = rollout_fn
         self._settings = settings
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None   # made on first use by _worker_pool (workers > 1)
+        self._pool_helpers = 0
         self._noises = self._noise_streams(settings, settings.seed)
         self._allocate(settings)
         self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
@@ -155,12 +156,6 @@ class MPPIOptimizer:
         self._costs = np.empty(s.num_samples, dtype=np.float64)
         self._finite = np.empty(s.num_samples, dtype=bool)
         self._weights = np.empty(s.num_samples, dtype=np.float64)
-        helpers = s.workers - 1
-        if self._pool is not None and self._pool._max_workers != helpers:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        if helpers and self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix='mppi-worker')
         self._low, self._high = s.low, s.high
         self._low_row, self._high_row = np.tile(s.low, s.horizon), np.tile(s.high, s.horizon)
         self._inv_var = (1.0 / np.square(s.std)).astype(np.float32)
@@ -401,12 +396,21 @@ class MPPIOptimizer:
             finite &= np.isfinite(arr.reshape(batch, -1).sum(axis=1))
         return parts, rollout.observations
 
+    def _worker_pool(self) -> ThreadPoolExecutor | None:
+        """The pool of ``workers - 1`` helper threads, made when first needed, after :meth:`close` or a new count."""
+        helpers = self._settings.workers - 1
+        if self._pool is not None and self._pool_helpers != helpers:
+            self.close()
+        if helpers and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix='mppi-worker')
+            self._pool_helpers = helpers
+        return self._pool
+
     def _run_chunks(self, *args: Any) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         """Every chunk, chunk 0 on this thread; waits for all before returning or raising."""
-        if self._pool is None and self._settings.workers > 1:
-            self._allocate(self._settings)  # after close()
-        futures: list[Future] = [self._pool.submit(self._chunk, i, *args)
-                                 for i in range(1, len(self._bounds))] if self._pool is not None else []
+        pool = self._worker_pool()
+        futures: list[Future] = [pool.submit(self._chunk, i, *args)
+                                 for i in range(1, len(self._bounds))] if pool is not None else []
         try:
             results = [self._chunk(0, *args)]
         finally:

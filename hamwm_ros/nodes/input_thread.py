@@ -1,8 +1,9 @@
 """High-rate subscriptions served on their own thread by a bare wait set instead of rclpy's Python executor.
 
 rclpy's Python executor spends ~0.3 ms of interpreter time per message on this machine (task and wait-set
-bookkeeping around each callback; measured with a 500 Hz JointState stream: 355 us of thread CPU per message on a
-node with one subscription, 95 us for a bare wait set + take + the same callback). In mpc_node that work holds the
+bookkeeping around each callback; a one-off measurement with a 500 Hz JointState stream: 355 us of thread CPU per
+message on a node with one subscription, 95 us for a bare wait set + take + the same callback; the reproducible
+comparison is ``hamwm bench mpc --loop-only --mpc-param input_thread:=true|false``). In mpc_node that work holds the
 interpreter lock that the 500 Hz control thread needs: ``py-spy record --gil`` attributed 94 % of the lock-holding
 samples to the executor thread. Here the subscriptions live on a private node ``<owner>_input`` that no executor
 spins; one thread waits on them with rclpy's wait set (the mechanism behind ``rclpy.wait_for_message``), takes each
@@ -56,7 +57,6 @@ class InputThread:
         self._executor: SingleThreadedExecutor | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.mechanism = 'wait set' if _WAIT_SET else 'executor'
 
     def subscribe(self, msg_type: Any, topic: str, callback: Callable[[Any], None], qos: QoSProfile | int) -> Any:
         """Subscribe ``topic`` (resolved as the owner would) with ``callback`` run on the input thread.

@@ -493,6 +493,7 @@ class MpcNode(Node):
         self._publish_effort = interface in ('effort', 'both')
         self._publish_trajectory = interface in ('trajectory', 'both')
         self._use_validity = bool(self._param('use_model_validity'))
+        self._hold_playback = self._param('plan_playback') == 'hold'
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -1044,7 +1045,7 @@ class MpcNode(Node):
             supervisor.on_plan(None, f'no valid plan: {result.reason}')
             return
         taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt,
-                                        hold=self._param('plan_playback') == 'hold'))
+                                        hold=self._hold_playback))
         if taken and self._publish_trajectory and result.predicted_observations is not None \
                 and supervisor.trajectory_allowed(time.monotonic()):
             n = len(controller.limits.names)

@@ -39,8 +39,11 @@ def _log(*parts: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------------- stages
 def swingup_stage(robot: str, model_dir: Path, episodes: int, duration_s: float | None, threads: int,
-                  first_seed: int = 0) -> tuple[dict[str, Any], list]:
+                  first_seed: int = 0, delay_s: float = 0.0, committed: int = -1) -> tuple[dict[str, Any], list]:
     """Seeded episodes of one robot; returns the summary and the logs.
+
+    ``delay_s`` and ``committed`` (-1: ceil(delay / model dt), mpc_node's rule) model a state-to-actuation latency
+    and its compensation (:meth:`SwingUpLoop.run`).
 
     Raises
     ------
@@ -52,14 +55,17 @@ def swingup_stage(robot: str, model_dir: Path, episodes: int, duration_s: float 
     config = CONFIGS[robot] if duration_s is None else CONFIGS[robot].replace(duration_s=duration_s)
     started = time.perf_counter()
     loop = SwingUpLoop(config, model_dir, threads=threads)
+    if committed < 0:
+        committed = int(math.ceil(delay_s / loop.dt - 1e-3))
     logs = []
     for seed in range(first_seed, first_seed + episodes):
-        lg = loop.run(seed)
+        lg = loop.run(seed, delay_s=delay_s, committed=committed)
         logs.append(lg)
         _log(f'  {robot} seed {seed}: {"upright" if lg.success else "FAILED"} (final-window error '
              f'{lg.final_error:.3f} rad, upright at {lg.time_to_upright:.2f} s, fallback ticks '
              f'{int(np.count_nonzero(~lg.valid.astype(bool)))})')
     summary = summarise(logs, config)
+    summary.update(delay_s=delay_s, committed_steps=committed)
     summary['wall_s'] = round(time.perf_counter() - started, 1)
     summary['model'] = _model_facts(model_dir)
     return summary, logs
@@ -139,14 +145,15 @@ def _diagnostics(probe: Any, timeout: float) -> dict[str, str]:
 
 
 def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s: float,
-                      timeout_s: float) -> dict[str, Any]:
+                      timeout_s: float, mpc_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Seeded swing-up episodes of one robot by the product's nodes over real ROS 2.
 
     ``mpc_node`` (task swingup, ``config/swingup_<robot>.yaml``, lifecycle with autostart) runs for all episodes;
     each episode starts a fresh ``sim_node`` from the same file with ``initial_seed`` = the episode seed (the
     in-process episodes' initial state) and ``mppi.seed`` = the seed, and is judged like the in-process ones on the
     ``/joint_states`` this process records (simulated time from the node's start). Between episodes mpc_node is
-    deactivated and activated again (fresh warm start and supervisor).
+    deactivated and activated again (fresh warm start and supervisor). ``mpc_params`` override mpc_node parameters
+    (A/B runs).
 
     Raises
     ------
@@ -174,7 +181,8 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
     actuated = np.flatnonzero(urdf.effort_limits > 0)
     params_file = share_path('config', f'swingup_{robot}.yaml')
     command = node_command('mpc_node', {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True,
-                                        'mppi.seed': int(seeds[0]), 'diagnostics_rate': 10.0}, params_file)
+                                        'mppi.seed': int(seeds[0]), 'diagnostics_rate': 10.0, **(mpc_params or {})},
+                           params_file)
     descriptor, name = tempfile.mkstemp(prefix=f'hamwm_demo_mpc_{robot}_', suffix='.log')
     os.close(descriptor)
     log_file = Path(name)
@@ -298,7 +306,7 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
 
 def ros_stage(model_root: Path, episodes: int, duration_s: float, timeout_s: float,
               robots: tuple[str, ...] = ROS_SWINGUP_ROBOTS, first_seed: int = 0,
-              durations: dict[str, float] | None = None) -> dict[str, Any]:
+              durations: dict[str, float] | None = None, mpc_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pendulum and cart-pole swing-up by the product's nodes over real ROS 2 (:func:`ros_swingup_robot`).
 
     ``sim_node`` and ``mpc_node`` (task swingup) each in their own process, joint states in and effort commands out
@@ -314,7 +322,7 @@ def ros_stage(model_root: Path, episodes: int, duration_s: float, timeout_s: flo
     for robot in robots:
         duration = (durations or {}).get(robot, duration_s)
         try:
-            result[robot] = ros_swingup_robot(robot, model_root / robot, seeds, duration, timeout_s)
+            result[robot] = ros_swingup_robot(robot, model_root / robot, seeds, duration, timeout_s, mpc_params)
         except Exception as err:  # noqa: BLE001 - one robot failing must not hide the other's figures
             result[robot] = {'error': f'{type(err).__name__}: {err}'}
             _log(f'  {robot} over ROS: not run: {err}')
@@ -553,11 +561,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument('--only', nargs='+', choices=('pendulum', 'cartpole', 'humanoid', 'ros', 'graph'),
                         help='run only these stages')
     parser.add_argument('--threads', type=int, default=1, help='onnxruntime threads (default: 1)')
+    parser.add_argument('--delay-ms', type=float, default=0.0,
+                        help='in-process swing-up stages: state-to-actuation latency in ms (default: 0)')
+    parser.add_argument('--committed', type=int, default=-1,
+                        help='in-process swing-up stages: plan steps kept from the previous plan (delay compensation; '
+                             'default -1: ceil(delay / model dt), 0: off)')
+    parser.add_argument('--first-seed', type=int, default=0, help='first episode seed (default: 0)')
+    parser.add_argument('--mpc-param', action='append', default=[], metavar='NAME:=VALUE',
+                        help='ROS swing-up stage: an mpc_node parameter override (repeatable; A/B runs)')
     parser.add_argument('--ros-episodes', type=int, default=3,
                         help='seeded swing-up episodes per robot over ROS 2 (sim_node + mpc_node; default: 3)')
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.ros_episodes < 1:
         parser.error('--episodes and --ros-episodes must be >= 1')
+    if args.delay_ms < 0.0 or args.first_seed < 0:
+        parser.error('--delay-ms and --first-seed must be >= 0')
+    mpc_params: dict[str, str] = {}
+    for item in args.mpc_param:
+        name, sep, value = item.partition(':=')
+        if not sep or not name or not value:
+            parser.error(f'--mpc-param wants NAME:=VALUE, got {item!r}')
+        mpc_params[name] = value
     stages = args.only or ['pendulum', 'cartpole', 'humanoid', 'ros', 'graph']
     if args.models is None:
         from hamwm_ros import share_path
@@ -591,7 +615,8 @@ def main(argv: list[str]) -> int:
             episodes = 1 if args.quick else args.episodes
             duration = 5.0 if args.quick else None
             figures[robot], swing_logs[robot] = swingup_stage(robot, args.models / robot, episodes, duration,
-                                                              args.threads)
+                                                              args.threads, args.first_seed, 1e-3 * args.delay_ms,
+                                                              args.committed)
             figures['horizons'][robot] = figures[robot]['model']['horizon']
         except Exception as err:  # noqa: BLE001 - one stage failing must not hide the others' figures
             figures[robot] = {'error': f'{type(err).__name__}: {err}'}
@@ -610,7 +635,9 @@ def main(argv: list[str]) -> int:
              'swingup)')
         # quick: one short episode each (the pendulum needs about 4 s to come up, the cart-pole about 2.5 s)
         figures['ros'] = ros_stage(args.models, 1 if args.quick else args.ros_episodes, 8.0, timeout_s=60.0,
-                                   durations={'pendulum': 5.0, 'cartpole': 3.0} if args.quick else None)
+                                   first_seed=args.first_seed,
+                                   durations={'pendulum': 5.0, 'cartpole': 3.0} if args.quick else None,
+                                   mpc_params=mpc_params)
         if any('error' in figures['ros'][robot] for robot in ROS_SWINGUP_ROBOTS):
             status = EXIT_STAGE_FAILED
     if 'graph' in stages:

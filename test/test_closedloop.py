@@ -134,6 +134,22 @@ def test_cartpole_swings_up_and_balances_on_the_learned_model():
     assert log.prediction_errors()['10'] < 0.2
 
 
+def test_cartpole_under_latency_needs_the_in_flight_steps_committed():
+    """50 ms from state to actuation (as over ROS on a loaded machine) needs delay compensation.
+
+    Planning as if each plan acted at once loses the balance; keeping the ceil(0.05 / 0.02) = 3 steps the robot runs
+    meanwhile (mpc_node's committed_steps) holds it. Seed 1: the in-process sweep in the README fails uncompensated.
+    """
+    loop = SwingUpLoop(CONFIGS['cartpole'], _model('cartpole'))
+    compensated = loop.run(seed=1, delay_s=0.05, committed=3)
+    uncompensated = loop.run(seed=1, delay_s=0.05, committed=0)
+    assert compensated.success, f'final-window error {compensated.final_error:.2f} rad'
+    assert not uncompensated.success
+    assert np.abs(compensated.position[:, 0]).max() < 1.2
+    with pytest.raises(ValueError, match='delay_s'):
+        loop.run(seed=1, delay_s=-0.01)
+
+
 def test_swingup_config_refuses_an_empty_envelope():
     with pytest.raises(ValueError, match='effort_fraction'):
         SwingUpLoop(CONFIGS['cartpole'].replace(effort_fraction=0.0), _model('cartpole'))

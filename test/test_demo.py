@@ -7,6 +7,7 @@ from pathlib import Path
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +66,29 @@ def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
         assert (out / png).stat().st_size > 5000, png
     assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum swing-up (mpc_node)' in proc.stdout
     assert 'ROS 2 mpc_node' in proc.stdout
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--delay-ms', '-5'], '--delay-ms'),
+    (['--first-seed', '-1'], '--first-seed'),
+    (['--mpc-param', 'committed_steps=2'], 'NAME:=VALUE'),
+    (['--mpc-param', ':=2'], 'NAME:=VALUE'),
+])
+def test_bad_arguments_are_refused_with_the_reason(argv, message, capsys):
+    from hamwm_ros.demo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ['--only', 'pendulum'])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_in_process_stage_with_latency_reports_its_compensation(tmp_path):
+    from hamwm_ros.demo import swingup_stage
+
+    models = Path(__file__).resolve().parent.parent / 'models' / 'pendulum'
+    if not (models / 'metadata.json').is_file():
+        pytest.skip('models/pendulum is missing: run `hamwm models`')
+    summary, logs = swingup_stage('pendulum', models, 1, 1.0, 1, delay_s=0.03)
+    assert summary['delay_s'] == 0.03 and summary['committed_steps'] == 2   # ceil(0.03 / 0.02)
+    assert len(logs) == 1 and np.all(np.isfinite(logs[0].position))

@@ -304,10 +304,19 @@ class TestWithSimulatedPendulum:
             # (the rest of this test, NaN model and fallback included, then runs with two workers).
             assert not mpc.set(mppi__workers=0)[0].successful
             assert mpc.set(mppi__workers=2)[0].successful
+            # ... and with delay compensation from the measured latency (-1), which diagnostics report in steps
+            assert not mpc.set(committed_steps=-2)[0].successful
+            assert mpc.set(committed_steps=-1)[0].successful
             assert mpc.set(goal_position=[-0.3])[0].successful
             moved = mpc.probe.wait_for('/joint_states', lambda m: 'hinge' in m.name and
                                        m.position[list(m.name).index('hinge')] < -0.15, timeout=30.0)
             assert moved is not None, mpc.log()[-3000:]
+            committed = int(mpc.diagnostics()['committed_steps'])
+            assert 0 <= committed <= 32
+            assert mpc.set(committed_steps=3)[0].successful
+            deadline = time.monotonic() + 10.0
+            while mpc.diagnostics()['committed_steps'] != '3':     # the next plans use it
+                assert time.monotonic() < deadline, mpc.log()[-3000:]
             refused = mpc.set(model_dir=str(models['corrupt']))[0]
             assert not refused.successful and 'sha256' in refused.reason
             assert mpc.get('model_dir') == str(models['tracking'])

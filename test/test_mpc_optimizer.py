@@ -344,3 +344,51 @@ def test_workers_must_be_in_range():
         MPPISettings(workers=0)
     with pytest.raises(SettingsError, match='workers'):
         MPPISettings(num_samples=4, workers=8)
+
+
+def test_committed_steps_keep_the_warm_start_and_the_rest_is_optimised():
+    opt, _ = make(horizon=8, iterations=1, smoothing='savgol', smoothing_window=5)
+    z0 = np.array([0.4, 0.0], np.float32)
+    opt.plan(z0)
+    warm = opt.nominal
+    result = opt.plan(z0, shift=1, committed=3)
+    np.testing.assert_array_equal(result.sequence[:3], warm[1:4])   # shifted by one, then kept (smoothing too)
+    assert not np.allclose(result.sequence[3:], np.concatenate([warm[4:], warm[-1:]]))
+    np.testing.assert_array_equal(result.command, warm[1])
+
+
+def test_first_plan_commits_the_command_in_force_and_never_all_steps():
+    opt, _ = make(horizon=6, iterations=1)
+    result = opt.plan(np.array([0.4, 0.0], np.float32), previous_action=np.array([1.25]), committed=2)
+    np.testing.assert_array_equal(result.sequence[:2, 0], [1.25, 1.25])
+    result = opt.plan(np.array([0.4, 0.0], np.float32), shift=0, committed=50)   # clipped to horizon - 1
+    assert result.valid and result.sequence.shape == (6, 1)
+    with pytest.raises(ValueError, match='committed'):
+        opt.plan(np.array([0.4, 0.0], np.float32), committed=-1)
+
+
+def _final_error_with_delay(delay: int, committed: int, seed: int) -> float:
+    """Swing up with every command reaching the pendulum ``delay`` steps after the state it was planned from.
+
+    What arrives is the plan's step ``delay`` (time-indexed playback, as mpc_node plays plans from their state's
+    stamp); steps before it are what the earlier plans sent meanwhile.
+    """
+    opt, p = make(seed=seed)
+    x, applied = np.zeros(2), np.zeros(1)
+    in_flight = [np.zeros(1)] * delay
+    errors = []
+    for _ in range(240):
+        result = opt.plan(x.astype(np.float32), previous_action=applied, committed=committed)
+        in_flight.append(result.sequence[delay].copy())
+        applied = in_flight.pop(0)
+        x = p.step(x, applied)
+        errors.append(abs(angle_error(x[0])))
+    return max(errors[-40:])
+
+
+def test_committing_the_in_flight_steps_compensates_a_long_delay():
+    # 5 steps = 0.25 s: planning as if the plan took effect at once leaves the pendulum wobbling around upright
+    compensated = [_final_error_with_delay(5, 5, seed) for seed in (0, 1)]
+    uncompensated = [_final_error_with_delay(5, 0, seed) for seed in (0, 1)]
+    assert max(compensated) < 0.06
+    assert min(uncompensated) > 2 * max(compensated)

@@ -13,6 +13,7 @@ Success (:func:`episode_success`): the pole stays within ``tolerance`` rad of up
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, field
 import math
 from pathlib import Path
@@ -228,6 +229,7 @@ class TickResult:
     plan_ms: float               # encode excluded; NaN when no plan was attempted
     predicted: np.ndarray        # (H, 2n) the model's prediction of the applied plan (NaN when invalid)
     model_energy: float          # the model's Hamiltonian one step ahead (NaN when invalid)
+    sequence: np.ndarray | None = None   # (H, a) actuated efforts of the plan (None when the fallback decided)
 
 
 def pole_inertia(robot: str, joint: str) -> tuple[float, float, float]:
@@ -306,7 +308,8 @@ class SwingUpController:
         self.optimizer.reset()
         self._applied[...] = 0.0
 
-    def step(self, q: np.ndarray, v: np.ndarray, shift: int = 1) -> TickResult:
+    def step(self, q: np.ndarray, v: np.ndarray, shift: int = 1, committed: int = 0,
+             applied: np.ndarray | None = None) -> TickResult:
         """Plan from the joint state (URDF order) and return the effort to apply now; never raises on bad input.
 
         Parameters
@@ -315,6 +318,10 @@ class SwingUpController:
             (n,) joint positions and velocities.
         shift
             Model steps since the previous call (warm-start shift).
+        committed
+            Leading plan steps kept from the previous plan (delay compensation, :meth:`MPPIOptimizer.plan`).
+        applied
+            (a,) actuated effort in force while planning (default: this controller's last command).
         """
         cfg = self.config
         n = self.n_joints
@@ -327,7 +334,8 @@ class SwingUpController:
             try:
                 z = self.runtime.encode(q_in, v)[0]
                 started = time.perf_counter()
-                result = self.optimizer.plan(z, self._applied, shift=shift)
+                in_force = self._applied if applied is None else np.asarray(applied, dtype=np.float32)
+                result = self.optimizer.plan(z, in_force, shift=shift, committed=committed)
                 plan_ms = (time.perf_counter() - started) * 1e3
                 valid = result.valid and bool(np.all(np.isfinite(result.command)))
                 if valid:
@@ -337,15 +345,17 @@ class SwingUpController:
                     model_energy = float(out.energy[0, 0])
             except ValueError:  # encoder refused the input: the fallback takes over
                 valid = False
+        sequence = None
         if valid:
             command = result.command.astype(np.float64)
+            sequence = np.clip(result.sequence, self.settings.low, self.settings.high).astype(np.float64)
         else:
             command = self.fallback.command(q, v)[self.actuated]
             predicted, model_energy = nan_pred, math.nan
         self._applied = np.clip(command, self.settings.low, self.settings.high).astype(np.float32)
         tau = np.zeros(n)
         tau[self.actuated] = self._applied
-        return TickResult(tau, valid, plan_ms, predicted, model_energy)
+        return TickResult(tau, valid, plan_ms, predicted, model_energy, sequence)
 
 
 class SwingUpLoop:
@@ -389,16 +399,33 @@ class SwingUpLoop:
         mujoco.mj_energyVel(self.sim.model, self.sim.data)
         return float(self.sim.data.energy[0] + self.sim.data.energy[1])
 
-    def run(self, seed: int, duration_s: float | None = None) -> EpisodeLog:
+    def run(self, seed: int, duration_s: float | None = None, delay_s: float = 0.0,
+            committed: int = 0) -> EpisodeLog:
         """One seeded episode from near hanging still; returns its log (success decided by the config).
+
+        Parameters
+        ----------
+        seed
+            Initial-state draw and planner noise seed.
+        duration_s
+            Simulated seconds (default: the config's).
+        delay_s
+            State-to-actuation latency, as over ROS: each plan, made from the state at a model step, takes over
+            ``delay_s`` later and is played from its state's time (plan step ``floor((t - t_state) / dt)``, each
+            step's effort held, like mpc_node with ``plan_playback: hold``); until then the previous plan runs.
+            0 keeps the undelayed loop (the first plan step over the whole model step).
+        committed
+            Plan steps kept from the previous plan (delay compensation; mpc_node's ``committed_steps``).
 
         Raises
         ------
         ValueError
-            If ``seed`` is negative.
+            If ``seed`` or ``delay_s`` is negative.
         """
         if seed < 0:
             raise ValueError(f'seed must be >= 0, got {seed}')
+        if delay_s < 0.0:
+            raise ValueError(f'delay_s must be >= 0, got {delay_s}')
         import mujoco
 
         cfg, sim = self.config, self.sim
@@ -410,23 +437,47 @@ class SwingUpLoop:
         self.controller.reset(seed)
         log = EpisodeLog(cfg.robot, seed, self.dt, sim.joint_names)
         log.upright_energy = self.upright_energy
-        for _ in range(int(round(duration / self.dt))):
+        delay_substeps = int(round(delay_s / sim.timestep))
+        actuated = self.controller.actuated
+        # delayed loop: plans on their way (substep they take over, substep of their state, efforts (H, a) or a
+        # fallback command (a,) held), the plan in force, and the effort applied now
+        pending: deque[tuple[int, int, np.ndarray]] = deque()
+        playing: tuple[int, np.ndarray] | None = None
+        applied = np.zeros(actuated.size)
+        for k in range(int(round(duration / self.dt))):
             started = time.perf_counter()
             js = sim.joint_state()
-            tick = self.controller.step(js.position, js.velocity)
-            sim.set_effort(tick.command)
+            tick = self.controller.step(js.position, js.velocity, committed=committed,
+                                        applied=applied if delay_substeps else None)
+            if not delay_substeps:
+                sim.set_effort(tick.command)
             mujoco.mj_energyPos(sim.model, sim.data)
             mujoco.mj_energyVel(sim.model, sim.data)
             log.time.append(sim.time)
             log.position.append(js.position.copy())
             log.velocity.append(js.velocity.copy())
-            log.command.append(tick.command[self.controller.actuated])
+            log.command.append(tick.command[actuated])
             log.valid.append(tick.valid)
             log.plan_ms.append(tick.plan_ms)
             log.energy.append(float(sim.data.energy[0] + sim.data.energy[1]))
             log.model_energy.append(tick.model_energy)
             log.predicted.append(tick.predicted)
-            sim.step(self.substeps)
+            if delay_substeps:
+                now = k * self.substeps
+                efforts = tick.sequence if tick.sequence is not None else tick.command[actuated][None]
+                pending.append((now + delay_substeps, now, efforts))
+                for sub in range(now, now + self.substeps):
+                    while pending and pending[0][0] <= sub:
+                        playing = pending.popleft()[1:]
+                    if playing is not None:
+                        start, plan = playing
+                        applied = plan[min(len(plan) - 1, (sub - start) // self.substeps)]
+                    effort = np.zeros(sim.n_joints)
+                    effort[actuated] = applied
+                    sim.set_effort(effort)
+                    sim.step(1)
+            else:
+                sim.step(self.substeps)
             log.tick_ms.append((time.perf_counter() - started) * 1e3)
         log.finish()
         judge(log, cfg, self.controller.position_limits)

@@ -10,6 +10,10 @@ One :meth:`MPPIOptimizer.plan` call, per control tick:
    of ``S_k - min S``); optionally Savitzky-Golay smooth it;
 3. return the first action as the command.
 
+Delay compensation: ``plan(..., committed=k)`` keeps the first ``k`` steps of the warm start as they are (no noise, no
+update): they are what the robot executes while this plan is being computed and delivered, so every sample is scored
+on what will really happen during that time, and only the steps after it are optimised.
+
 Robustness: a sample whose rollout or cost is not finite gets zero weight. An iteration in which no sample is finite
 resets the nominal and is retried, at most ``max_retries`` times per call; after that the result is ``valid=False``
 and the caller switches to its fallback. The returned command is always finite, within the bounds and within the rate
@@ -125,6 +129,7 @@ class MPPIOptimizer:
         self._settings = settings
         self._pool: ThreadPoolExecutor | None = None   # made on first use by _worker_pool (workers > 1)
         self._pool_helpers = 0
+        self._committed = 0            # leading steps the current plan call keeps (see plan's ``committed``)
         self._noises = self._noise_streams(settings, settings.seed)
         self._allocate(settings)
         self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
@@ -254,7 +259,8 @@ class MPPIOptimizer:
             self._pool = None
 
     # ------------------------------------------------------------------ planning
-    def plan(self, z0: np.ndarray, previous_action: np.ndarray | None = None, shift: int = 1) -> PlanResult:
+    def plan(self, z0: np.ndarray, previous_action: np.ndarray | None = None, shift: int = 1,
+             committed: int = 0) -> PlanResult:
         """Optimise the action sequence from latent state ``z0`` and return the command to apply.
 
         Parameters
@@ -267,11 +273,15 @@ class MPPIOptimizer:
         shift
             Model steps elapsed since the last plan; the warm start is shifted by this much (ignored on the first
             plan after a reset).
+        committed
+            Leading steps of the sequence that are already committed (executed while this plan is computed and
+            delivered: the latency in model steps). They keep their warm-start values (``previous_action`` on the
+            first plan after a reset) and are not optimised; at most ``horizon - 1`` of them are kept.
 
         Raises
         ------
         ValueError
-            If ``shift`` is negative or ``previous_action`` has the wrong size.
+            If ``shift`` or ``committed`` is negative or ``previous_action`` has the wrong size.
         RolloutShapeError
             If the rollout function returns arrays of the wrong shape (a wiring error, not a model failure).
         Exception
@@ -281,12 +291,17 @@ class MPPIOptimizer:
         s = self._settings
         if shift < 0:
             raise ValueError(f'shift must be >= 0, got {shift}')
+        if committed < 0:
+            raise ValueError(f'committed must be >= 0, got {committed}')
         prev = self._previous(previous_action)
         z0 = np.asarray(z0, dtype=np.float32)
         if not np.all(np.isfinite(z0)):
             return self._invalid('non-finite state', prev, iterations=0, retries=0)
         if self._planned and shift:
             self._shift(shift)
+        self._committed = min(int(committed), s.horizon - 1)
+        if self._committed and not self._planned:
+            self._nominal[:self._committed] = prev     # no plan yet: what runs meanwhile is the command in force
         retries = done = 0
         stats = None
         while done < s.iterations:
@@ -376,6 +391,8 @@ class MPPIOptimizer:
         noise = self._noises[index].sample()
         if s.include_nominal and lo == 0:
             noise[0] = 0.0
+        if self._committed:
+            noise[:, :self._committed] = 0.0
         actions, eps = self._actions[lo:hi], self._eps[lo:hi]
         np.add(self._nominal, noise, out=actions)
         # Bounds tiled over the horizon on flattened rows: np.clip against (m,) bounds was 13x slower here.
@@ -448,10 +465,12 @@ class MPPIOptimizer:
         np.exp(w, out=w)  # inf cost -> weight 0
         w /= w.sum()
         w32 = w.astype(np.float32)
+        kept = self._nominal[:self._committed].copy()
         self._nominal += (w32 @ eps.reshape(batch, -1)).reshape(horizon, m)
         if self._smoother is not None:
             self._smoother(self._nominal, prev, out=self._smoothed)
             self._nominal[...] = self._smoothed
+        self._nominal[:self._committed] = kept       # the committed steps run whatever the samples say
         np.clip(self._nominal, self._low, self._high, out=self._nominal)
         if math.isfinite(s.max_action_rate):
             self._rate_limit(self._nominal, prev)

@@ -149,6 +149,7 @@ NODE_NAME = 'mpc_node'
 STALL_DUMP_S = float(os.environ.get('HAMWM_STALL_DUMP', '0') or 0.0)
 SHUTDOWN_LIMIT_S = 12.0    # s from SIGINT to exit at most (the threads get 5 s each to stop)
 WARN_PERIOD_S = 2.0
+LATENCY_WINDOW = 50         # plans whose receipt-to-plan latency sets committed_steps -1
 PASSIVE_BOUND = 1e-6        # MPPI needs low < high: a passive joint (effort limit 0) gets a tiny range, clamped to 0
 CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
 DEFAULT_WEIGHTS = {'tracking': 100.0, 'energy': 0.0, 'effort': 0.01, 'smoothness': 0.01, 'limits': 1.0}
@@ -283,6 +284,9 @@ class MpcNode(Node):
         # stamp time, so the same input sequence gives the same plans whatever the transport jitter
         self._stamps: deque[tuple[float, int]] = deque(maxlen=64)
         self._stamps_lock = threading.Lock()
+        # receipt -> plan handed to the supervisor, s (planner thread only): sets the committed steps
+        self._plan_latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._committed = 0
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -373,6 +377,11 @@ class MpcNode(Node):
             'how the control loop plays a plan between its model steps: linear (interpolated) or hold (each step\'s '
             'effort over the whole step, as the world model was trained and rolled out; the swing-up needs it)',
             constraints='linear | hold'))
+        d('committed_steps', 0, _descriptor(
+            'delay compensation: leading model steps of each plan kept from the previous plan and not optimised, '
+            'because the robot executes them while the plan is computed and delivered; -1: from the measured '
+            f'receipt-to-plan latency (p90 of the last {LATENCY_WINDOW} plans, in whole model steps); 0: off',
+            int_range=(-1, 32)))
         d('command_interface', 'effort', _descriptor(
             'effort: /effort_controller/commands; trajectory: /joint_trajectory_controller/joint_trajectory; both',
             constraints='effort | trajectory | both'))
@@ -494,6 +503,7 @@ class MpcNode(Node):
         self._publish_trajectory = interface in ('trajectory', 'both')
         self._use_validity = bool(self._param('use_model_validity'))
         self._hold_playback = self._param('plan_playback') == 'hold'
+        self._committed_param = int(self._param('committed_steps'))
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -1032,7 +1042,8 @@ class MpcNode(Node):
             z = runtime.encode(encoded[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
             previous = supervisor.command_guard.previous.astype(np.float32)
-            result = optimizer.plan(z0, previous_action=previous, shift=shift)
+            self._committed = committed = self._committed_steps(dt)
+            result = optimizer.plan(z0, previous_action=previous, shift=shift, committed=committed)
         except Exception as error:  # noqa: BLE001 - a failing model must end in the fallback, not a dead thread
             optimizer.reset()
             supervisor.on_plan(None, f'planner error: {type(error).__name__}: {error}')
@@ -1046,12 +1057,27 @@ class MpcNode(Node):
             return
         taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt,
                                         hold=self._hold_playback))
+        if taken:
+            self._plan_latency.append(time.monotonic() - receipt)
         if taken and self._publish_trajectory and result.predicted_observations is not None \
                 and supervisor.trajectory_allowed(time.monotonic()):
             n = len(controller.limits.names)
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
                 self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
+
+    def _committed_steps(self, dt: float) -> int:
+        """Plan steps the robot runs before this plan can take over: the parameter, or (-1) the measured latency.
+
+        A plan is played from its state's receipt, so a plan that takes L seconds to compute and hand over replaces
+        the previous one ceil(L / dt) steps into itself; those steps come from the previous plan.
+        """
+        if self._committed_param >= 0:
+            return self._committed_param
+        if len(self._plan_latency) < 5:
+            return 0
+        latency = float(np.percentile(np.fromiter(self._plan_latency, float), 90))
+        return int(math.ceil(latency / dt - 1e-3))
 
     def _elapsed_steps(self, last_receipt: float, receipt: float, dt: float) -> int:
         """Model steps between two accepted states: from their stamps (exact integer nanoseconds), else receipts.
@@ -1238,6 +1264,7 @@ class MpcNode(Node):
                 # joint state receipt -> first command from the plan made on it (last 2000 plans)
                 'state_to_command_ms_p50': f'{1e3 * float(np.median(latency)):.2f}',
                 'state_to_command_ms_p99': f'{1e3 * float(np.percentile(latency, 99)):.2f}',
+                'committed_steps': str(self._committed),
                 'planner_overruns_total': str(sup.overruns.total),
                 'planner_overruns_consecutive': str(sup.overruns.consecutive),
                 'plans': str(sup.stats.plans), 'invalid_plans': str(sup.stats.invalid_plans),

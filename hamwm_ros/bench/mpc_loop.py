@@ -294,6 +294,7 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
                      'control_rate_achieved_hz': float(last.get('control_rate_achieved_hz', 'nan')),
                      'scheduling': last.get('control_scheduling', 'unknown'),
                      'planner_ms_p50': float(last.get('planner_ms_p50', 'nan')),
+                     'gc_collections': last.get('gc_collections', 'unknown'),
                      'state_to_command_ms_p50': float(last.get('state_to_command_ms_p50', 'nan')),
                      'state_to_command_ms_p99': float(last.get('state_to_command_ms_p99', 'nan')),
                      'commands_received': counts['mpc'], 'latency': _percentiles(mpc_lat)},
@@ -318,7 +319,8 @@ def print_loop(fig: dict[str, Any]) -> None:
           f"{b['missed_deadlines']:>8d} ({100 * b['missed_fraction']:.2f}%)   {b['scheduling']}")
     ratio = m['period_error_p99_ms'] / max(b['period_error_p99_ms'], 1e-9)
     print(f"period error p99 ratio mpc_node / bare loop: {ratio:.2f}x; achieved rate "
-          f"{m['control_rate_achieved_hz']:.1f} Hz; planner p50 {m['planner_ms_p50']:.2f} ms")
+          f"{m['control_rate_achieved_hz']:.1f} Hz; planner p50 {m['planner_ms_p50']:.2f} ms; garbage collections "
+          f"(generation 0/1/2, whole run) {m.get('gc_collections', 'unknown')}")
     ml, pl = m['latency'], p['latency']
     header = f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>5}"
     print(f"{'/joint_states -> command it causes':<36} {header}")

@@ -214,3 +214,26 @@ def test_models_with_state_dependent_ports_keep_the_generic_graph(tmp_path):
     with pytest.raises(ExportError, match='lean'):
         LeanPredictorGraph(model)
     assert isinstance(predictor_graph(model), PredictorGraph)
+
+
+@pytest.mark.parametrize('overrides', [dict(ignorable=(0,)), dict(ignorable=(0,), periodic=(1,)),
+                                       dict(ignorable=(0,), periodic=(1,), mass_matrix='constant',
+                                            input_map='constant', damping_map='constant', residual=False,
+                                            layers=2, ensemble=2)])
+def test_ignorable_and_periodic_coordinates_export_and_match_torch(tmp_path, overrides):
+    model = _model(**overrides)
+    assert model.lean == (overrides.get('mass_matrix') == 'constant')
+    meta = _export(model, tmp_path, horizon=5)
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= PARITY_RTOL
+    assert meta.training['model_config']['ignorable'] == [0]
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(*((2,) if model.cfg.ensemble > 1 else ()), 6, 4, generator=gen)
+    actions = torch.randn(6, 5, 2, generator=gen)
+    shift = torch.tensor([40.0, 2 * np.pi if model.cfg.periodic else 0.0, 0.0, 0.0])
+    wm = WorldModelRuntime.load(tmp_path, joint_names=JOINTS, config=CPU)
+    with torch.no_grad():
+        expected = predictor_graph(model)(z, actions)
+    for zz in (z, z + shift):  # a cart 40 m away (and a pole one turn on) predicts the same motion, shifted
+        out = wm.rollout(zz.numpy(), actions.numpy())
+        assert relative_error(out.latent - (zz - z).numpy()[..., None, :], expected[0].numpy()) <= PARITY_RTOL
+        assert relative_error(out.energy, expected[2].numpy()) <= PARITY_RTOL

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 
 from hamwm_ros.worldmodel.systems import (
+    GYM_DT,
     SYSTEMS,
     Pendulum,
-    angle_from_image,
+    gym_pendulum_energy,
+    gym_pendulum_trajectories,
+    gym_pixel_dataset,
     hnn_dataset,
     integrate_fixed,
     make_system,
-    pixel_energy,
-    pixel_pendulum_dataset,
-    render_pendulum,
+    render_gym_pendulum,
     rollout_dataset,
     solve_ivp,
 )
@@ -102,14 +103,41 @@ def test_rollout_dataset_with_inputs():
     assert np.abs(energy[:, -1] - energy[:, 0]).max() > 1e-3
 
 
-def test_pixel_pendulum_render_and_energy_estimator():
-    q = np.linspace(-3.0, 3.0, 13)
-    img = render_pendulum(q)
-    assert img.shape == (13, 28, 28) and img.max() <= 1.0 and img.min() >= 0.0
-    np.testing.assert_allclose(angle_from_image(img), q, atol=1e-3)
-    data = pixel_pendulum_dataset(seed=0, n_trajectories=4, n_points=10)
-    assert data['frames'].shape == (4, 10, 2, 28, 28) and data['frames'].dtype == np.float32
-    assert data['split'] == 2
-    energy = pixel_energy(data['frames'], float(data['frame_gap']))
-    true = Pendulum().hamiltonian(data['states'])
-    assert np.mean(np.abs(energy - true)) < 0.02 * np.mean(true)
+def test_gym_pendulum_episodes_follow_pendulum_v0():
+    states = gym_pendulum_trajectories(np.random.default_rng(0), 400, 60)
+    assert states.shape == (400, 60, 2)
+    # Starts: |theta| < pi/6 (the paper's redraw), theta' in U[-1, 1].
+    assert np.abs(states[:, 0, 0]).max() < np.pi / 6 and np.abs(states[:, 0, 1]).max() <= 1.0
+    assert np.abs(states[:, 0, 0]).max() > 0.9 * np.pi / 6
+    # Gym's semi-implicit Euler step: omega first, then theta with the new omega.
+    th, om = states[:, 10, 0], states[:, 10, 1]
+    om_next = om - 15.0 * np.sin(th) * GYM_DT
+    np.testing.assert_allclose(states[:, 11, 1], om_next, atol=1e-12)
+    np.testing.assert_allclose(states[:, 11, 0], th + om_next * GYM_DT, atol=1e-12)
+    # The paper's energy 1.9 (1 - cos theta) + (theta' / 4)^2 is nearly conserved: the step keeps a nearby modified
+    # energy, so H oscillates by about dt * omega / 2 ~ 10 % along an orbit but does not drift.
+    energy = gym_pendulum_energy(states * np.array([1.0, 0.25]))
+    rel = (energy.max(1) - energy.min(1)) / energy.mean(1)
+    assert np.median(rel) < 0.25 and rel.max() < 0.45
+    assert np.abs(energy[:, -10:].mean(1) - energy[:, :10].mean(1)).max() < 0.1 * energy.mean(1).max()
+    assert gym_pendulum_energy(np.array([np.pi / 2, 0.5])) == pytest.approx(1.9 + 0.25)
+
+
+def test_gym_pendulum_frames_show_the_rod_where_it_is():
+    theta = np.array([0.0, 0.4, -0.4, 0.55])
+    img = render_gym_pendulum(theta)
+    assert img.shape == (4, 28, 28) and img.dtype == np.float32
+    assert img.min() >= 0.0 and img.max() == 1.0
+    # The rod's area is the same at every angle: (capsule 0.2 x 1 + two caps) - axle, over (1.496 / 28)^2 per pixel.
+    area = (0.2 * 1.0 + np.pi * 0.1 ** 2 - np.pi * 0.05 ** 2) / (1.496 / 28) ** 2
+    np.testing.assert_allclose(img.sum(axis=(1, 2)), area, rtol=0.03)
+    # Hanging straight down: left-right symmetric; positive angles swing to the image's right, mirrored for negative.
+    np.testing.assert_allclose(img[0], img[0][:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(img[1], img[2][:, ::-1], atol=1e-6)
+    cols = np.arange(28) - 13.5
+    centroid = (img * cols).sum(axis=(1, 2)) / img.sum(axis=(1, 2))
+    assert abs(centroid[0]) < 1e-6 and centroid[1] > 2.0 and centroid[3] > centroid[1]
+    data = gym_pixel_dataset(seed=0, n_trajectories=3, n_frames=5)
+    assert data['frames'].shape == (3, 5, 28, 28) and data['states'].shape == (3, 5, 2)
+    np.testing.assert_allclose(data['coords'][..., 1], 0.25 * data['states'][..., 1])
+    np.testing.assert_allclose(data['frames'][1, 2], render_gym_pendulum(data['states'][1, 2, 0]))

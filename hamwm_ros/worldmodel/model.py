@@ -24,6 +24,10 @@ with every q-independent quantity hoisted out of the loop and one potential pass
 1024 x 32 rollouts and the exported ``predictor.onnx`` use (about 15 nodes per step instead of ~130).
 Ensemble members are a leading batch dimension of every weight.
 
+Known symmetries enter as configuration (``ModelConfig.ignorable`` / ``periodic``): the q-dependent networks see q
+with ignorable coordinates zeroed and periodic ones as (cos, sin), and the closed-form dH/dq chains back through that
+map, so H is exactly invariant to shifts of the former and 2 pi-periodic in the latter on every path, ONNX included.
+
 Shape conventions: with ``ensemble == 1`` the public methods take and return (B, ...) tensors; with ``ensemble > 1``
 they return (E, B, ...) and accept either (E, B, ...) or (B, ...) (broadcast to every member). Observations and
 actions are in physical units; the normalisation statistics are buffers of the model and are saved with it.
@@ -99,6 +103,17 @@ class ModelConfig:
         Output scale of the residual network.
     mass_eps
         Lower bound added to the inverse mass (keeps it positive definite and bounded below).
+    ignorable
+        Indices into q of *ignorable* (cyclic) coordinates: H does not depend on them (a cart on a flat rail, a
+        floating base's horizontal position or yaw). Every q-dependent network (potential, mass, damping and input
+        maps, the general Hamiltonian's q part and the residual) sees those coordinates set to zero, so dH/dq is
+        exactly zero along them and, with no force or damping acting on it, the conjugate momentum is conserved.
+        Empty (default): no coordinate is ignorable and the model is unchanged.
+    periodic
+        Indices into q of angles (revolute joints, a pendulum's angle): the q-dependent networks see (cos q_i, sin q_i)
+        instead of q_i, so H and every port are 2 pi-periodic in them and an angle outside the training range maps
+        onto the same circle the data lie on. Meant for latent q in radians (the identity encoder, where q holds the
+        joint angles). Disjoint from ``ignorable``; empty (default): no change.
     """
 
     obs_dim: int
@@ -126,6 +141,8 @@ class ModelConfig:
     substeps: int = 1
     residual_scale: float = 0.1
     mass_eps: float = 1e-3
+    ignorable: tuple[int, ...] = ()
+    periodic: tuple[int, ...] = ()
 
     def validate(self) -> None:
         """Check the configuration.
@@ -151,6 +168,15 @@ class ModelConfig:
             raise ValueError(f'damping_param must be one of {DAMPING_PARAMS}, got {self.damping_param!r}')
         if not (math.isfinite(self.damping_init) and self.damping_init >= 0):
             raise ValueError(f'damping_init must be finite and >= 0, got {self.damping_init}')
+        for name in ('ignorable', 'periodic'):
+            idx = tuple(getattr(self, name))
+            if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in idx):
+                raise ValueError(f'{name} must hold integer indices into q, got {getattr(self, name)!r}')
+            if len(set(idx)) != len(idx) or any(not 0 <= int(i) < int(self.latent_dim) for i in idx):
+                raise ValueError(f'{name} must hold distinct indices in [0, {self.latent_dim}), got '
+                                 f'{getattr(self, name)!r}')
+        if set(self.ignorable) & set(self.periodic):
+            raise ValueError(f'a coordinate cannot be both ignorable and periodic: {self.ignorable}, {self.periodic}')
         if self.obs_dim < 0 or self.action_dim < 0:
             raise ValueError('obs_dim and action_dim must be >= 0')
         if not (self.dt > 0 and math.isfinite(self.dt)):
@@ -168,6 +194,11 @@ class ModelConfig:
         """JSON-ready dict."""
         out = asdict(self)
         out['image_shape'] = list(self.image_shape) if self.image_shape is not None else None
+        for name in ('ignorable', 'periodic'):  # written only when set: other models' files stay as they were
+            if getattr(self, name):
+                out[name] = [int(i) for i in getattr(self, name)]
+            else:
+                del out[name]
         return out
 
     @classmethod
@@ -186,6 +217,11 @@ class ModelConfig:
         data = dict(data)
         if data.get('image_shape') is not None:
             data['image_shape'] = tuple(int(v) for v in data['image_shape'])
+        for name in ('ignorable', 'periodic'):  # configs written before these fields existed load with ()
+            if name in data:
+                if not isinstance(data[name], (list, tuple)):
+                    raise ValueError(f'{name} must be a list of indices, got {data[name]!r}')
+                data[name] = tuple(data[name])
         cfg = cls(**data)
         cfg.validate()
         return cfg
@@ -224,10 +260,27 @@ class _Dynamics:
         return entry
 
     # -- structured Hamiltonian pieces ------------------------------------------------------------------------------
+    def net_q(self, q: torch.Tensor) -> torch.Tensor:
+        """What the q-dependent networks see (:meth:`HamiltonianWorldModel.q_features`, memoised per q)."""
+        if self.m.q_mask is None:
+            return q
+        e = self._q(q)
+        if 'qn' not in e:
+            e['qn'], e['trig'] = self.m.q_features(q)
+        return e['qn']
+
+    def mask_grad(self, g: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Chain rule through :meth:`net_q`: a gradient w.r.t. the features -> w.r.t. q (zero along ignorable)."""
+        if self.m.q_mask is None:
+            return g
+        self.net_q(q)
+        return self.m.q_features_vjp(g, self._q(q)['trig'])
+
     def potential_grad(self, q: torch.Tensor) -> torch.Tensor:
         e = self._q(q)
         if 'dV' not in e:
-            e['V'], e['dV'] = self.m.potential.scalar_and_grad(q)
+            e['V'], dv = self.m.potential.scalar_and_grad(self.net_q(q))
+            e['dV'] = self.mask_grad(dv, q)
         return e['dV']
 
     def mass_factor(self, q: torch.Tensor) -> dict[str, Any]:
@@ -241,7 +294,7 @@ class _Dynamics:
                 e['A'] = self._const_a
                 e['L'] = None
             else:
-                o, cache = m.mass_net.forward_cached(q)
+                o, cache = m.mass_net.forward_cached(self.net_q(q))
                 e['o'], e['cache'] = o, cache
                 e['L'] = m.packed_to_tril(o, _SOFTPLUS_ONE)
         return e
@@ -266,7 +319,7 @@ class _Dynamics:
         g_packed = torch.matmul(grad_l, self.m.tril_select.transpose(0, 1))
         mask = self.m.tril_diag
         g_packed = g_packed * ((1.0 - mask) + mask * torch.sigmoid(e['o'] + _SOFTPLUS_ONE))
-        return self.m.mass_net.vjp(e['cache'], g_packed)
+        return self.mask_grad(self.m.mass_net.vjp(e['cache'], g_packed), q)
 
     # -- gradients of H ---------------------------------------------------------------------------------------------
     def grad_q(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -286,16 +339,16 @@ class _Dynamics:
         last = self._general
         if last is not None and last[0] is q and last[1] is p:  # grad_q and grad_p of one point share a pass
             return last[2]
-        _, g = self.m.hamiltonian_net.scalar_and_grad(torch.cat([q, p], -1))
-        d = self.m.cfg.latent_dim
-        out = (g[..., :d], g[..., d:])
+        _, g = self.m.hamiltonian_net.scalar_and_grad(torch.cat([self.net_q(q), p], -1))
+        n = self.m.q_feature_dim
+        out = (self.mask_grad(g[..., :n], q), g[..., n:])
         self._general = (q, p, out)
         return out
 
     def energy(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         if self.m.cfg.hamiltonian == 'general':
-            return self.m.hamiltonian_net(torch.cat([q, p], -1))[..., 0]
-        v = self.m.potential(q)[..., 0]
+            return self.m.hamiltonian_net(torch.cat([self.net_q(q), p], -1))[..., 0]
+        v = self.m.potential(self.net_q(q))[..., 0]
         return v + 0.5 * (p * self.apply_inverse_mass(q, p)).sum(-1)
 
     # -- ports ------------------------------------------------------------------------------------------------------
@@ -308,7 +361,7 @@ class _Dynamics:
         if self.m.cfg.damping_map == 'state':
             e = self._q(q)
             if 'Ddiag' not in e:
-                raw = self.m.damping_net(q)
+                raw = self.m.damping_net(self.net_q(q))
                 e['Ddiag'] = raw * raw if self.m.cfg.damping_param == 'square' else F.softplus(raw - 4.0)
             out = out + e['Ddiag'] * v
         return out
@@ -320,7 +373,7 @@ class _Dynamics:
         if m.cfg.input_map == 'state':
             e = self._q(q)
             if 'G' not in e:
-                e['G'] = 0.1 * m.input_net(q).reshape(*q.shape[:-1], m.cfg.latent_dim, m.cfg.action_dim)
+                e['G'] = 0.1 * m.input_net(self.net_q(q)).reshape(*q.shape[:-1], m.cfg.latent_dim, m.cfg.action_dim)
             out = out + torch.matmul(e['G'], u.unsqueeze(-1)).squeeze(-1)
         return out
 
@@ -333,9 +386,19 @@ def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
 
 
 def _lean_potential(k: dict[str, Any], q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Potential MLP at q: (last hidden activation, g) with dV/dq = g @ W_1^T (g: cotangent of the first layer)."""
+    """Potential MLP at q: (last hidden activation, g) with dV/dq = g @ W_1^T (g: cotangent of the first layer).
+
+    With periodic coordinates (``k['P']``) g is dV/dq itself (the feature map is not linear), and ``k['kick']`` is
+    -h/2 I accordingly.
+    """
     tanh = k['activation'] == 'tanh'
-    x, pre, acts = q, [], []
+    trig = None
+    x = q
+    if k.get('P') is not None:  # periodic coordinates enter as (cos, sin) (HamiltonianWorldModel.q_features)
+        a = torch.matmul(q, k['P'])
+        trig = (torch.cos(a), torch.sin(a))
+        x = torch.cat([q * k['q_mask'], trig[0], trig[1]], -1)
+    pre, acts = [], []
     for w, b in zip(k['W'], k['b']):
         a = _affine(x, w, b)
         x = torch.tanh(a) if tanh else F.softplus(a)
@@ -355,6 +418,11 @@ def _lean_potential(k: dict[str, Any], q: torch.Tensor) -> tuple[torch.Tensor, t
             g = s * torch.sigmoid(pre[i])
         if i > 0:
             s = torch.matmul(g, k['WT'][i - 1])
+    if trig is not None:  # g -> dV/dq through the features (then k['kick'] is -h/2 I)
+        gf = torch.matmul(g, k['W0T'])
+        c, s_ = trig
+        d, n = q.shape[-1], c.shape[-1]
+        g = gf[..., :d] * k['q_mask'] + torch.matmul(gf[..., d + n:] * c - gf[..., d:d + n] * s_, k['PT'])
     return acts[-1], g
 
 
@@ -478,6 +546,20 @@ class HamiltonianWorldModel(nn.Module):
         select, diag = tril_selector(d)
         self.register_buffer('tril_select', select.float(), persistent=False)
         self.register_buffer('tril_diag', diag.float(), persistent=False)
+        # Ignorable coordinates: 0 in this mask (see ModelConfig.ignorable); None (no op in any graph) when there are
+        # none. Derived from the config, so not in the state dict.
+        # Periodic coordinates: 0 in the mask too, and their (cos, sin) appended through the selection q @ S.
+        q_mask = periodic = None
+        if cfg.ignorable or cfg.periodic:
+            q_mask = torch.ones(d)
+            q_mask[list(int(i) for i in (*cfg.ignorable, *cfg.periodic))] = 0.0
+        if cfg.periodic:
+            periodic = torch.zeros(d, len(cfg.periodic))
+            for j, i in enumerate(cfg.periodic):
+                periodic[int(i), j] = 1.0
+        self.register_buffer('q_mask', q_mask, persistent=False)
+        self.register_buffer('periodic_select', periodic, persistent=False)
+        nq = self.q_feature_dim
 
         if cfg.encoder in ('image', 'fused'):
             self.image_encoder = ImageEncoder(tuple(cfg.image_shape), cfg.n_frames, hid)
@@ -495,17 +577,17 @@ class HamiltonianWorldModel(nn.Module):
 
         n_tri = d * (d + 1) // 2
         if cfg.hamiltonian == 'separable':
-            self.potential = EnsembleMLP(E, d, hid, 1, **mlp)
+            self.potential = EnsembleMLP(E, nq, hid, 1, **mlp)
             if cfg.mass_matrix == 'constant':
                 self.mass_raw = nn.Parameter(torch.zeros(E, n_tri))
             else:
-                self.mass_net = EnsembleMLP(E, d, hid, n_tri, zero_last=True, **mlp)
+                self.mass_net = EnsembleMLP(E, nq, hid, n_tri, zero_last=True, **mlp)
         else:
-            self.hamiltonian_net = EnsembleMLP(E, 2 * d, hid, 1, **mlp)
+            self.hamiltonian_net = EnsembleMLP(E, nq + d, hid, 1, **mlp)
         if cfg.dissipation:
             self.damping_raw = nn.Parameter(torch.zeros(E, n_tri))
             if cfg.damping_map == 'state':
-                self.damping_net = EnsembleMLP(E, d, max(hid // 2, 8), d, layers=1, activation=cfg.activation,
+                self.damping_net = EnsembleMLP(E, nq, max(hid // 2, 8), d, layers=1, activation=cfg.activation,
                                                zero_last=True)
             if cfg.damping_param == 'square':
                 with torch.no_grad():
@@ -515,9 +597,9 @@ class HamiltonianWorldModel(nn.Module):
         if cfg.control and m > 0:
             self.input_const = nn.Parameter(0.3 * torch.randn(E, d, m) / math.sqrt(max(m, 1)))
             if cfg.input_map == 'state':
-                self.input_net = EnsembleMLP(E, d, hid, d * m, layers=1, activation=cfg.activation, zero_last=True)
+                self.input_net = EnsembleMLP(E, nq, hid, d * m, layers=1, activation=cfg.activation, zero_last=True)
         if cfg.residual:
-            self.residual_net = EnsembleMLP(E, 2 * d + m, hid, 2 * d, layers=1, activation=cfg.activation,
+            self.residual_net = EnsembleMLP(E, nq + d + m, hid, 2 * d, layers=1, activation=cfg.activation,
                                             zero_last=True)
 
     # -- shape helpers -----------------------------------------------------------------------------------------------
@@ -540,6 +622,37 @@ class HamiltonianWorldModel(nn.Module):
     @staticmethod
     def _drop(x: torch.Tensor, squeeze: bool) -> torch.Tensor:
         return x[0] if squeeze else x
+
+    @property
+    def q_feature_dim(self) -> int:
+        """Input size of the q-dependent networks: d (ignorable, periodic entries zeroed) + cos, sin of each angle."""
+        return self.cfg.latent_dim + 2 * len(self.cfg.periodic)
+
+    def q_features(self, q: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """What the q-dependent networks see, and (cos, sin) of the periodic coordinates (None without any).
+
+        q itself with ignorable and periodic coordinates zeroed, then cos and sin of the periodic ones; q unchanged
+        when the model has neither (see ``ModelConfig.ignorable`` / ``periodic``).
+        """
+        if self.q_mask is None:
+            return q, None
+        lin = q * self.q_mask
+        if self.periodic_select is None:
+            return lin, None
+        a = torch.matmul(q, self.periodic_select)
+        c, s = torch.cos(a), torch.sin(a)
+        return torch.cat([lin, c, s], -1), (c, s)
+
+    def q_features_vjp(self, g: torch.Tensor, trig: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """Closed-form chain rule of :meth:`q_features`: cotangent on the features (.., nq) -> on q (.., d)."""
+        if self.q_mask is None:
+            return g
+        if trig is None:
+            return g * self.q_mask
+        d, c, s = self.cfg.latent_dim, trig[0], trig[1]
+        n = c.shape[-1]
+        g_angle = g[..., d + n:] * c - g[..., d:d + n] * s  # d/da (cos a, sin a) = (-sin a, cos a)
+        return g[..., :d] * self.q_mask + torch.matmul(g_angle, self.periodic_select.transpose(0, 1))
 
     def packed_to_tril(self, packed: torch.Tensor, diag_offset: float) -> torch.Tensor:
         """Packed (..., d(d+1)/2) -> lower-triangular (..., d, d) with a positive (softplus) diagonal."""
@@ -602,6 +715,9 @@ class HamiltonianWorldModel(nn.Module):
         h = cfg.dt / cfg.substeps
         net = self.potential
         Ws = [layer.weight for layer in net.hidden_layers]
+        periodic = self.periodic_select is not None
+        if self.q_mask is not None and not periodic:  # ignorable only: zero rows of the first layer (V ignores them)
+            Ws[0] = Ws[0] * self.q_mask.unsqueeze(-1)
         bs = [layer.bias for layer in net.hidden_layers]
         w_out = net.out.weight  # (E, hid, 1)
         k: dict[str, Any] = {
@@ -614,6 +730,15 @@ class HamiltonianWorldModel(nn.Module):
             'E': self.dissipation_factor(0.5 * h) if cfg.dissipation else None,
             'G': None,
         }
+        if periodic:  # dV/dq is not linear in the first layer's cotangent: _lean_potential returns dV/dq itself
+            E, d = cfg.ensemble, cfg.latent_dim
+            eye = torch.eye(d, dtype=Ws[0].dtype, device=Ws[0].device)
+            k['kick'] = (-0.5 * h * eye).expand(E, d, d)
+            k['W0T'] = Ws[0].transpose(-1, -2)
+            # Leading member axes so that ``squeeze`` (which drops axis 0 of every tensor) keeps their shapes.
+            k['q_mask'] = self.q_mask.expand(E, 1, d)
+            k['P'] = self.periodic_select.expand(E, d, len(cfg.periodic))
+            k['PT'] = self.periodic_select.transpose(0, 1).expand(E, len(cfg.periodic), d)
         if net.activation == 'tanh' and len(Ws) >= 2:
             # s = (w * (1 - t^2)) @ W_L^T = w @ W_L^T - t^2 @ (diag(w) W_L^T): one GEMM with a constant bias
             wl_t = Ws[-1].transpose(-1, -2)
@@ -769,6 +894,9 @@ class HamiltonianWorldModel(nn.Module):
         """r(z, u) (E, B, 2 d) for member-shaped ``z``; ``u`` normalised or None."""
         if not self.cfg.residual:
             return torch.zeros_like(z)
+        if self.q_mask is not None:  # the residual is a field too: the same view of q as H and the ports
+            d = self.cfg.latent_dim
+            z = torch.cat([self.q_features(z[..., :d])[0], z[..., d:]], -1)
         x = z if self.cfg.action_dim == 0 else torch.cat(
             [z, u if u is not None else z.new_zeros(*z.shape[:-1], self.cfg.action_dim)], -1)
         return self.cfg.residual_scale * self.residual_net(x)

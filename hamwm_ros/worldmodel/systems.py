@@ -4,7 +4,8 @@ Every system is written in canonical coordinates x = (q, p), with dx/dt = (J - R
 model with an identity encoder can represent it exactly. The systems are the HNN paper's (Greydanus et al. 2019) ideal
 mass-spring and pendulum in the paper code's convention (H = q^2 + p^2 and H = 3(1 - cos q) + p^2, i.e. no factor
 1/2), a damped pendulum, a double pendulum, and cart-pole and acrobot with control inputs (analytic ODEs; the MuJoCo
-robots live in ``hamwm_ros.sim``). A pixel pendulum renders 28x28 images of the pendulum in numpy.
+robots live in ``hamwm_ros.sim``). The pixel pendulum renders the Gym Pendulum-v0 scene as the HNN paper's
+28x28 frames in numpy.
 
 There is no scipy in the training environment, so the adaptive Dormand-Prince RK45 integrator used for ground truth
 and for the HNN protocol's learned-field integration is implemented here, batched over initial states.
@@ -153,12 +154,20 @@ class System:
         Size of u (0 for autonomous systems).
     damping : float
         The true damping coefficient gamma in R = diag(0, gamma * I) (0 for conservative systems).
+    ignorable : tuple of int
+        Indices into q of ignorable (cyclic) coordinates: H does not depend on them (empty for most systems).
+    periodic : tuple of int
+        Indices into q of angles that a model is told H is 2 pi-periodic in (declared on the cart-pole only so far;
+        the pendulums' and two-links' angles are periodic too but left undeclared, which keeps their suites as they
+        were).
     """
 
     name = 'system'
     n_dof = 1
     action_dim = 0
     damping = 0.0
+    ignorable: tuple[int, ...] = ()
+    periodic: tuple[int, ...] = ()
 
     @property
     def state_dim(self) -> int:
@@ -342,6 +351,8 @@ class CartPole(Mechanical):
     name = 'cartpole'
     n_dof = 2
     action_dim = 1
+    ignorable = (0,)  # a flat rail: H does not depend on the cart position x
+    periodic = (1,)  # the pole angle
 
     def __init__(self, cart_mass: float = 1.0, pole_mass: float = 0.5, length: float = 0.5, g: float = 9.81):
         self.mc, self.mp, self.length, self.g = cart_mass, pole_mass, length, g
@@ -487,82 +498,98 @@ def rollout_dataset(system: System, n_trajectories: int, steps: int, dt: float, 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Pixel pendulum
+# Pixel pendulum: the HNN paper's Task 5 (OpenAI Gym Pendulum-v0 frames)
 # ----------------------------------------------------------------------------------------------------------------------
 
 PIXEL_SIZE = 28
 
 
-def render_pendulum(q: np.ndarray, size: int = PIXEL_SIZE, length: float = 0.38, width: float = 1.2) -> np.ndarray:
-    """Greyscale images of a pendulum rod at angles q (0 = hanging down), values in [0, 1], shape (..., size, size).
+# Pendulum-v0: g = 10, m = l = 1, a rod pivoted at one end, so theta'' = -(3 g / 2 l) sin(theta) = -15 sin(theta)
+# (theta = 0 hanging down), stepped by semi-implicit Euler at dt = 0.05 s with the speed clipped to 8 rad/s.
+GYM_DT = 0.05
+GYM_OMEGA2 = 15.0
+GYM_MAX_SPEED = 8.0
+# The paper's canonical coordinates are (theta, 0.25 theta') and its energy 1.9 (1 - cos theta) + p^2; the exact
+# ratio is 15 / 8 = 1.875 (H / 8 with H = theta'^2 / 2 + 15 (1 - cos theta)), the paper's code fitted 1.9.
+GYM_P_SCALE = 0.25
+GYM_ENERGY_K = 1.9
+# The paper's crop of the 1000 x 1000 render of the [-2.2, 2.2]^2 viewport (rows 440:780, columns 330:670), in world
+# units: x in [-0.748, 0.748], y from 0.264 above the pivot to 1.232 below it.
+GYM_CROP = (-0.748, 0.748, 0.264, -1.232)  # x_min, x_max, y_top, y_bottom
 
-    The rod is drawn as a soft line from the centre (Gaussian falloff of distance to the segment), so images vary
-    smoothly with the angle.
+
+def gym_pendulum_trajectories(rng: np.random.Generator, n_trajectories: int, n_frames: int,
+                              max_angle: float = np.pi / 6) -> np.ndarray:
+    """States (theta, theta') of torque-free Pendulum-v0 episodes, (N, n_frames, 2), theta = 0 hanging down.
+
+    Starts as the paper's ``sample_gym``: the environment resets to theta uniform on the circle and theta' in U[-1, 1]
+    and episodes are redrawn until |theta| < ``max_angle``, i.e. theta0 ~ U(-max_angle, max_angle), theta'0 ~
+    U[-1, 1]. Frame k shows state k; the step is Gym's semi-implicit Euler, so the true energy oscillates by about
+    +-dt * omega / 2 = +-10 % along an orbit (the step conserves a nearby modified energy, not H).
     """
-    q = np.asarray(q, dtype=np.float64)
-    c = (size - 1) / 2.0
-    rod = length * size
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    ex, ey = np.sin(q)[..., None, None], np.cos(q)[..., None, None]  # image y points down: q=0 hangs down
-    px, py = xs - c, ys - c
-    along = np.clip(px * ex + py * ey, 0.0, rod)
-    dist2 = (px - along * ex) ** 2 + (py - along * ey) ** 2
-    return np.exp(-0.5 * dist2 / width ** 2)
+    th = rng.uniform(-max_angle, max_angle, n_trajectories)
+    om = rng.uniform(-1.0, 1.0, n_trajectories)
+    out = np.empty((n_trajectories, n_frames, 2))
+    for k in range(n_frames):
+        out[:, k, 0], out[:, k, 1] = th, om
+        om = np.clip(om - GYM_OMEGA2 * np.sin(th) * GYM_DT, -GYM_MAX_SPEED, GYM_MAX_SPEED)
+        th = th + om * GYM_DT
+    return out
 
 
-def angle_from_image(img: np.ndarray) -> np.ndarray:
-    """Estimate the rod angle from images (..., H, W) by the intensity-weighted centroid about the centre."""
-    size = img.shape[-1]
-    c = (size - 1) / 2.0
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    w = np.clip(img, 0.0, None)
-    mx = np.sum(w * (xs - c), axis=(-2, -1))
-    my = np.sum(w * (ys - c), axis=(-2, -1))
-    return np.arctan2(mx, my)
+def render_gym_pendulum(theta: np.ndarray, size: int = PIXEL_SIZE, supersample: int = 4) -> np.ndarray:
+    """28x28 frames of the Pendulum-v0 scene as the paper preprocesses them, (..., size, size) float32 in [0, 1].
+
+    The scene: a capsule rod of length 1 and width 0.2 from the pivot at angle theta (0 = down, positive to the right
+    of the image) and a black axle of radius 0.05 on top of it. The paper keeps red minus green (the rod is (0.8, 0.3,
+    0.3), the background white, the axle black, so only the rod survives), crops the region ``GYM_CROP`` and
+    downsamples it to 28x28 with scaling to a maximum of 1; here each pixel is the rod's coverage of that pixel,
+    estimated on a ``supersample`` x ``supersample`` grid with anti-aliased edges.
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    flat = theta.reshape(-1)
+    x0, x1, y0, y1 = GYM_CROP
+    n = size * supersample
+    xs = x0 + (np.arange(n) + 0.5) / n * (x1 - x0)
+    ys = y0 + (np.arange(n) + 0.5) / n * (y1 - y0)
+    gx, gy = np.meshgrid(xs, ys)  # row index = image row (top first)
+    step = (x1 - x0) / n
+    axle = np.clip((np.sqrt(gx ** 2 + gy ** 2) - 0.05) / step + 0.5, 0.0, 1.0)
+    out = np.empty((flat.size, size, size), dtype=np.float32)
+    for start in range(0, flat.size, 256):
+        th = flat[start:start + 256]
+        ex, ey = np.sin(th)[:, None, None], -np.cos(th)[:, None, None]
+        along = np.clip(gx * ex + gy * ey, 0.0, 1.0)
+        d2 = (gx - along * ex) ** 2 + (gy - along * ey) ** 2
+        # Edges ramp over one sub-sample, so the coverage has no aliasing when the rod lines up with the grid.
+        rod = np.clip((0.1 - np.sqrt(d2)) / step + 0.5, 0.0, 1.0) * axle
+        cover = rod.reshape(-1, size, supersample, size, supersample).mean(axis=(2, 4))
+        out[start:start + 256] = cover
+    return out.reshape(theta.shape + (size, size))
 
 
-def pixel_pendulum_dataset(seed: int = 0, n_trajectories: int = 50, n_points: int = 16, frame_dt: float = 0.2,
-                           frame_gap: float = 0.1, test_split: float = 0.5) -> dict[str, np.ndarray]:
-    """Pixel pendulum: each observation is two stacked 28x28 frames, at t and t + frame_gap.
+def gym_pixel_dataset(seed: int = 0, n_trajectories: int = 200, n_frames: int = 101,
+                      max_angle: float = np.pi / 6) -> dict[str, np.ndarray]:
+    """The paper's pixel-pendulum data: Pendulum-v0 episodes rendered as 28x28 frames.
 
-    Trajectories follow the paper's pendulum (H = 3(1 - cos q) + p^2, start radius U[1.3, 2.3]); observations are
-    ``frame_dt`` apart (100 of them span the paper's [0, 20] evaluation window at the default 0.2 s).
+    The paper draws 200 episodes of 103 frames and keeps 100 observations per episode, each the concatenation of
+    two consecutive frames (t, t + 1), paired with the next observation (t + 1, t + 2); 101 frames give the same 100
+    observation pairs here.
 
     Returns
     -------
     dict
-        ``frames`` (N, n_points, 2, 28, 28) float32, ``states`` (N, n_points, 2) at the first frame, ``split`` (number
-        of training trajectories), ``frame_dt``, ``frame_gap``.
+        ``frames`` (N, n_frames, 28, 28) float32, ``states`` (N, n_frames, 2) as (theta, theta'), ``coords`` (N,
+        n_frames, 2) the paper's canonical coordinates (theta, 0.25 theta'), ``dt`` (0.05 s per frame).
     """
-    system = Pendulum()
     rng = np.random.default_rng(seed)
-    x0 = system.sample_initial(rng, n_trajectories)
-    states = pixel_states(system, x0, n_points, frame_dt)
-    return {'frames': render_frames(system, states, frame_gap), 'states': states,
-            'split': int(round(n_trajectories * (1 - test_split))), 'frame_dt': np.float64(frame_dt),
-            'frame_gap': np.float64(frame_gap)}
+    states = gym_pendulum_trajectories(rng, n_trajectories, n_frames, max_angle)
+    coords = states * np.array([1.0, GYM_P_SCALE])
+    return {'frames': render_gym_pendulum(states[..., 0]), 'states': states, 'coords': coords,
+            'dt': np.float64(GYM_DT)}
 
 
-def pixel_states(system: System, x0: np.ndarray, n_points: int, frame_dt: float) -> np.ndarray:
-    """True states every ``frame_dt`` from x0 (N, 2): (N, n_points, 2)."""
-    return solve_ivp(system.dynamics, x0, np.arange(n_points) * frame_dt)
-
-
-def render_frames(system: System, states: np.ndarray, frame_gap: float) -> np.ndarray:
-    """Two stacked frames per state (..., 2) -> (..., 2, 28, 28) float32: the state and ``frame_gap`` later."""
-    later = integrate_fixed(system.dynamics, states, np.array([0.0, frame_gap]), substeps=20)[..., -1, :]
-    return np.stack([render_pendulum(states[..., 0]), render_pendulum(later[..., 0])], axis=-3).astype(np.float32)
-
-
-def pixel_energy(frames: np.ndarray, frame_gap: float) -> np.ndarray:
-    """Pendulum energy 3(1 - cos q) + p^2 read from stacked frames (..., 2, H, W), at the frames' midpoint time.
-
-    q is the mean of the two frames' centroid angles and p = (dq/dt) / 2 the wrapped central difference, both
-    second-order accurate at t + gap/2. True and predicted frames go through the same estimator.
-    """
-    q0 = angle_from_image(frames[..., 0, :, :])
-    q1 = angle_from_image(frames[..., 1, :, :])
-    dq = np.angle(np.exp(1j * (q1 - q0)))
-    q = q0 + 0.5 * dq
-    p = dq / frame_gap / 2.0
-    return 3.0 * (1.0 - np.cos(q)) + p ** 2
+def gym_pendulum_energy(coords: np.ndarray) -> np.ndarray:
+    """The paper's pixel-pendulum energy 1.9 (1 - cos theta) + p^2 of canonical coordinates (theta, p = theta' / 4)."""
+    coords = np.asarray(coords, dtype=np.float64)
+    return GYM_ENERGY_K * (1.0 - np.cos(coords[..., 0])) + coords[..., 1] ** 2

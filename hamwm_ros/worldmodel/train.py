@@ -465,6 +465,14 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
+def _indices(text: str) -> tuple[int, ...]:
+    """'0,2' -> (0, 2) (argparse type; an empty string gives ())."""
+    try:
+        return tuple(int(v) for v in text.split(',') if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f'expected comma-separated indices, got {text!r}') from err
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``hamwm train`` argument parser."""
     p = argparse.ArgumentParser(prog='hamwm train', description=__doc__.split('\n\n')[0],
@@ -495,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--damping-map', choices=('state', 'constant'), default='state')
     g.add_argument('--damping-param', choices=DAMPING_PARAMS, default='softplus',
                    help="damping parametrisation; 'square' can learn exactly zero damping (ModelConfig.damping_param)")
+    g.add_argument('--ignorable', type=_indices, default=(), metavar='I,J',
+                   help='indices into q that H does not depend on (a cart on a flat rail; ModelConfig.ignorable)')
+    g.add_argument('--periodic', type=_indices, default=(), metavar='I,J',
+                   help='indices into q of angles in radians, seen as (cos, sin) (use with --encoder identity, where q '
+                        'holds the joint angles; ModelConfig.periodic)')
     g.add_argument('--hidden', type=int, default=64)
     g.add_argument('--layers', type=int, default=2)
     g.add_argument('--activation', choices=('tanh', 'softplus'), default='tanh')
@@ -572,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             'hidden': args.hidden, 'layers': args.layers, 'activation': args.activation, 'ensemble': args.ensemble,
             'n_frames': args.n_frames, 'substeps': args.substeps, 'solver_iters': args.solver_iters,
             'dissipation': not args.no_dissipation, 'control': not args.no_control,
-            'residual': not args.no_residual})
+            'residual': not args.no_residual, 'ignorable': args.ignorable, 'periodic': args.periodic})
         metrics = fit(model, train, val, opts, args.out, resume=args.resume, log=say)
     except (DataError, ValueError) as err:
         print(f'hamwm train: {err}', file=sys.stderr)

@@ -43,8 +43,9 @@ def pendulum():
     harness.close()
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def cartpole():
+    # function scope: its one test ends by stopping it, so a rerun needs a fresh process
     harness = SimHarness('cartpole', {'camera_rate': 0.0})
     yield harness
     harness.close()
@@ -205,7 +206,7 @@ def test_free_running_mode_outpaces_real_time(pendulum):
 
 
 def test_sigint_exits_cleanly(pendulum):
-    assert pendulum.process.stop() == 0
+    assert pendulum.process.stop() == 0, pendulum.log()[-4000:]
     assert 'Traceback' not in pendulum.log()
 
 
@@ -221,7 +222,7 @@ def test_effort_command_moves_cart(cartpole):
     publisher.publish(Float64MultiArray(data=[10.0, 0.0]))         # two values for one commanded joint: dropped
     time.sleep(0.3)
     assert '1 joints (parameter joints)' in cartpole.log() or 'for 1 joints' in cartpole.log()
-    assert cartpole.process.stop() == 0
+    assert cartpole.process.stop() == 0, cartpole.log()[-4000:]     # a stuck one has dumped its stacks there
 
 
 # ---------------------------------------------------------------------------------------------------- humanoid

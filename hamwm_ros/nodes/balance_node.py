@@ -41,6 +41,7 @@ from std_msgs.msg import ColorRGBA, Float64, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
+from hamwm_ros.nodes import dump_stacks_on_sigusr1
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
 from hamwm_ros.wholebody.model import Foot, WholeBodyError, WholeBodyModel
 
@@ -337,6 +338,7 @@ class BalanceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run balance_node until SIGINT or an external shutdown; return the process exit code."""
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args)
     node = None
     code = 0

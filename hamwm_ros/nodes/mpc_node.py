@@ -120,6 +120,7 @@ from hamwm_ros.mpc import (
     TrackingCritic,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia
+from hamwm_ros.nodes import dump_stacks_on_sigusr1
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
@@ -1328,6 +1329,7 @@ def main(args: list[str] | None = None) -> int:
     # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN: restore the default so
     # SIGINT always stops the node (rclpy's own handler, which nodes normally get, would override it the same way).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0

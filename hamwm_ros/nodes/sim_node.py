@@ -55,6 +55,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.jointmap import JointMap, JointMapError
+from hamwm_ros.nodes import dump_stacks_on_sigusr1
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.initial import initial_joint_state
@@ -988,6 +989,7 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run sim_node until SIGINT or an external shutdown; return the process exit code."""
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args)
     node = None
     code = 0

@@ -52,6 +52,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
+from hamwm_ros.nodes import dump_stacks_on_sigusr1
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
 from hamwm_ros.throttle import EventThrottle
@@ -721,6 +722,7 @@ def main(args: list[str] | None = None) -> int:
     activates itself as soon as it spins, and stays unconfigured (waiting for a better ``model_dir`` and a configure
     request) when the model cannot be loaded.
     """
+    dump_stacks_on_sigusr1()
     rclpy.init(args=args)
     node = None
     try:

@@ -78,6 +78,8 @@ def sim_node_command(robot: str | None = None, params_file: Path | str | None = 
 def interrupt_process(process: subprocess.Popen, timeout: float = 15.0) -> int:
     """Stop a node process as Ctrl-C would: SIGINT, wait up to ``timeout`` s, then SIGKILL.
 
+    Before the kill it sends SIGUSR1, on which the project's nodes print every thread's stack to their log
+    (:func:`hamwm_ros.nodes.dump_stacks_on_sigusr1`), so a stuck shutdown can be diagnosed afterwards.
     Returns the exit code (negative: killed by that signal); an already finished process just reports its code.
     """
     if process.poll() is None:
@@ -85,8 +87,15 @@ def interrupt_process(process: subprocess.Popen, timeout: float = 15.0) -> int:
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5.0)
+            if hasattr(signal, 'SIGUSR1'):
+                process.send_signal(signal.SIGUSR1)
+                try:
+                    process.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+            if process.poll() is None:
+                process.kill()
+                process.wait(5.0)
     return process.returncode
 
 

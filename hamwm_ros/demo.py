@@ -357,14 +357,23 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
 
     started = time.perf_counter()
     params = {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True, 'goal_position': [GRAPH_GOALS[0]],
-              'control_rate': 500.0, 'planner_rate': 50.0, 'joint_state_timeout': 0.1, 'recovery_time': 0.1,
-              'max_plan_age': 0.2, 'max_future_stamp': 0.5}
+              'control_rate': 500.0, 'planner_rate': 50.0, 'recovery_time': 0.1, 'max_plan_age': 0.2,
+              'max_future_stamp': 0.5,
+              # A 2-core machine running the simulator, both nodes and this recorder in real time next to other jobs
+              # stalls sim_node for 100 ms and more: with the 0.1 s watchdog this stage spent 22 % of its ticks in
+              # safe hold under a parallel test run and the pendulum dropped. The watchdog still holds within one
+              # control period of its (longer) deadline.
+              'joint_state_timeout': 0.25,
+              # as the swing-up files: under load plans take 15-30 ms against the 20 ms period yet stay fresh
+              # (max_plan_age guards staleness)
+              'overrun_limit': 25}
     command = node_command('mpc_node', params)
     sim = SimProcess('pendulum', {'camera_rate': 0.0, 'real_time': True, 'joint_states_rate': 500.0,
                                   'command_timeout': 0.5})
     log = Path(sim.log_path).with_name(Path(sim.log_path).stem + '_mpc.log')
     mpc = probe = None
     segments: list[dict[str, Any]] = []
+    modes: list[str] = []
     try:   # everything after the first process starts is inside, so a failure never leaves a node running
         with open(log, 'w') as handle:
             mpc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
@@ -410,6 +419,8 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
                              'final_rms_error_rad': float(np.sqrt(np.mean(error[settled] ** 2)))})
         diagnostics = probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
                                      timeout=5.0, after=probe.seq('/diagnostics'))
+        # every mode change mpc_node announced (the topic is latched and published on each transition)
+        modes = [m.data for m in probe.recent('/hamwm/mpc/mode')]
     finally:
         if probe is not None:
             probe.close()
@@ -426,6 +437,9 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
         'success': all(s['final_error_rad'] < 0.05 for s in segments),
         'success_definition': 'median |angle - goal| < 0.05 rad over the last 1 s of every goal',
         'planned_fraction': int(values.get('planned_ticks', 0)) / ticks,
+        'fallback_fraction': int(values.get('fallback_ticks', 0)) / ticks,
+        'hold_fraction': int(values.get('hold_ticks', 0)) / ticks,
+        'mode_changes': modes[-20:],
         'control_ticks': ticks,
         'missed_deadlines': int(values.get('missed_deadlines', 0)),
         'period_error_p99_ms': float(values.get('period_error_p99_ms', 'nan')),

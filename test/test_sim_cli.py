@@ -39,7 +39,9 @@ def test_a_process_that_ignores_sigint_prints_its_stacks_then_is_killed():
 
 
 def test_a_process_that_exits_on_sigint_reports_its_own_code():
-    process = _start('import sys, time\ntry:\n    print("ready", flush=True)\n    time.sleep(30)\n'
-                     'except KeyboardInterrupt:\n    sys.exit(3)\n')
+    # the default SIGINT handler first: a shell's background job (CI, `make test &`) passes SIGINT down ignored
+    process = _start('import signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
+                     'try:\n    print("ready", flush=True)\n    time.sleep(30)\nexcept KeyboardInterrupt:\n'
+                     '    sys.exit(3)\n')
     assert interrupt_process(process, timeout=10.0) == 3
     assert interrupt_process(process) == 3       # already finished: just its code

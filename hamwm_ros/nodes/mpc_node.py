@@ -1079,7 +1079,7 @@ class MpcNode(Node):
         if len(self._plan_latency) < 5:
             return 0
         latency = float(np.percentile(np.fromiter(self._plan_latency, float), 90))
-        return int(math.ceil(latency / dt - 1e-3))
+        return min(32, int(math.ceil(latency / dt - 1e-3)))     # the parameter's range; the optimizer keeps >= 1 free
 
     def _elapsed_steps(self, last_receipt: float, receipt: float, dt: float) -> int:
         """Model steps between two accepted states: from their stamps (exact integer nanoseconds), else receipts.

@@ -120,23 +120,6 @@ def push_stage(model_dir: Path, quick: bool, threads: int) -> tuple[dict[str, An
 ROS_SWINGUP_ROBOTS = ('pendulum', 'cartpole')
 
 
-def _call_service(probe: Any, service_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-    """Call a service from the probe's node (spun by its own thread); the response, or RuntimeError."""
-    client = probe.node.create_client(service_type, name)
-    try:
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise RuntimeError(f'service {name} not available within {timeout:.0f} s')
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not future.done():
-            raise RuntimeError(f'service {name}: no answer within {timeout:.0f} s')
-        return future.result()
-    finally:
-        probe.node.destroy_client(client)
-
-
 def _diagnostics(probe: Any, timeout: float) -> dict[str, str]:
     """mpc_node's next /diagnostics key/values (empty when none came within ``timeout`` s)."""
     msg = probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
@@ -205,15 +188,15 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
             if k:    # fresh warm start, supervisor and noise seed for the next episode
                 change = ChangeState.Request()
                 change.transition.id = Transition.TRANSITION_DEACTIVATE
-                if not _call_service(probe, ChangeState, '/mpc_node/change_state', change).success:
+                if not probe.call(ChangeState, '/mpc_node/change_state', change).success:
                     raise RuntimeError('mpc_node refused to deactivate:\n' + node_log())
                 seed_msg = Parameter('mppi.seed', value=int(seed)).to_parameter_msg()
-                result = _call_service(probe, SetParameters, '/mpc_node/set_parameters',
+                result = probe.call(SetParameters, '/mpc_node/set_parameters',
                                        SetParameters.Request(parameters=[seed_msg]))
                 if not result.results[0].successful:
                     raise RuntimeError(f'mppi.seed {seed} refused: {result.results[0].reason}')
                 change.transition.id = Transition.TRANSITION_ACTIVATE
-                if not _call_service(probe, ChangeState, '/mpc_node/change_state', change).success:
+                if not probe.call(ChangeState, '/mpc_node/change_state', change).success:
                     raise RuntimeError('mpc_node refused to activate:\n' + node_log())
             if probe.wait_for('/hamwm/mpc/mode', lambda m: m.data.startswith('WAITING_FOR_STATE'),
                               timeout=timeout_s, after=mark) is None:
@@ -388,16 +371,12 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
         # nodes had come and gone on the domain): record only once states arrive here.
         if probe.wait_for('/joint_states', timeout=timeout_s) is None:
             raise RuntimeError('no /joint_states reached this process:\n' + sim.log()[-2000:])
-        client = probe.node.create_client(SetParameters, '/mpc_node/set_parameters')
         for k, goal in enumerate(GRAPH_GOALS):
             if k:
                 goal_msg = Parameter('goal_position', value=[goal]).to_parameter_msg()
-                request = SetParameters.Request(parameters=[goal_msg])
-                future = client.call_async(request)
-                deadline = time.monotonic() + 10.0
-                while not future.done() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                if not (future.done() and future.result().results[0].successful):
+                response = probe.call(SetParameters, '/mpc_node/set_parameters',
+                                      SetParameters.Request(parameters=[goal_msg]))
+                if not response.results[0].successful:
                     raise RuntimeError(f'goal_position {goal} not accepted')
             first = probe.seq('/joint_states')
             time.sleep(seconds_per_goal)

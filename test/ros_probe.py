@@ -7,12 +7,16 @@ discovery come from conftest.py through the environment), records the node's top
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+import subprocess
+import tempfile
 import time
 from typing import Any
 import xml.etree.ElementTree as ET
 
 from hamwm_ros.sim import robot_urdf_path
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, sim_topics
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, interrupt_process, sim_topics
 
 
 def urdf_joint_names(robot: str) -> list[str]:
@@ -75,19 +79,7 @@ class SimHarness:
 
     # ------------------------------------------------------------------ parameters
     def _call(self, service_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(service_type, f'/sim_node/{name}')
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'/sim_node/{name} is not available')
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'/sim_node/{name} did not answer')
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        return self.probe.call(service_type, f'/sim_node/{name}', request, timeout)
 
     def set_parameters(self, **values: Any) -> list:
         """Set sim_node parameters through its service; returns the SetParametersResult list."""
@@ -117,3 +109,47 @@ class SimHarness:
             self.probe.close()
         finally:
             self.process.close()
+
+
+class MpcProcess:
+    """mpc_node in a subprocess (output to a log file) and a probe node in this process: what the mpc_node tests share.
+
+    ``command`` is :func:`hamwm_ros.sim.cli.node_command`'s list; ``topics`` what the probe records.
+    """
+
+    def __init__(self, command: list[str], topics: dict[str, type], name: str, keep: int, log_prefix: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix='.log', delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, PYTHONUNBUFFERED='1'), start_new_session=True)
+        self.probe = TopicProbe(topics, name=name, keep=keep)
+        self.node = self.probe.node
+
+    def log(self) -> str:
+        self._log.flush()
+        return Path(self._log.name).read_text(errors='replace')
+
+    def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
+        """The service's response; TimeoutError (with the node's log) when it is missing or silent."""
+        try:
+            return self.probe.call(service_type, name, request, timeout)
+        except TimeoutError as error:
+            raise TimeoutError(f'{error}; node log:\n{self.log()}') from None
+
+    def diagnostics(self) -> dict[str, str]:
+        """mpc_node's next /diagnostics key/values (AssertionError with the log when none comes)."""
+        msg = self.probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
+                                  timeout=5.0, after=self.probe.seq('/diagnostics'))
+        if msg is None:
+            raise AssertionError(f'no diagnostics from mpc_node:\n{self.log()[-3000:]}')
+        return {kv.key: kv.value for kv in msg.status[0].values}
+
+    def close(self) -> int:
+        """Stop the probe and mpc_node (SIGINT); its exit code. The log file is removed."""
+        try:
+            self.probe.close()
+        finally:
+            code = interrupt_process(self.process)
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
+        return code
+

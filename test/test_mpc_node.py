@@ -15,7 +15,6 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 import pytest
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.parameter import Parameter, parameter_value_to_python
+from ros_probe import MpcProcess
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -36,7 +36,7 @@ from std_srvs.srv import SetBool
 from hamwm_ros.runtime import sha256_file
 from hamwm_ros.runtime.metadata import expected_signatures
 from hamwm_ros.sim import robot_urdf_path
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
+from hamwm_ros.sim.cli import SimProcess, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -110,44 +110,20 @@ def write_pendulum_model(directory: Path, poison: bool = False) -> Path:
     return directory
 
 
-class MpcHarness:
+class MpcHarness(MpcProcess):
     """mpc_node in a subprocess plus a probe node (services and topic records) in this process."""
 
     def __init__(self, parameters: dict[str, Any], topics: dict[str, type] | None = None,
                  ros_args: list[str] | None = None) -> None:
-        command = node_command('mpc_node', parameters) + list(ros_args or [])
-        self._log = tempfile.NamedTemporaryFile(prefix='hamwm_mpc_', suffix='.log', delete=False)  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED='1')
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
-        self.probe = TopicProbe({'/effort_controller/commands': Float64MultiArray, '/hamwm/mpc/mode': String,
-                                 '/hamwm/mpc/command': JointState, '/diagnostics': DiagnosticArray,
-                                 '/joint_states': JointState, **(topics or {})},
-                                name='probe_mpc', keep=2000)
-        self.node = self.probe.node
+        super().__init__(node_command('mpc_node', parameters) + list(ros_args or []),
+                         {'/effort_controller/commands': Float64MultiArray, '/hamwm/mpc/mode': String,
+                          '/hamwm/mpc/command': JointState, '/diagnostics': DiagnosticArray,
+                          '/joint_states': JointState, **(topics or {})},
+                         name='probe_mpc', keep=2000, log_prefix='hamwm_mpc_')
         self.mark = 0          # mode messages up to this sequence number are older than the last request
 
     def _marked(self) -> None:
         self.mark = self.probe.seq('/hamwm/mpc/mode')
-
-    def log(self) -> str:
-        self._log.flush()
-        return Path(self._log.name).read_text(errors='replace')
-
-    def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
-        client = self.node.create_client(service_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'{name} not available; node log:\n{self.log()}')
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'{name} did not answer; node log:\n{self.log()}')
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
 
     def transition(self, transition_id: int) -> bool:
         self._marked()
@@ -188,22 +164,6 @@ class MpcHarness:
         recent = self.probe.recent('/effort_controller/commands')
         new = self.probe.seq('/effort_controller/commands') - start
         return np.array([list(m.data) for m in recent[len(recent) - min(new, len(recent)):]]).reshape(-1, 1)
-
-    def diagnostics(self) -> dict[str, str]:
-        msg = self.probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
-                                  timeout=5.0, after=self.probe.seq('/diagnostics'))
-        if msg is None:
-            raise AssertionError(f'no diagnostics from mpc_node:\n{self.log()[-3000:]}')
-        return {kv.key: kv.value for kv in msg.status[0].values}
-
-    def close(self) -> int:
-        try:
-            self.probe.close()
-        finally:
-            code = interrupt_process(self.process)
-            self._log.close()
-            Path(self._log.name).unlink(missing_ok=True)
-        return code
 
 
 @pytest.fixture(scope='module')

@@ -12,10 +12,8 @@ so two nodes named mpc_node never share the domain.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -25,11 +23,12 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.parameter import Parameter, parameter_value_to_python
+from ros_probe import MpcProcess
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 import yaml
 
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, interrupt_process, node_command
+from hamwm_ros.sim.cli import SimProcess, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -50,33 +49,13 @@ def _stamp(msg: Any) -> float:
     return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
 
-class SwingUpMpc:
+class SwingUpMpc(MpcProcess):
     """mpc_node from a parameter file (+ overrides) in a subprocess, and a probe node in this process."""
 
     def __init__(self, params_file: Path, parameters: dict[str, Any]) -> None:
-        self._log = tempfile.NamedTemporaryFile(prefix='hamwm_swingup_', suffix='.log', delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(node_command('mpc_node', parameters, params_file), stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1'),
-                                        start_new_session=True)
-        self.probe = TopicProbe({'/joint_states': JointState, '/hamwm/mpc/mode': String,
-                                 '/diagnostics': DiagnosticArray}, name='probe_swingup', keep=3000)
-
-    def log(self) -> str:
-        self._log.flush()
-        return Path(self._log.name).read_text(errors='replace')
-
-    def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
-        client = self.probe.node.create_client(service_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f'{name} not available:\n{self.log()[-3000:]}'
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                assert time.monotonic() < deadline, f'{name} did not answer:\n{self.log()[-3000:]}'
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.probe.node.destroy_client(client)
+        super().__init__(node_command('mpc_node', parameters, params_file),
+                         {'/joint_states': JointState, '/hamwm/mpc/mode': String, '/diagnostics': DiagnosticArray},
+                         name='probe_swingup', keep=3000, log_prefix='hamwm_swingup_')
 
     def set(self, **values: Any) -> Any:
         """Set one parameter (``__`` in a keyword stands for ``.``); its SetParametersResult."""
@@ -94,21 +73,6 @@ class SwingUpMpc:
         assert msg is not None, (f'mode never became {prefix}; last: {latest.data if latest else None}\n'
                                  f'{self.log()[-3000:]}')
         return msg.data
-
-    def diagnostics(self) -> dict[str, str]:
-        msg = self.probe.wait_for('/diagnostics', lambda m: m.status and m.status[0].name.startswith('mpc_node'),
-                                  timeout=5.0, after=self.probe.seq('/diagnostics'))
-        assert msg is not None, f'no diagnostics from mpc_node:\n{self.log()[-3000:]}'
-        return {kv.key: kv.value for kv in msg.status[0].values}
-
-    def close(self) -> int:
-        try:
-            self.probe.close()
-        finally:
-            code = interrupt_process(self.process)
-            self._log.close()
-            Path(self._log.name).unlink(missing_ok=True)
-        return code
 
 
 def test_mpc_node_swings_the_shipped_pendulum_up_with_sim_node():

@@ -85,19 +85,10 @@ class NodeProcess:
         return Path(self._log.name).read_text(errors='replace')
 
     def call(self, service_type, name: str, request, timeout: float = 20.0):
-        client = self.probe.node.create_client(service_type, f'{NODE}/{name}')
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'{NODE}/{name} is not available:\n{self.log()}')
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'{NODE}/{name} did not answer:\n{self.log()}')
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.probe.node.destroy_client(client)
+            return self.probe.call(service_type, f'{NODE}/{name}', request, timeout)
+        except TimeoutError as error:
+            raise TimeoutError(f'{error}:\n{self.log()}') from None
 
     def transition(self, transition_id: int) -> bool:
         request = ChangeState.Request()

@@ -444,6 +444,7 @@ class SwingUpLoop:
         pending: deque[tuple[int, int, np.ndarray]] = deque()
         playing: tuple[int, np.ndarray] | None = None
         applied = np.zeros(actuated.size)
+        effort = np.zeros(sim.n_joints)          # passive joints stay at zero
         for k in range(int(round(duration / self.dt))):
             started = time.perf_counter()
             js = sim.joint_state()
@@ -472,7 +473,6 @@ class SwingUpLoop:
                     if playing is not None:
                         start, plan = playing
                         applied = plan[min(len(plan) - 1, (sub - start) // self.substeps)]
-                    effort = np.zeros(sim.n_joints)
                     effort[actuated] = applied
                     sim.set_effort(effort)
                     sim.step(1)

@@ -335,6 +335,28 @@ class TopicProbe:
                                        rec.last_stamp, rec.stamp_regressions, rec.seq, deque(maxlen=1))
                     for topic, rec in self.records.items()}
 
+    def call(self, service_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
+        """Call service ``name`` from the probe's node (spun by its own thread) and return the response.
+
+        Raises
+        ------
+        TimeoutError
+            If the service is not available, or does not answer, within ``timeout`` s.
+        """
+        client = self.node.create_client(service_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'service {name} not available within {timeout:.0f} s')
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'service {name}: no answer within {timeout:.0f} s')
+                time.sleep(0.01)
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
     def close(self) -> None:
         """Stop spinning and shut the probe's context down."""
         self._stop.set()

@@ -303,7 +303,8 @@ class TestWithSimulatedPendulum:
             mpc.wait_mode('PLANNING')
         finally:
             sim_code = sim.stop()
-        assert sim_code == 0
+            sim_log = sim.log()
+        assert sim_code == 0, sim_log[-4000:]     # 1: its simulation failed or its shutdown overran (stacks in the log)
 
         # 6. Joint states stop: safe hold (zero effort), latched, with the reason.
         assert 'stale' in mpc.wait_mode('SAFE_HOLD', contains='stale')

@@ -161,6 +161,8 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     from rclpy.signals import SignalHandlerOptions
     import yaml
 
+    from hamwm_ros.nodes import spin_until_shutdown
+
     with tempfile.NamedTemporaryFile('w', prefix='hamwm_bringup_', suffix='.yaml', delete=False) as handle:
         yaml.safe_dump(params, handle)
         merged = handle.name
@@ -171,11 +173,10 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     stop = threading.Event()
 
     def spin(executor: Any) -> None:
-        while not stop.is_set() and rclpy.ok():
-            try:
-                executor.spin_once(timeout_sec=0.1)
-            except ExternalShutdownException:
-                return
+        try:
+            spin_until_shutdown(executor, 0.1, stop)
+        except ExternalShutdownException:
+            return
 
     try:
         # Python's own SIGINT handling (KeyboardInterrupt) instead of rclpy's, so the context is still valid while

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import random
 import subprocess
 import tempfile
 import time
@@ -17,6 +18,20 @@ import xml.etree.ElementTree as ET
 
 from hamwm_ros.sim import robot_urdf_path
 from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, interrupt_process, sim_topics
+
+_HANDED_OUT: set[int] = set()
+
+
+def other_domain() -> int:
+    """A random ROS domain other than this test session's and any returned before in this process.
+
+    For a node that must not hear, or be heard by, the other nodes of the same test file (each simulator publishes
+    ``/joint_states``).
+    """
+    taken = _HANDED_OUT | {int(os.environ.get('ROS_DOMAIN_ID', '0'))}
+    domain = random.SystemRandom().choice([d for d in range(1, 101) if d not in taken])
+    _HANDED_OUT.add(domain)
+    return domain
 
 
 def urdf_joint_names(robot: str) -> list[str]:
@@ -34,12 +49,15 @@ class SimHarness:
         If no /joint_states arrive within ``startup_timeout`` seconds (the node's output is in the message).
     """
 
-    def __init__(self, robot: str, parameters: dict[str, Any] | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, robot: str, parameters: dict[str, Any] | None = None, startup_timeout: float = 60.0,
+                 domain_id: int | None = None) -> None:
         self.robot = robot
         parameters = dict(parameters or {})
         camera = float(parameters.get('camera_rate', 30.0)) > 0
-        self.process = SimProcess(robot, parameters, params_file=False)
-        self.probe = TopicProbe(sim_topics(robot, camera=camera, clock=True), name=f'probe_{robot}')
+        env = None if domain_id is None else {'ROS_DOMAIN_ID': str(domain_id)}
+        self.process = SimProcess(robot, parameters, params_file=False, env=env)
+        self.probe = TopicProbe(sim_topics(robot, camera=camera, clock=True), name=f'probe_{robot}',
+                                domain_id=domain_id)
         self.node = self.probe.node
         self._publishers: dict[str, Any] = {}
         deadline = time.monotonic() + startup_timeout

@@ -181,8 +181,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope='class')
+@pytest.fixture
 def mpc(models):
+    # function scope: the closed-loop test walks the node through its whole lifecycle, so a rerun needs a fresh one
     harness = MpcHarness({'model_dir': str(models['missing']), 'use_sim_time': True, 'control_rate': CONTROL_RATE,
                           'planner_rate': 20.0, 'mppi.num_samples': 128,
                           # generous timings: two cores shared with other test runs delay messages by tens of ms
@@ -195,7 +196,7 @@ def mpc(models):
 
 
 class TestWithSimulatedPendulum:
-    """One mpc_node process (sim time) for these tests, in order; sim_node joins for the closed loop."""
+    """A fresh mpc_node process (sim time) per test; sim_node joins for the closed loop."""
 
     def test_configure_fails_with_a_reason_and_bad_parameters_are_refused(self, mpc, models):
         assert not mpc.transition(Transition.TRANSITION_CONFIGURE)

@@ -1,12 +1,14 @@
 """sim_node over real DDS: the node runs in its own process, a probe node in this one listens and commands.
 
-Three node processes for the whole module (pendulum, cartpole, humanoid with camera). Rate checks are generous
-floors in wall-clock time (shared CI machines are noisy); schedules in simulated time are exact and checked tightly.
+Module-scoped node processes (pendulum, humanoid with camera); tests that stop their node (cart-pole, SIGINT) start
+their own, so that a rerun is meaningful. Rate checks are generous floors in wall-clock time (shared CI machines are
+noisy); schedules in simulated time are exact and checked tightly.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 import pytest
-from ros_probe import SimHarness, urdf_joint_names
+from ros_probe import SimHarness, other_domain, urdf_joint_names
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -36,9 +38,11 @@ def _finite_state(msg) -> bool:
     return all(math.isfinite(x) for field in (msg.position, msg.velocity, msg.effort) for x in field)
 
 
+# Every simulator of this file runs in a ROS domain of its own: two of them on one domain would each hear the
+# other's /joint_states.
 @pytest.fixture(scope='module')
 def pendulum():
-    harness = SimHarness('pendulum', {'camera_rate': 0.0, 'command_timeout': 0.3})
+    harness = SimHarness('pendulum', {'camera_rate': 0.0, 'command_timeout': 0.3}, domain_id=other_domain())
     yield harness
     harness.close()
 
@@ -46,14 +50,14 @@ def pendulum():
 @pytest.fixture
 def cartpole():
     # function scope: its one test ends by stopping it, so a rerun needs a fresh process
-    harness = SimHarness('cartpole', {'camera_rate': 0.0})
+    harness = SimHarness('cartpole', {'camera_rate': 0.0}, domain_id=other_domain())
     yield harness
     harness.close()
 
 
 @pytest.fixture(scope='module')
 def humanoid():
-    harness = SimHarness('humanoid', {'camera_rate': 30.0})
+    harness = SimHarness('humanoid', {'camera_rate': 30.0}, domain_id=other_domain())
     yield harness
     harness.close()
 
@@ -205,9 +209,20 @@ def test_free_running_mode_outpaces_real_time(pendulum):
         pendulum.set_parameters(real_time=True)
 
 
-def test_sigint_exits_cleanly(pendulum):
-    assert pendulum.process.stop() == 0, pendulum.log()[-4000:]
-    assert 'Traceback' not in pendulum.log()
+@pytest.mark.parametrize('robot, parameters', [('pendulum', {'camera_rate': 0.0, 'command_timeout': 0.3}),
+                                               ('humanoid', {'camera_rate': 30.0})])
+def test_sigint_exits_cleanly(robot, parameters):
+    # Its own process (not the module's), so that a rerun stops a fresh node.
+    harness = SimHarness(robot, parameters, domain_id=other_domain())
+    try:
+        if parameters['camera_rate'] > 0:
+            assert harness.probe.wait_for('/camera/image_raw', timeout=30.0) is not None, harness.log()[-4000:]
+        code = harness.process.stop()
+        log = harness.log()
+    finally:
+        harness.close()
+    assert code == 0, log[-6000:]              # 1: the simulation failed or the shutdown overran (stacks in the log)
+    assert 'Traceback' not in log, log[-6000:]
 
 
 def test_effort_command_moves_cart(cartpole):
@@ -304,15 +319,11 @@ def test_humanoid_effort_order_follows_joints(humanoid):
     assert all(abs(v) < 1e-9 for k, v in effort.items() if k not in ('neck_yaw', 'left_knee'))
 
 
-def test_humanoid_sigint(humanoid):
-    assert humanoid.process.stop() == 0
-    assert 'Traceback' not in humanoid.log()
-
-
 # ---------------------------------------------------------------------------------------------------- CLI, sampler
 def test_hamwm_sim_cli_reports_topics():
     result = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'sim', '--robot', 'pendulum', '--duration', '1.5',
-                             '--camera-rate', '0'], capture_output=True, text=True, timeout=120)
+                             '--camera-rate', '0'], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, 'ROS_DOMAIN_ID': str(other_domain())})
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith('/')}
     assert set(rows) >= {'/joint_states', '/clock', '/diagnostics'}

@@ -5,8 +5,49 @@ entry point installed as a console script of the same name (``ros2 run hamwm_ros
 messages, hold parameters and call the library; algorithms live in the rclpy-free packages.
 """
 
+from __future__ import annotations
+
 import faulthandler
 import signal
+import threading
+from typing import Any
+
+# SIGINT/SIGTERM only set an event that the main thread's spin loop checks; neither rclpy's signal handler nor a
+# KeyboardInterrupt ends the node. rclpy's handler shuts the context down from another thread, which races with the
+# executor: a context gone between its ok() check and building the wait set raised RCLError (sim_node exited 1 on
+# SIGINT, 1 in 60 under load), and a shutdown landing while the wait set was rebuilt could be missed, leaving a wait
+# without timeout asleep until killed. A KeyboardInterrupt raised inside rclpy's pybind11 calls surfaced as
+# RuntimeError ("Unable to convert call argument"). A Python handler runs only when the main thread is back in
+# bytecode, so the executor waits at most this long per call.
+WAKE_PERIOD_S = 0.2
+SHUTDOWN_REQUESTED = threading.Event()     # set by SIGINT/SIGTERM once init_node_process installed it
+
+
+def init_node_process(args: list[str] | None = None) -> None:
+    """Start rclpy for a node's ``main()``: SIGINT and SIGTERM request a shutdown, SIGUSR1 dumps the stacks.
+
+    The request ends :func:`spin_until_shutdown` within one wake period; ``main()`` then destroys the node (lifecycle
+    nodes publish their safe hold, the context still valid) and shuts rclpy down. A shell starts background jobs with
+    SIGINT ignored; installing the handler here makes SIGINT stop the node anyway.
+
+    Parameters
+    ----------
+    args
+        Command-line arguments for ``rclpy.init`` (None: ``sys.argv``).
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    SHUTDOWN_REQUESTED.clear()
+    signal.signal(signal.SIGINT, _request_shutdown)
+    if hasattr(signal, 'SIGTERM'):
+        signal.signal(signal.SIGTERM, _request_shutdown)
+    dump_stacks_on_sigusr1()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def _request_shutdown(signum: int, frame: Any) -> None:
+    SHUTDOWN_REQUESTED.set()
 
 
 def dump_stacks_on_sigusr1() -> None:
@@ -17,3 +58,33 @@ def dump_stacks_on_sigusr1() -> None:
     """
     if hasattr(signal, 'SIGUSR1'):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def spin_until_shutdown(executor: Any, wake_period_s: float = WAKE_PERIOD_S,
+                        stop: threading.Event | None = None) -> None:
+    """Run ``executor``'s callbacks until a shutdown is requested (signal, ``stop``) or its context shuts down.
+
+    Parameters
+    ----------
+    executor
+        An rclpy executor with its nodes added.
+    wake_period_s
+        Longest wait (s) before the loop checks again when nothing is ready.
+    stop
+        Optional event that also ends the loop when set.
+
+    Raises
+    ------
+    Exception
+        Whatever a callback raises while no shutdown is under way.
+    """
+    def running() -> bool:
+        return executor.context.ok() and not SHUTDOWN_REQUESTED.is_set() and not (stop is not None and stop.is_set())
+
+    while running():
+        try:
+            executor.spin_once(timeout_sec=wake_period_s)
+        except Exception:
+            if running():
+                raise
+            return      # the executor tripped over a shutdown made elsewhere (another thread, the context's owner)

@@ -32,7 +32,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -41,7 +41,7 @@ from std_msgs.msg import ColorRGBA, Float64, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
-from hamwm_ros.nodes import dump_stacks_on_sigusr1
+from hamwm_ros.nodes import init_node_process, spin_until_shutdown
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
 from hamwm_ros.wholebody.model import Foot, WholeBodyError, WholeBodyModel
 
@@ -338,13 +338,14 @@ class BalanceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run balance_node until SIGINT or an external shutdown; return the process exit code."""
-    dump_stacks_on_sigusr1()
-    rclpy.init(args=args)
+    init_node_process(args)
+    executor = SingleThreadedExecutor()
     node = None
     code = 0
     try:
         node = BalanceNode()
-        rclpy.spin(node)
+        executor.add_node(node)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except WholeBodyError as error:
@@ -353,6 +354,7 @@ def main(args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return code
 

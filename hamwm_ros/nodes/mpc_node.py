@@ -78,7 +78,6 @@ import gc
 import math
 import os
 from pathlib import Path
-import signal
 import sys
 import threading
 import time
@@ -101,7 +100,6 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool
@@ -120,7 +118,7 @@ from hamwm_ros.mpc import (
     TrackingCritic,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia
-from hamwm_ros.nodes import dump_stacks_on_sigusr1
+from hamwm_ros.nodes import init_node_process, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
@@ -1324,13 +1322,8 @@ class MpcNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run mpc_node until SIGINT or an external shutdown; return the process exit code."""
-    # No rclpy signal handler: SIGINT raises KeyboardInterrupt here while the context is still valid, so the safe
-    # hold can still be published before shutting down.
-    # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN: restore the default so
-    # SIGINT always stops the node (rclpy's own handler, which nodes normally get, would override it the same way).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    dump_stacks_on_sigusr1()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # SIGINT raises KeyboardInterrupt here while the context is still valid, so the safe hold is still published.
+    init_node_process(args)
     node = None
     code = 0
     # Single-threaded on purpose: the callbacks are short and the real-time work runs on the node's own planner and
@@ -1345,7 +1338,7 @@ def main(args: list[str] | None = None) -> int:
                 node.trigger_activate()
             else:
                 node.get_logger().error('autostart: configure failed (reason above); fix it and configure again')
-        executor.spin()
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, TypeError, InvalidParameterValueException, InvalidParameterTypeException) as error:

@@ -45,7 +45,7 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -55,7 +55,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.jointmap import JointMap, JointMapError
-from hamwm_ros.nodes import dump_stacks_on_sigusr1
+from hamwm_ros.nodes import init_node_process, spin_until_shutdown
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.initial import initial_joint_state
@@ -989,13 +989,14 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run sim_node until SIGINT or an external shutdown; return the process exit code."""
-    dump_stacks_on_sigusr1()
-    rclpy.init(args=args)
+    init_node_process(args)
+    executor = SingleThreadedExecutor()
     node = None
     code = 0
     try:
         node = SimNode()
-        rclpy.spin(node)
+        executor.add_node(node)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, InvalidParameterValueException, InvalidParameterTypeException) as error:
@@ -1007,6 +1008,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             code = 1 if node.failed else code
             node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
         faulthandler.cancel_dump_traceback_later()
     return code

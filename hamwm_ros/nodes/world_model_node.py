@@ -40,7 +40,7 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -52,7 +52,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
-from hamwm_ros.nodes import dump_stacks_on_sigusr1
+from hamwm_ros.nodes import init_node_process, spin_until_shutdown
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
 from hamwm_ros.throttle import EventThrottle
@@ -722,17 +722,19 @@ def main(args: list[str] | None = None) -> int:
     activates itself as soon as it spins, and stays unconfigured (waiting for a better ``model_dir`` and a configure
     request) when the model cannot be loaded.
     """
-    dump_stacks_on_sigusr1()
-    rclpy.init(args=args)
+    init_node_process(args)
+    executor = SingleThreadedExecutor()
     node = None
     try:
         node = WorldModelNode()
-        rclpy.spin(node)
+        executor.add_node(node)
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
             node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return 0
 

@@ -243,7 +243,9 @@ class TopicProbe:
         self._condition = threading.Condition()
         for topic, message_type in topics.items():
             reliability = ReliabilityPolicy.BEST_EFFORT if topic in best_effort else ReliabilityPolicy.RELIABLE
-            depth = 5 if topic in best_effort else 100
+            # Deep reliable queues: a probe counts rates, and a loaded host can stall its spin thread for a few hundred
+            # ms (500 Hz joint states overflowed a depth of 100 in a CI run, reading 458 Hz for 500).
+            depth = 5 if topic in best_effort else 1000
             # Latched topics (published on change, transient local) are subscribed the same way: otherwise a message
             # published before discovery completes is never seen.
             durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in latched else DurabilityPolicy.VOLATILE

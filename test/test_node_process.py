@@ -1,0 +1,104 @@
+"""How the project's nodes start and stop (``hamwm_ros.nodes``): signals request a shutdown, the spin loop ends on it.
+
+A real rclpy node in a child process is stopped by SIGINT or SIGTERM (also when SIGINT was inherited ignored, as a
+shell's background job passes it down); in this process, ``spin_until_shutdown`` ends on its stop event and on a
+context shut down by another thread mid-spin, without raising.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+NODE = textwrap.dedent('''
+    import signal, sys
+    if {ignore_sigint}:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # as a shell's background job inherits it
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from hamwm_ros.nodes import init_node_process, spin_until_shutdown
+
+    init_node_process([])
+    node = rclpy.create_node('signal_probe')
+    ticks = []
+    node.create_timer(0.001, lambda: ticks.append(1))     # a busy executor, as a node at control rate has
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    ready = []
+
+    def report_ready():     # once the executor is serving the timer
+        if len(ticks) > 10 and not ready:
+            ready.append(True)
+            print('ready', flush=True)
+
+    node.create_timer(0.05, report_ready)
+    spin_until_shutdown(executor)
+    print('stopped after', len(ticks), 'ticks', flush=True)
+    node.destroy_node()
+    executor.shutdown()
+    rclpy.try_shutdown()
+''')
+
+
+@pytest.mark.parametrize('signum, ignore_sigint', [(signal.SIGINT, False), (signal.SIGINT, True),
+                                                   (signal.SIGTERM, False)])
+def test_a_signal_stops_the_spin_loop_and_the_node_shuts_down_cleanly(signum, ignore_sigint):
+    process = subprocess.Popen([sys.executable, '-c', NODE.format(ignore_sigint=ignore_sigint)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == 'ready', process.stderr.read()
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=20.0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert 'stopped after' in out and 'Traceback' not in err, out + err
+
+
+def test_spin_loop_ends_on_its_stop_event_and_on_a_context_shut_down_mid_spin():
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hamwm_ros.nodes import spin_until_shutdown
+
+    # The stop event (bringup's several executors in one process).
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('stop_probe', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    spin_until_shutdown(executor, 0.05, stop)
+    assert stop.is_set() and time.monotonic() - started < 5.0
+    node.destroy_node()
+    executor.shutdown()
+    context.try_shutdown()
+
+    # A context shut down from another thread while the executor is busy: the loop returns, it never raises (rclpy
+    # can fail building its wait set on a context that went away between its checks).
+    rng = random.Random(5)
+    for _ in range(20):
+        context = Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node('shutdown_probe', context=context)
+        node.create_timer(0.0005, lambda: None)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        threading.Timer(rng.uniform(0.0, 0.05), context.try_shutdown).start()
+        spin_until_shutdown(executor, 0.05)
+        assert not context.ok()
+        node.destroy_node()
+        executor.shutdown()

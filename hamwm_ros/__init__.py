@@ -10,7 +10,14 @@ Sub-packages (none of them imports rclpy; only ``hamwm_ros.nodes`` and the CLI d
 """
 
 from importlib import resources
+import os
 from pathlib import Path
+
+# One OpenBLAS thread unless the user says otherwise, set before anything imports numpy. numpy's matrix products here
+# are small (the planner's noise colouring and softmin update) and parallelism comes from the planner's own workers;
+# OpenBLAS's extra thread busy-waits after each call and burned 90 % of a core inside mpc_node on a 2-core machine,
+# next to the simulator and the planner it was meant to help (threads told apart by name_os_thread, session 5).
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 __version__ = '0.1.0'
 

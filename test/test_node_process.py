@@ -7,6 +7,7 @@ context shut down by another thread mid-spin, without raising.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -102,3 +103,34 @@ def test_spin_loop_ends_on_its_stop_event_and_on_a_context_shut_down_mid_spin():
         assert not context.ok()
         node.destroy_node()
         executor.shutdown()
+
+
+def test_node_threads_carry_their_names_at_the_os_level():
+    from hamwm_ros.nodes import name_os_thread
+
+    seen = {}
+
+    def named() -> None:
+        name_os_thread()
+        seen['comm'] = open(f'/proc/self/task/{threading.get_native_id()}/comm').read().strip()
+
+    thread = threading.Thread(target=named, name='mpc_planner_and_more')
+    thread.start()
+    thread.join()
+    assert seen['comm'] == 'mpc_planner_and'        # Linux keeps 15 bytes
+
+
+@pytest.mark.parametrize('given, expected', [(None, '1'), ('2', '2')])
+def test_importing_the_package_pins_openblas_to_one_thread_unless_the_user_chose(given, expected):
+    # OpenBLAS's extra thread busy-waits after each call: 90 % of a core inside mpc_node on a 2-core machine.
+    # The suite sets OMP_NUM_THREADS=1 (conftest), which OpenBLAS also reads: drop both to see the package's default.
+    env = {k: v for k, v in os.environ.items() if k not in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS')}
+    if given is not None:
+        env['OPENBLAS_NUM_THREADS'] = given
+    code = ('import os, hamwm_ros, numpy\n'
+            'print(os.environ["OPENBLAS_NUM_THREADS"], len(os.listdir("/proc/self/task")))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    setting, threads = result.stdout.split()
+    assert setting == expected
+    assert int(threads) == int(expected)        # OpenBLAS starts (setting - 1) threads when numpy is imported

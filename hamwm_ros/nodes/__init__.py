@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -48,6 +49,23 @@ def init_node_process(args: list[str] | None = None) -> None:
 
 def _request_shutdown(signum: int, frame: Any) -> None:
     SHUTDOWN_REQUESTED.set()
+
+
+def name_os_thread() -> None:
+    """Give the calling thread its Python name at the OS level, so ``top -H`` and ``ps -L`` tell the threads apart.
+
+    Linux only (``prctl(PR_SET_NAME)``, at most 15 bytes); a no-op elsewhere or when the call fails. Python 3.11 does
+    not do this itself: without it every thread of a node shows as ``python``.
+    """
+    if not sys.platform.startswith('linux'):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, threading.current_thread().name.encode()[:15], 0, 0, 0)   # 15 = PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def dump_stacks_on_sigusr1() -> None:

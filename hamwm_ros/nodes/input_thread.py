@@ -21,6 +21,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from hamwm_ros.nodes import name_os_thread
+
 try:   # rclpy's C extension: the wait set that rclpy.wait_for_message uses
     from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
     _WAIT_SET = hasattr(_rclpy, 'WaitSet')
@@ -79,6 +81,7 @@ class InputThread:
             self._thread.start()
 
     def _run(self) -> None:
+        name_os_thread()
         try:
             if _WAIT_SET:
                 self._serve_wait_set()

@@ -118,7 +118,7 @@ from hamwm_ros.mpc import (
     TrackingCritic,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia
-from hamwm_ros.nodes import init_node_process, spin_until_shutdown
+from hamwm_ros.nodes import init_node_process, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
@@ -974,6 +974,7 @@ class MpcNode(Node):
 
     # ------------------------------------------------------------------ planner thread
     def _planner_loop(self) -> None:
+        name_os_thread()
         self._lower_planner_priority(int(self._param('planner_nice')))
         controller = self._controller
         supervisor, optimizer = controller.supervisor, controller.optimizer
@@ -1149,6 +1150,7 @@ class MpcNode(Node):
         return f'SCHED_FIFO {priority}'
 
     def _control_loop(self) -> None:
+        name_os_thread()
         controller = self._controller
         supervisor = controller.supervisor
         stats = self._loop_stats

@@ -55,7 +55,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.jointmap import JointMap, JointMapError
-from hamwm_ros.nodes import init_node_process, spin_until_shutdown
+from hamwm_ros.nodes import init_node_process, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.initial import initial_joint_state
@@ -228,6 +228,7 @@ class _Camera:
     def _run(self) -> None:
         import mujoco
 
+        name_os_thread()
         renderer = None
         try:
             if self._quality == 'fast':
@@ -659,6 +660,7 @@ class SimNode(Node):
     def _run(self, robot: str, timestep: float, render_size: tuple[int, int] | None,
              initial: dict[str, Any] | None = None) -> None:
         """Simulation thread: build the simulation, wait for the node, then step and publish until stopped."""
+        name_os_thread()
         try:
             self._sim, self._camera_ok = self._make_simulation(robot, timestep, render_size)
             if initial is not None:

@@ -127,3 +127,29 @@ def test_forced_leapfrog_matches_analytic_oscillator():
         q, p = leapfrog_step(q, p, h, lambda q, p: q, lambda q, p: p, force=lambda q: torch.ones_like(q),
                              separable=True)
     assert abs(float(q) - (1 - math.cos(h * steps))) < 1e-5
+
+
+def test_generalised_leapfrog_needs_substeps_at_high_momentum():
+    # H = 1/2 p^2 / m(q) + (1 - cos q) with m(q) = 1 + 0.8 cos q. Fast motion makes the implicit half-steps (2
+    # fixed-point iterations) inaccurate at h = 0.05: why the horizons suite gives the cart-pole 4 substeps.
+    def energy(q, p):
+        return 0.5 * p ** 2 / (1 + 0.8 * torch.cos(q)) + 1 - torch.cos(q)
+
+    def grad_q(q, p):
+        return 0.4 * p ** 2 * torch.sin(q) / (1 + 0.8 * torch.cos(q)) ** 2 + torch.sin(q)
+
+    def grad_p(q, p):
+        return p / (1 + 0.8 * torch.cos(q))
+
+    worst = {}
+    for substeps in (1, 4):
+        q, p = torch.tensor([0.3], dtype=DT), torch.tensor([10.0], dtype=DT)
+        h0 = energy(q, p)
+        e = _run_leapfrog(q, p, 0.05 / substeps, 1000 * substeps, grad_q, grad_p, energy, separable=False, iters=2)
+        worst[substeps] = float(((e - h0) / h0).abs().max())
+    assert worst[1] > 0.2 and worst[4] < 0.05, worst
+    # at low momentum one step is fine
+    q, p = torch.tensor([0.3], dtype=DT), torch.tensor([2.0], dtype=DT)
+    h0 = energy(q, p)
+    e = _run_leapfrog(q, p, 0.05, 1000, grad_q, grad_p, energy, separable=False, iters=2)
+    assert float(((e - h0) / h0).abs().max()) < 1e-3

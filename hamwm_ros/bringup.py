@@ -172,12 +172,6 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     spinners: list[threading.Thread] = []
     stop = threading.Event()
 
-    def spin(executor: Any) -> None:
-        try:
-            spin_until_shutdown(executor, 0.1, stop)
-        except ExternalShutdownException:
-            return
-
     try:
         # Python's own SIGINT handling (KeyboardInterrupt) instead of rclpy's, so the context is still valid while
         # lifecycle nodes deactivate (and publish their safe hold) on the way out.
@@ -199,7 +193,9 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
             entry.state = 'running' if not entry.lifecycle else 'unconfigured'
             executors.append(SingleThreadedExecutor())
             executors[-1].add_node(entry.node)
-            spinners.append(threading.Thread(target=spin, args=(executors[-1],), name=f'spin_{name}', daemon=True))
+            # spin_until_shutdown ends on `stop` or a shut-down context without raising
+            spinners.append(threading.Thread(target=spin_until_shutdown, args=(executors[-1], 0.1, stop),
+                                             name=f'spin_{name}', daemon=True))
             if entry.lifecycle and activate:
                 _activate(entry, log)
                 if entry.state != 'active':

@@ -16,6 +16,7 @@ import time
 from typing import Any
 import xml.etree.ElementTree as ET
 
+from hamwm_ros.rosdomain import DOMAIN_RANGE
 from hamwm_ros.sim import robot_urdf_path
 from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, interrupt_process, sim_topics
 
@@ -29,7 +30,8 @@ def other_domain() -> int:
     ``/joint_states``).
     """
     taken = _HANDED_OUT | {int(os.environ.get('ROS_DOMAIN_ID', '0'))}
-    domain = random.SystemRandom().choice([d for d in range(1, 101) if d not in taken])
+    low, high = DOMAIN_RANGE
+    domain = random.SystemRandom().choice([d for d in range(low, high + 1) if d not in taken])
     _HANDED_OUT.add(domain)
     return domain
 

@@ -97,22 +97,6 @@ def test_conjugate_momentum_is_conserved_without_force_or_damping():
     assert (p[..., 1] - z[:, None, 4]).abs().max() > 1e-3  # the other momentum does move
 
 
-@pytest.mark.parametrize('variant', [dict(), dict(ensemble=3), dict(activation='softplus', substeps=2),
-                                     dict(periodic=(1,)), dict(ensemble=2, layers=1, periodic=(1,)),
-                                     dict(ensemble=2, ignorable=(), periodic=(0, 1, 2))])
-def test_lean_rollout_with_ignorable_is_the_same_map_as_repeated_steps(variant):
-    model = _model(**LEAN, **variant)
-    assert model.lean
-    z = torch.randn(4, 6, dtype=DT)
-    actions = torch.randn(4, 5, 2, dtype=DT)
-    with torch.no_grad():
-        traj = model.rollout(z, actions)
-        zz = z
-        for t in range(5):
-            zz = model.step(zz, actions[:, t])
-            assert torch.allclose(traj[..., t, :], zz, atol=1e-10)
-
-
 def test_config_round_trip_and_old_configs():
     cfg = ModelConfig(obs_dim=4, action_dim=1, latent_dim=2, ignorable=(0,))
     d = cfg.to_dict()

@@ -201,8 +201,16 @@ def test_identity_and_image_encoders():
 LEAN = dict(mass_matrix='constant', input_map='constant', damping_map='constant', residual=False)
 
 
+IGNORABLE = dict(ignorable=(0, 2))     # symmetry priors (test_worldmodel_ignorable.py): the lean path keeps them too
+
+
 @pytest.mark.parametrize('variant', [dict(), dict(ensemble=3), dict(activation='softplus', substeps=3),
-                                     dict(layers=1, dissipation=False), dict(layers=3, control=False)])
+                                     dict(layers=1, dissipation=False), dict(layers=3, control=False),
+                                     IGNORABLE, dict(IGNORABLE, ensemble=3),
+                                     dict(IGNORABLE, activation='softplus', substeps=2),
+                                     dict(IGNORABLE, periodic=(1,)),
+                                     dict(IGNORABLE, ensemble=2, layers=1, periodic=(1,)),
+                                     dict(ensemble=2, periodic=(0, 1, 2))])
 def test_lean_rollout_is_the_same_map_as_repeated_steps(variant):
     model = _model(**LEAN, **variant)
     assert model.lean

@@ -1324,7 +1324,7 @@ class MpcNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run mpc_node until SIGINT or an external shutdown; return the process exit code."""
-    # SIGINT raises KeyboardInterrupt here while the context is still valid, so the safe hold is still published.
+    # SIGINT/SIGTERM end the spin loop below with the context still valid, so the safe hold is still published.
     init_node_process(args)
     node = None
     code = 0

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from test_worldmodel_model import _model as random_model
 import torch
 
 from hamwm_ros.worldmodel import evaluate
@@ -16,15 +17,8 @@ LEAN = dict(mass_matrix='constant', input_map='constant', damping_map='constant'
 
 
 def _model(seed=0, scale=0.4, **kw):
-    """A float64 model with every weight randomised (zero-initialised heads would make checks trivial)."""
-    torch.manual_seed(seed)
-    base = dict(obs_dim=6, action_dim=2, latent_dim=3, hidden=16, ignorable=(0, 2))
-    base.update(kw)
-    model = HamiltonianWorldModel(ModelConfig(**base)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model
+    """test_worldmodel_model's randomised float64 model, with positions 0 and 2 ignorable unless ``kw`` says."""
+    return random_model(seed, scale, **{'ignorable': (0, 2), **kw})
 
 
 VARIANTS = [

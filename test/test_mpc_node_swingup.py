@@ -163,7 +163,10 @@ def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
         got = parameter_value_to_python(value)
         got = list(got) if isinstance(got, (list, tuple)) or hasattr(got, 'tolist') else got
         assert got == section[name], name
-    assert waiting_mpc.diagnostics()['task'] == 'swingup'
+    diagnostics = waiting_mpc.diagnostics()
+    assert diagnostics['task'] == 'swingup'
+    # the LQR value at upright was built at configure; no plan yet, so no weight in force
+    assert diagnostics['swingup_terminal_value'].startswith('weight 0 in the last plan (x3'), diagnostics
 
 
 @pytest.mark.parametrize('name, value, accepted', [
@@ -173,6 +176,8 @@ def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
     ('swingup.energy_margin', -0.1, True),
     ('swingup.energy_margin', 1.5, False),
     ('swingup.wrap_encode', False, True),
+    ('swingup.terminal_value_weight', 1.5, True),       # live: from the next plan on
+    ('swingup.terminal_value_weight', -1.0, False),
     ('mppi.noise_correlation', 0.3, True),
     ('mppi.noise_correlation', 1.0, False),           # must stay below 1
     ('task', 'track', False),                         # read-only

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from hamwm_ros.closedloop.swingup import CONFIGS, SwingUpController
-from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, wrap_angle
+from hamwm_ros.mpc.lqr import discrete_lqr, linearise
+from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix, wrap_angle
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.safety import JointLimits
 from hamwm_ros.sim import robot_urdf_path
@@ -29,14 +30,16 @@ def _runtime(robot: str) -> WorldModelRuntime:
     return WorldModelRuntime.load(path, config=SessionConfig(providers=('cpu',)))
 
 
-def _schedule(robot: str, **task_changes) -> tuple[SwingUpSchedule, WorldModelRuntime]:
+def _schedule(robot: str, terminal_value: np.ndarray | None = None, **task_changes
+              ) -> tuple[SwingUpSchedule, WorldModelRuntime]:
     runtime = _runtime(robot)
     config = CONFIGS[robot]
     limits = JointLimits.from_urdf(robot_urdf_path(robot), runtime.metadata.joint_names)
     pole = pole_inertia(robot_urdf_path(robot), limits.names[config.angle_joint]) \
         if config.energy_source == 'pole' else None
     schedule = SwingUpSchedule(config.task().replace(**task_changes), runtime, limits.position, limits.velocity,
-                               energy_weight=2.0, tracking_weight=3.0, limits_weight=1.0, pole=pole)
+                               energy_weight=2.0, tracking_weight=3.0, limits_weight=1.0, pole=pole,
+                               terminal_value=terminal_value)
     return schedule, runtime
 
 
@@ -108,6 +111,42 @@ def test_cartpole_pole_energy_and_rail_envelope():
     assert pendulum.limits is None and len(pendulum.critics) == 2
 
 
+def test_terminal_value_is_the_lqr_cost_to_go_in_tracking_units():
+    """P = the LQR value of the upright cart-pole with the planner's own stage costs, averaged over the horizon."""
+    task = CONFIGS['cartpole'].task()
+    names = ('cart_slider', 'pole_hinge')
+    value = terminal_value_matrix(task, robot_urdf_path('cartpole'), names, [0], 0.02, 32, effort_ratio=0.01,
+                                  effort_scale=12.0, goal=np.array([0.3, 0.0]))
+    a, b = linearise(robot_urdf_path('cartpole'), names, [0.3, math.pi], [0], 0.02)
+    expected, _ = discrete_lqr(a, b, np.diag([0.2, 1.0, 0.2, 0.05]), np.array([[0.01 / 144.0]]))
+    assert value == pytest.approx(expected / 32, rel=1e-9)
+    # the cost-to-go of a balanced pole with the cart off centre exceeds the tracking cost of its last step: the
+    # cart must first move the wrong way to bring it back
+    offset = np.array([0.5, 0.0, 0.0, 0.0])
+    assert offset @ value @ offset > 0.2 * 0.5 ** 2 / 32
+    with pytest.raises(ValueError, match='effort_ratio'):
+        terminal_value_matrix(task, robot_urdf_path('cartpole'), names, [0], 0.02, 32, 0.0, 12.0)
+    with pytest.raises(ValueError, match='horizon'):
+        terminal_value_matrix(task, robot_urdf_path('cartpole'), names, [0], 0.02, 0, 0.01, 12.0)
+
+
+def test_terminal_value_weighted_near_upright_only():
+    value = np.diag([1.0, 2.0, 0.5, 0.5])
+    schedule, _ = _schedule('cartpole', terminal_value=value, terminal_value_weight=2.0)
+    terminal = schedule.terminal
+    assert terminal is not None and terminal in schedule.critics and terminal.wrap.tolist() == [1]
+    assert terminal.goal.tolist() == pytest.approx([0.0, math.pi, 0.0, 0.0])
+    schedule.prepare(np.array([0.0, 0.1]))                              # hanging: energy shaping, no value
+    assert terminal.weight == 0.0
+    schedule.prepare(np.array([0.0, math.pi - 0.2]))                    # near upright: 2 x tracking weight 3
+    assert terminal.weight == pytest.approx(6.0)
+    schedule.update_task(schedule.task.replace(terminal_value_weight=0.5))   # live
+    schedule.prepare(np.array([0.0, -math.pi + 0.2]))
+    assert terminal.weight == pytest.approx(1.5)
+    plain, _ = _schedule('cartpole')
+    assert plain.terminal is None and len(plain.critics) == 3
+
+
 @pytest.mark.parametrize('changes, reason', [
     ({'energy_gate': -0.1}, 'energy_gate'),
     ({'far_tracking_fraction': 1.5}, 'far_tracking_fraction'),
@@ -115,6 +154,7 @@ def test_cartpole_pole_energy_and_rail_envelope():
     ({'position_envelope': 0.0}, 'position_envelope'),
     ({'velocity_weights': (-1.0,)}, 'velocity_weights'),
     ({'energy_margin': 2.0, 'velocity_envelope': 1.5}, 'velocity_envelope'),   # every reason at once
+    ({'terminal_value_weight': -1.0}, 'terminal_value_weight'),
 ])
 def test_task_settings_are_validated(changes, reason):
     with pytest.raises(ValueError, match=reason):

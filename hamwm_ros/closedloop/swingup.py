@@ -24,7 +24,7 @@ import numpy as np
 
 from hamwm_ros.closedloop.rollout import EffortRollout
 from hamwm_ros.mpc import EffortCritic, MPPIOptimizer, MPPISettings, PDHoldFallback, SmoothnessCritic
-from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, wrap_angle
+from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, terminal_value_matrix, wrap_angle
 from hamwm_ros.mpc.swingup import pole_inertia as urdf_pole_inertia
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.sim import Simulation, parse_urdf_joints, robot_urdf_path
@@ -87,6 +87,10 @@ class SwingUpConfig:
         The joint-limits critic's position range (as a fraction of each bounded joint's range, about its centre)
         and velocity limits (as a fraction of the URDF's). Below 1 they keep the cart inside the region the model's
         training data covers and away from the rail stops, where its predictions are unreliable.
+    terminal_value_weight
+        Near upright, weight (times ``tracking_weight``) of the terminal value: the LQR cost-to-go of the URDF
+        robot linearised upright, on the last predicted step (:func:`hamwm_ros.mpc.swingup.terminal_value_matrix`);
+        0: off.
     """
 
     robot: str
@@ -118,6 +122,7 @@ class SwingUpConfig:
     effort_fraction: float = 1.0
     position_envelope: float = 1.0
     velocity_envelope: float = 1.0
+    terminal_value_weight: float = 0.0
     fallback_kp: float = 5.0
     fallback_kd: float = 1.0
     seed: int = 0
@@ -138,12 +143,14 @@ CONFIGS: dict[str, SwingUpConfig] = {
     # predicted pole energy sags over the horizon, and with the exact target the pole stalls about 0.5 rad short.
     # The planner stays inside the envelope the training data covers (60 % of the force, |x| <= 1.2 m,
     # |x'| <= 2.5 m/s; the data reach |x| 1.3 m and |x'| 3.4 m/s at most): beyond it the model's predictions fail
-    # and the cart used to run into its rail. The cart velocity weight (0.2) stops the cart drifting off while the
-    # pole is balanced.
+    # and the cart used to run into its rail. The cart velocity weight (0.2) and the terminal value (the LQR
+    # cost-to-go of the URDF cart-pole linearised upright: the slow drift of the cart takes longer to correct than
+    # the 0.64 s horizon) stop the cart drifting off while the pole is balanced.
     'cartpole': SwingUpConfig(robot='cartpole', angle_joint=1, position_weights=(0.2, 1.0),
                               velocity_weights=(0.2, 0.05), energy_weight=1.0, energy_source='pole',
                               energy_margin=-0.15, far_tracking_fraction=0.05, iterations=1, num_samples=256,
-                              effort_fraction=0.6, position_envelope=0.6, velocity_envelope=0.5),
+                              effort_fraction=0.6, position_envelope=0.6, velocity_envelope=0.5,
+                              terminal_value_weight=3.0),
 }
 
 
@@ -286,15 +293,19 @@ class SwingUpController:
         # The swing-up schedule (energy shaping gated near upright, one energy target per side, wrapped-angle
         # tracking, rail envelope) is the same code mpc_node runs with task swingup.
         pole = pole_inertia(config.robot, urdf.names[config.angle_joint]) if config.energy_source == 'pole' else None
+        terminal = None
+        if config.terminal_value_weight > 0:
+            terminal = terminal_value_matrix(
+                config.task(), robot_urdf_path(config.robot), urdf.names, self.actuated, self.dt,
+                self.settings.horizon, max(config.effort_weight, 1e-6) / max(config.tracking_weight, 1e-6), limits)
         self.schedule = SwingUpSchedule(config.task(), self.runtime, urdf.position_limits, urdf.velocity_limits,
                                         energy_weight=config.energy_weight, tracking_weight=config.tracking_weight,
-                                        limits_weight=config.limits_weight, pole=pole)
+                                        limits_weight=config.limits_weight, pole=pole, terminal_value=terminal)
         self.energy, self.tracking = self.schedule.energy, self.schedule.tracking
         critics = [self.energy, self.tracking,
                    EffortCritic(config.effort_weight, scale=limits),
                    SmoothnessCritic(config.smoothness_weight, scale=limits)]
-        if self.schedule.limits is not None:
-            critics.append(self.schedule.limits)
+        critics += [c for c in (self.schedule.limits, self.schedule.terminal) if c is not None]
         lim = urdf.position_limits
         self.optimizer = MPPIOptimizer(self.settings, self.rollout, critics)
         self.fallback = PDHoldFallback(np.zeros(n), config.fallback_kp, config.fallback_kd,

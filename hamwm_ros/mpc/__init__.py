@@ -13,6 +13,7 @@ from hamwm_ros.mpc.critics import (
     EnergyCritic,
     JointLimitsCritic,
     SmoothnessCritic,
+    TerminalCostCritic,
     TrackingCritic,
 )
 from hamwm_ros.mpc.fallback import PDHoldFallback
@@ -25,5 +26,5 @@ __all__ = [
     'INFEASIBLE_COST', 'BalanceCritic', 'BatchedRollout', 'Critic', 'CriticContext', 'CriticError', 'EffortCritic',
     'EnergyCritic', 'JointLimitsCritic', 'MPPIOptimizer', 'MPPISettings', 'NoiseGenerator', 'PDHoldFallback',
     'PlanResult', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError', 'SmoothnessCritic',
-    'TrackingCritic', 'check_rollout',
+    'TerminalCostCritic', 'TrackingCritic', 'check_rollout',
 ]

@@ -16,6 +16,10 @@ and the product node (``mpc_node`` with ``task: swingup``):
 - **rail limits**: a :class:`~hamwm_ros.mpc.JointLimitsCritic` on the bounded joints (a cart's rail) shrunk to an
   envelope about the range's centre, and on every joint's velocity, shrunk the same way; the pole's +-4 pi stops
   are irrelevant and left out.
+- **terminal value** near upright (optional, ``terminal_value_weight``): the infinite-horizon LQR cost-to-go of the
+  URDF robot linearised upright (:func:`terminal_value_matrix`, :class:`~hamwm_ros.mpc.TerminalCostCritic`) on the
+  last predicted step. A cart-pole's drift while balancing takes longer to correct than the horizon lasts; the value
+  prices what lies beyond it.
 
 Imports neither rclpy nor torch (Pinocchio only for :func:`pole_inertia`, lazily).
 """
@@ -29,7 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hamwm_ros.mpc.critics import EnergyCritic, JointLimitsCritic, TrackingCritic
+from hamwm_ros.mpc.critics import EnergyCritic, JointLimitsCritic, TerminalCostCritic, TrackingCritic
+from hamwm_ros.mpc.lqr import discrete_lqr, linearise
 
 ENERGY_SOURCES = ('model', 'pole')
 GRAVITY = 9.81
@@ -79,6 +84,9 @@ class SwingUpTask:
     position_envelope, velocity_envelope
         The limits critic's position range (fraction of each bounded joint's range, about its centre) and velocity
         limits (fraction of the URDF's), in (0, 1].
+    terminal_value_weight
+        Weight of the terminal value near upright, as a multiple of the tracking weight (0: off); far from upright
+        it is off.
 
     Raises
     ------
@@ -97,6 +105,7 @@ class SwingUpTask:
     terminal_weight: float = 1.0
     position_envelope: float = 1.0
     velocity_envelope: float = 1.0
+    terminal_value_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ('position_weights', 'velocity_weights'):
@@ -116,8 +125,9 @@ class SwingUpTask:
             values = getattr(self, name)
             if not values or not all(math.isfinite(v) and v >= 0 for v in values):
                 problems.append(f'{name} must be finite and >= 0 (1 value or one per joint), got {list(values)}')
-        if not (math.isfinite(self.terminal_weight) and self.terminal_weight >= 0):
-            problems.append(f'terminal_weight must be finite and >= 0, got {self.terminal_weight}')
+        for name in ('terminal_weight', 'terminal_value_weight'):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                problems.append(f'{name} must be finite and >= 0, got {getattr(self, name)}')
         for name in ('position_envelope', 'velocity_envelope'):
             if not 0.0 < getattr(self, name) <= 1.0:
                 problems.append(f'{name} must be in (0, 1], got {getattr(self, name)}')
@@ -173,6 +183,45 @@ def pole_inertia(urdf: str | Path, joint: str, axis: tuple[float, float, float] 
     return float(body.mass), lever, inertia
 
 
+def terminal_value_matrix(task: SwingUpTask, urdf: str | Path, joint_names: tuple[str, ...] | list[str],
+                          actuated: np.ndarray | list[int], dt: float, horizon: int, effort_ratio: float,
+                          effort_scale: np.ndarray | float, goal: np.ndarray | None = None) -> np.ndarray:
+    """The terminal value matrix P of a swing-up: LQR cost-to-go at upright, in the tracking critic's cost units.
+
+    The URDF robot is linearised at rest with the pole upright and the other joints at ``goal``
+    (:func:`hamwm_ros.mpc.lqr.linearise`). The LQR stage cost is the planner's own per step: the tracking critic's
+    state weights and the effort critic's ``(u / effort_scale)^2`` times ``effort_ratio`` (effort weight over
+    tracking weight), both averaged over the ``horizon`` as the critics do. Used with weight
+    ``terminal_value_weight x tracking weight``, ``e^T P e`` then estimates the tracking and effort cost of bringing
+    the last predicted state to rest at the goal.
+
+    Raises
+    ------
+    ValueError
+        If the URDF cannot be linearised (see :func:`~hamwm_ros.mpc.lqr.linearise`), a value is out of range, or
+        the upright is not stabilisable from the actuated joints.
+    """
+    names = list(joint_names)
+    n = len(names)
+    if horizon < 1:
+        raise ValueError(f'horizon must be >= 1, got {horizon}')
+    if not (math.isfinite(effort_ratio) and effort_ratio > 0):
+        raise ValueError(f'effort_ratio must be finite and > 0, got {effort_ratio}')
+    inputs = np.asarray(actuated, dtype=np.intp).ravel()
+    scale = np.broadcast_to(np.asarray(effort_scale, dtype=np.float64), inputs.shape)
+    if not np.all(scale > 0):
+        raise ValueError('effort_scale must be > 0')
+    position = np.zeros(n) if goal is None else np.array(goal, dtype=np.float64).ravel()
+    if position.shape != (n,):
+        raise ValueError(f'goal needs {n} positions, got {position.size}')
+    position[int(task.angle_joint)] = math.pi
+    a, b = linearise(urdf, names, position, inputs, dt)
+    state_weights = np.concatenate([np.broadcast_to(task.position_weights, (n,)),
+                                    np.broadcast_to(task.velocity_weights, (n,))])
+    value, _ = discrete_lqr(a, b, np.diag(state_weights), effort_ratio * np.diag(1.0 / scale ** 2))
+    return value / horizon
+
+
 class SwingUpSchedule:
     """The swing-up critics of one robot and the schedule that sets their weights and targets before each plan.
 
@@ -198,6 +247,9 @@ class SwingUpSchedule:
     goal
         (n,) goal positions of the other joints (e.g. the cart); the pole's entry is replaced by upright (pi).
         Default: zeros.
+    terminal_value
+        (2 n, 2 n) value matrix of the terminal cost (:func:`terminal_value_matrix`); None: no terminal critic
+        (:attr:`terminal` None).
 
     Raises
     ------
@@ -208,7 +260,7 @@ class SwingUpSchedule:
     def __init__(self, task: SwingUpTask, runtime: _Runtime, position_limits: np.ndarray,
                  velocity_limits: np.ndarray, energy_weight: float = 1.0, tracking_weight: float = 1.0,
                  limits_weight: float = 1.0, pole: tuple[float, float, float] | None = None,
-                 goal: np.ndarray | None = None) -> None:
+                 goal: np.ndarray | None = None, terminal_value: np.ndarray | None = None) -> None:
         lim = np.asarray(position_limits, dtype=np.float64).reshape(-1, 2)
         n = lim.shape[0]
         velocity_limits = np.asarray(velocity_limits, dtype=np.float64).ravel()
@@ -230,6 +282,9 @@ class SwingUpSchedule:
         self.energy = self._energy_critic(task, runtime, pole)
         self.tracking = TrackingCritic(self.goal_observation(goal), self._state_weights(task), weight=tracking_weight,
                                        terminal_weight=task.terminal_weight, wrap=(a,))
+        self.terminal: TerminalCostCritic | None = None
+        if terminal_value is not None:   # weighted near upright only, by prepare
+            self.terminal = TerminalCostCritic(self.tracking.goal, terminal_value, weight=0.0, wrap=(a,))
         bounded = [j for j in range(n) if lim[j, 1] - lim[j, 0] < UNBOUNDED_RANGE]
         self.limits: JointLimitsCritic | None = None
         if bounded:   # the pole may turn over (its +-4 pi stops are irrelevant); a cart has a rail
@@ -306,16 +361,16 @@ class SwingUpSchedule:
 
     @property
     def critics(self) -> list:
-        """The schedule's critics: energy, tracking, then limits when there is a bounded joint."""
-        return [self.energy, self.tracking] + ([self.limits] if self.limits is not None else [])
+        """The schedule's critics: energy, tracking, then limits and terminal when the schedule has them."""
+        return [self.energy, self.tracking] + [c for c in (self.limits, self.terminal) if c is not None]
 
     # ------------------------------------------------------------------ per plan
     def prepare(self, position: np.ndarray) -> np.ndarray:
         """Set the critics for a plan from the measured ``position`` (n,); return the positions to encode.
 
         Far from upright energy shaping leads (tracking only as a weak guide, so the pole does not arrive with
-        excess speed); near upright tracking alone stabilises it. The energy target is that of the side of upright
-        the pole is on, less ``energy_margin`` x the energy scale.
+        excess speed); near upright tracking (and the terminal value, when there is one) stabilises it. The energy
+        target is that of the side of upright the pole is on, less ``energy_margin`` x the energy scale.
         """
         task = self.task          # read once: a concurrent settings change applies from the next plan
         a = self.angle_joint
@@ -323,6 +378,8 @@ class SwingUpSchedule:
         near = self.near = abs(float(wrap_angle(q[a] - math.pi))) < task.energy_gate
         self.energy.weight = 0.0 if near else self.energy_weight
         self.tracking.weight = self.tracking_weight if near else self.tracking_weight * task.far_tracking_fraction
+        if self.terminal is not None:
+            self.terminal.weight = task.terminal_value_weight * self.tracking_weight if near else 0.0
         q_in = q.copy()
         if task.wrap_encode:
             q_in[a] = wrap_angle(q_in[a])
@@ -331,7 +388,7 @@ class SwingUpSchedule:
         return q_in
 
     def update_task(self, task: SwingUpTask) -> None:
-        """Apply changed run-time settings (gate, tracking fraction, margin, wrapping) from the next plan on.
+        """Apply changed run-time settings (gate, tracking fraction, margin, wrapping, terminal value) next plan.
 
         Raises
         ------
@@ -346,4 +403,4 @@ class SwingUpSchedule:
         self.task = task
 
 
-__all__ = ['ENERGY_SOURCES', 'SwingUpSchedule', 'SwingUpTask', 'pole_inertia', 'wrap_angle']
+__all__ = ['ENERGY_SOURCES', 'SwingUpSchedule', 'SwingUpTask', 'pole_inertia', 'terminal_value_matrix', 'wrap_angle']

@@ -117,7 +117,7 @@ from hamwm_ros.mpc import (
     SmoothnessCritic,
     TrackingCritic,
 )
-from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia
+from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.nodes import init_node_process, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
@@ -162,7 +162,7 @@ MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise
                'noise_correlation', 'workers')
 TASKS = ('track', 'swingup')
 # swing-up schedule settings changeable at run time (the others are read-only: they shape the critics at configure)
-SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode')
+SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode', 'terminal_value_weight')
 
 
 
@@ -269,6 +269,7 @@ class MpcNode(Node):
         self._throttle = EventThrottle(WARN_PERIOD_S)
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
+        self._terminal_problem = ''                # why configure built no terminal value (task swingup)
         self._pending_runtime: WorldModelRuntime | None = None
         self._pending_settings: MPPISettings | None = None
         self._stop = threading.Event()
@@ -492,6 +493,9 @@ class MpcNode(Node):
         d('swingup.velocity_envelope', 1.0, _descriptor(
             'limits critic velocity limits, fraction of the URDF velocity limits (> 0)', read_only=True,
             float_range=(0.0, 1.0)))
+        d('swingup.terminal_value_weight', 0.0, _descriptor(
+            'near upright, weight (x critics.tracking.weight) of the LQR cost-to-go of the URDF robot linearised '
+            'upright on the last predicted step (0: off); the matrix is built at configure', float_range=(0.0, 1e6)))
 
     def _cache_rates(self) -> None:
         # The loops read these plain attributes, not the parameter store, on every tick.
@@ -588,8 +592,12 @@ class MpcNode(Node):
         if task not in TASKS:
             raise ValueError(f'task must be one of {list(TASKS)}, got {task!r}')
         # the joint is resolved against the model only for task swingup (track ignores the swingup.* settings)
-        self._swingup_task(self._controller.limits.names if self._controller is not None and task == 'swingup'
-                           else None, changes)
+        swingup = self._swingup_task(self._controller.limits.names
+                                     if self._controller is not None and task == 'swingup' else None, changes)
+        schedule = self._controller.swingup if self._controller is not None else None
+        if schedule is not None and schedule.terminal is None and swingup.terminal_value_weight > 0:
+            raise ValueError(f'swingup.terminal_value_weight needs the LQR value at upright, which configure could '
+                             f'not build: {self._terminal_problem}')
         self._supervisor_config(changes)
         if self._param('planner_rate', changes) > self._param('control_rate', changes):
             raise ValueError('planner_rate must not exceed control_rate')
@@ -753,6 +761,8 @@ class MpcNode(Node):
             del critics['limits']
             if schedule.limits is not None:     # only bounded joints (a cart rail): a pole may turn over
                 critics['limits'] = schedule.limits
+            if schedule.terminal is not None:
+                critics['terminal'] = schedule.terminal
         balance = self._build_balance(urdf, meta.robot, limits.names, runtime.dt)
         if balance is not None:
             critics['balance'] = BalanceCritic(balance, weight=self._param('critics.balance.weight'),
@@ -776,11 +786,24 @@ class MpcNode(Node):
         """
         task = self._swingup_task(limits.names)
         pole = pole_inertia(urdf, limits.names[task.angle_joint]) if task.energy_source == 'pole' else None
+        goal = self._per_joint('goal_position', self._nominal, len(limits.names))
+        tracking_weight = float(self._param('critics.tracking.weight'))
+        actuated = np.nonzero(limits.effort > 0)[0]
+        try:   # the LQR value at upright, from the weights at configure (its weight stays live)
+            terminal = terminal_value_matrix(
+                task, urdf, limits.names, actuated, runtime.dt, self._mppi_settings(limits, runtime.horizon).horizon,
+                max(float(self._param('critics.effort.weight')), 1e-6) / max(tracking_weight, 1e-6),
+                limits.effort[actuated] * float(self._param('swingup.effort_fraction')), goal)
+        except ValueError as error:
+            if task.terminal_value_weight > 0:
+                raise ValueError(f'swingup.terminal_value_weight: {error}') from None
+            terminal = None     # off, and it cannot be switched on: the on-set callback refuses with the reason
+            self._terminal_problem = str(error)
         return SwingUpSchedule(task, runtime, limits.position, limits.velocity,
                                energy_weight=float(self._param('critics.energy.weight')),
-                               tracking_weight=float(self._param('critics.tracking.weight')),
+                               tracking_weight=tracking_weight,
                                limits_weight=float(self._param('critics.limits.weight')), pole=pole,
-                               goal=self._per_joint('goal_position', self._nominal, len(limits.names)))
+                               goal=goal, terminal_value=terminal)
 
     @staticmethod
     def _swingup_input(schedule: SwingUpSchedule, runtime: WorldModelRuntime, position: np.ndarray) -> np.ndarray:
@@ -1295,6 +1318,11 @@ class MpcNode(Node):
             values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
             schedule = controller.swingup
             values['task'] = 'track' if schedule is None else 'swingup'
+            if schedule is not None:
+                values['swingup_terminal_value'] = (
+                    f'off: {self._terminal_problem}' if schedule.terminal is None else
+                    f'weight {schedule.terminal.weight:g} in the last plan (x{schedule.task.terminal_value_weight:g} '
+                    f'tracking near upright)')
             if schedule is not None and schedule.near is not None:
                 values['swingup_phase'] = 'balancing (tracking)' if schedule.near else 'energy shaping'
                 values['swingup_energy_target'] = f'{schedule.energy.target:.4f}'

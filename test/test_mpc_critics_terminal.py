@@ -46,6 +46,18 @@ def test_invalid_settings_are_refused(goal, matrix, wrap, reason):
         TerminalCostCritic(goal, matrix, wrap=wrap)
 
 
+def test_goal_can_be_retargeted_at_run_time():
+    critic = TerminalCostCritic([0.0, 0.0], P)
+    obs = np.zeros((1, 3, 2), np.float32)
+    obs[0, -1] = [0.4, 0.0]
+    critic.goal = [0.4, 0.0]
+    assert critic.score(CriticContext.from_arrays(obs))[0] == pytest.approx(0.0)
+    with pytest.raises(CriticError, match='2 finite values'):
+        critic.goal = [0.0, 0.0, 0.0]
+    with pytest.raises(CriticError, match='2 finite values'):
+        critic.goal = [np.inf, 0.0]
+
+
 def test_observation_size_must_match_the_goal():
     critic = TerminalCostCritic([0.0, 0.0, 0.0], np.eye(3))
     with pytest.raises(CriticError, match='3'):

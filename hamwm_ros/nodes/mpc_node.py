@@ -657,6 +657,8 @@ class MpcNode(Node):
                 goal = self._goal_observation(controller.limits)
                 if schedule is not None:     # the pole's goal stays upright
                     goal = schedule.goal_observation(goal[:len(controller.limits.names)])
+                    if schedule.terminal is not None:   # linearised at configure's goal (a cart's x is ignorable)
+                        schedule.terminal.goal = goal
                 controller.critics['tracking'].goal = goal
             if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
                 with self._lock:

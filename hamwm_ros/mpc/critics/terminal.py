@@ -52,15 +52,28 @@ class TerminalCostCritic(Critic):
         self.wrap = np.asarray(sorted(set(int(i) for i in wrap)), dtype=np.intp)
         if self.wrap.size and (self.wrap.min() < 0 or self.wrap.max() >= g.size):
             raise CriticError(f'{self.name}: wrap indices {self.wrap.tolist()} outside 0..{g.size - 1}')
-        self.goal = g.astype(np.float32)
+        self._goal = g.astype(np.float32)
         self.value_matrix = (0.5 * (p + p.T)).astype(np.float32)
+
+    @property
+    def goal(self) -> np.ndarray:
+        """(k,) goal observation; assign to retarget at run time (the value matrix stays)."""
+        return self._goal
+
+    @goal.setter
+    def goal(self, value: Sequence[float]) -> None:
+        g = np.atleast_1d(np.asarray(value, dtype=np.float32))
+        if g.shape != self._goal.shape or not np.all(np.isfinite(g)):
+            raise CriticError(f'{self.name}: goal must be {self._goal.size} finite values')
+        self._goal = g
 
     def score(self, ctx: CriticContext) -> np.ndarray:
         """Raw terminal cost per sample."""
         last = ctx.rollout.observations[:, -1, :]
-        if last.shape[-1] != self.goal.size:
-            raise CriticError(f'{self.name}: observations have {last.shape[-1]} dims, goal has {self.goal.size}')
-        err = last - self.goal      # a new (B, k) array: the rollout's buffer is not touched
+        goal = self._goal
+        if last.shape[-1] != goal.size:
+            raise CriticError(f'{self.name}: observations have {last.shape[-1]} dims, goal has {goal.size}')
+        err = last - goal      # a new (B, k) array: the rollout's buffer is not touched
         if self.wrap.size:
             err[:, self.wrap] = (err[:, self.wrap] + np.pi) % (2 * np.pi) - np.pi
         return np.einsum('bi,bi->b', err @ self.value_matrix, err)

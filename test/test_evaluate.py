@@ -38,9 +38,11 @@ def test_other_suites_quick(tmp_path):
     assert se['trajectories'] == list(evaluate.Budget.quick().se_budgets)
     assert len(se['error']['mlp']) == len(se['error']['ours']) == len(se['trajectories'])
     assert se['learned_damping']['true'] == pytest.approx(0.1)
+    assert se['ours_substeps'] == 1
     assert evaluate.main(['horizons', '--quick', '--tasks', 'cartpole', '--out', str(tmp_path / 'hz')]) == 0
     hz = json.loads((tmp_path / 'hz' / 'results.json').read_text())['results']['cartpole']
     assert set(hz['methods']) == {'mlp', 'gru', 'hnn', 'ours'}
+    assert hz['ours_substeps'] == evaluate.OURS_SUBSTEPS['cartpole'] == 4    # as the sample-efficiency suite's
     assert set(hz['methods']['ours']['mse']) == {'1', '10'}
     assert 0.0 <= hz['methods']['ours']['picp95']['1'] <= 1.0
 

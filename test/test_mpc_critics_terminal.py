@@ -52,9 +52,9 @@ def test_goal_can_be_retargeted_at_run_time():
     obs[0, -1] = [0.4, 0.0]
     critic.goal = [0.4, 0.0]
     assert critic.score(CriticContext.from_arrays(obs))[0] == pytest.approx(0.0)
-    with pytest.raises(CriticError, match='2 finite values'):
+    with pytest.raises(CriticError, match='goal size 3 differs from 2'):
         critic.goal = [0.0, 0.0, 0.0]
-    with pytest.raises(CriticError, match='2 finite values'):
+    with pytest.raises(CriticError, match='finite'):
         critic.goal = [np.inf, 0.0]
 
 

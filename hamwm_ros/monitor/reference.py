@@ -22,25 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hamwm_ros.mpc.lqr import discretise
 from hamwm_ros.runtime.metadata import METADATA_FILE, ModelMetadata, expected_signatures, sha256_file
 
 OPSET = 17
-
-
-def expm(a: np.ndarray) -> np.ndarray:
-    """Matrix exponential by scaling and squaring a Taylor series (small, well-scaled matrices)."""
-    a = np.asarray(a, np.float64)
-    norm = np.linalg.norm(a, 1)
-    squarings = max(0, int(np.ceil(np.log2(norm / 0.25)))) if norm > 0.25 else 0
-    scaled = a / (2.0 ** squarings)
-    result = np.eye(a.shape[0])
-    term = np.eye(a.shape[0])
-    for k in range(1, 20):
-        term = term @ scaled / k
-        result = result + term
-    for _ in range(squarings):
-        result = result @ result
-    return result
 
 
 def linear_system(mass: Sequence[float], stiffness: Sequence[float], damping: Sequence[float],
@@ -65,16 +50,6 @@ def linear_system(mass: Sequence[float], stiffness: Sequence[float], damping: Se
     q = np.block([[np.diag(k), zero], [zero, np.diag(1.0 / m)]])
     g = np.vstack([np.zeros_like(b), b])
     return (j - r) @ q, g, q
-
-
-def discretise(f: np.ndarray, g: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact zero-order-hold discretisation: z' = Ad z + Bd u over ``dt``."""
-    size, m = f.shape[0], g.shape[1]
-    augmented = np.zeros((size + m, size + m))
-    augmented[:size, :size] = f
-    augmented[:size, size:] = g
-    e = expm(augmented * dt)
-    return e[:size, :size], e[:size, size:]
 
 
 def write_linear_model(out_dir: str | Path, joint_names: Sequence[str], *, mass: Sequence[float],

@@ -21,18 +21,18 @@ import numpy as np
 
 
 def expm(matrix: np.ndarray) -> np.ndarray:
-    """Matrix exponential by scaling and squaring of a degree-12 Taylor series (small, well-scaled matrices).
+    """Matrix exponential by scaling and squaring of a Taylor series (small, well-scaled matrices).
 
-    Accurate to about machine precision for the (2 n + m)-square matrices of :func:`discretise`: the scaling brings
-    the norm below 0.5, where the truncated series' remainder is below 1e-16 relative.
+    The scaling brings the 1-norm to 0.25 or below, where 18 terms leave a remainder below 1e-16 relative: machine
+    precision for the (2 n + m)-square matrices of :func:`discretise`.
     """
     a = np.asarray(matrix, dtype=np.float64)
-    norm = float(np.max(np.sum(np.abs(a), axis=1))) if a.size else 0.0
-    squarings = max(0, int(np.ceil(np.log2(norm / 0.5)))) if norm > 0.5 else 0
+    norm = float(np.linalg.norm(a, 1)) if a.size else 0.0
+    squarings = max(0, int(np.ceil(np.log2(norm / 0.25)))) if norm > 0.25 else 0
     scaled = a / (2.0 ** squarings)
     result = np.eye(a.shape[0])
     term = np.eye(a.shape[0])
-    for k in range(1, 13):
+    for k in range(1, 19):
         term = term @ scaled / k
         result = result + term
     for _ in range(squarings):

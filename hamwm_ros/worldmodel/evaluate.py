@@ -433,10 +433,11 @@ CONTROL_SETUP = {
     'cartpole': (0.05, 3.0, 50),
 }
 
-# Ours' integrator substeps per model step in the horizons suite. Its 1000-step cart-pole test rollouts take the cart
-# hundreds of metres out at high speed; with a state-dependent mass matrix the leapfrog's implicit half-steps stop
-# contracting at such momenta with one 0.05 s step (4 of 10 test rollouts diverged, none with 4 substeps).
-HORIZON_SUBSTEPS = {'cartpole': 4}
+# Ours' integrator substeps per model step in the control suites (horizons and sample efficiency), trained and rolled
+# out alike. The cart-pole's test rollouts take the cart far out at high speed; with a state-dependent mass matrix the
+# leapfrog's implicit half-steps stop contracting at such momenta with one 0.05 s step (horizons: 4 of 10 1000-step
+# test rollouts diverged, none with 4 substeps).
+OURS_SUBSTEPS = {'cartpole': 4}
 
 
 def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np.ndarray, dt: float, *, hidden: int,
@@ -568,7 +569,8 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
                 base, ignorable, periodic = _se_spec(system, method)
                 model = _train_dynamics(base, system, data['states'], data['actions'], dt,
                                         hidden=budget.se_hidden, steps=budget.se_steps, seed=seed,
-                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic)
+                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic,
+                                        substeps=OURS_SUBSTEPS.get(name, 1) if base == 'ours' else 1)
                 pred = simulate(model, test['states'][:, 0], test['actions'], dt)
                 err = metrics.horizon_mse(pred, test['states'][:, 1:], (horizon,), scale=scale)[horizon]
                 curves[method].append(err)
@@ -577,7 +579,7 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
                 _log(f'{name:16s} {method:4s} n={n:3d} {horizon}-step MSE = {err:.4g} ({time.time() - t0:.0f} s)')
         results[name] = {'trajectories': list(budget.se_budgets), 'steps_per_trajectory': traj_len, 'dt': dt,
                          'horizon': horizon, 'ignorable': list(system.ignorable), 'periodic': list(system.periodic),
-                         'error': curves}
+                         'ours_substeps': OURS_SUBSTEPS.get(name, 1), 'error': curves}
         if 'mlp' in curves:
             results[name]['efficiency_by_method'] = {
                 m: metrics.sample_efficiency_ratio(budget.se_budgets, curves[m], curves['mlp'])
@@ -629,13 +631,14 @@ def suite_horizons(budget: Budget, seed: int, systems: list[str], methods: tuple
         val = _control_data(system, 30 if budget.eval_trials >= 10 else 2, budget.horizon_steps, seed + 6000) \
             if budget.ensemble > 1 and 'ours' in methods else None
         scale = test['states'].reshape(-1, system.state_dim).std(0)
-        res: dict[str, Any] = {'dt': dt, 'train_trajectories': budget.horizon_train_traj, 'methods': {}}
+        res: dict[str, Any] = {'dt': dt, 'train_trajectories': budget.horizon_train_traj,
+                               'ours_substeps': OURS_SUBSTEPS.get(name, 1), 'methods': {}}
         for method in methods:
             t0 = time.time()
             model = _train_dynamics(method, system, data['states'], data['actions'], dt, hidden=budget.se_hidden,
                                     steps=budget.se_steps, seed=seed, batch_size=budget.se_batch,
                                     ensemble=budget.ensemble if method == 'ours' else 1,
-                                    substeps=HORIZON_SUBSTEPS.get(name, 1) if method == 'ours' else 1)
+                                    substeps=OURS_SUBSTEPS.get(name, 1) if method == 'ours' else 1)
             pred = simulate(model, test['states'][:, 0], test['actions'], dt)
             entry: dict[str, Any] = {'mse': {str(k): v for k, v in
                                              metrics.horizon_mse(pred, test['states'][:, 1:], horizons, scale).items()}}

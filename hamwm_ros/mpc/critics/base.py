@@ -13,6 +13,7 @@ samples zero weight.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 
@@ -113,11 +114,57 @@ class Critic(ABC):
         return f'{type(self).__name__}(weight={self._weight:g})'
 
 
+class GoalCritic(Critic):
+    """Base of the critics that compare predicted observations with a goal, angles in ``wrap`` on the circle.
+
+    Parameters
+    ----------
+    goal
+        (k,) goal observation, physical units.
+    weight
+        Critic weight.
+    wrap
+        Observation indices that are angles (differences wrapped to [-pi, pi)).
+
+    Raises
+    ------
+    CriticError
+        If the goal is not a finite 1-D array, the weight is invalid or a wrap index is out of range.
+    """
+
+    def __init__(self, goal: Sequence[float], weight: float = 1.0, wrap: Sequence[int] = ()) -> None:
+        super().__init__(weight)
+        self.goal = goal
+        self.wrap = wrap_indices(self.name, wrap, self._goal.size)
+
+    @property
+    def goal(self) -> np.ndarray:
+        """(k,) goal observation; assign to retarget at run time (same size)."""
+        return self._goal
+
+    @goal.setter
+    def goal(self, value: Sequence[float]) -> None:
+        g = np.atleast_1d(np.asarray(value, dtype=np.float32))
+        if g.ndim != 1 or not np.all(np.isfinite(g)):
+            raise CriticError(f'{self.name}: goal must be a finite 1-D array')
+        if hasattr(self, '_goal') and g.shape != self._goal.shape:
+            raise CriticError(f'{self.name}: goal size {g.size} differs from {self._goal.size}')
+        self._goal = g
+
+
 def horizon_weights(horizon: int, terminal_weight: float, dtype: type = np.float32) -> np.ndarray:
     """(H,) per-step weights: mean over the horizon plus ``terminal_weight`` on the last step."""
     w = np.full(horizon, 1.0 / horizon, dtype=dtype)
     w[-1] += terminal_weight
     return w
+
+
+def wrap_indices(name: str, wrap: Sequence[int], size: int) -> np.ndarray:
+    """Sorted unique observation indices of angles (compared on the circle); CriticError if one is out of range."""
+    indices = np.asarray(sorted(set(int(i) for i in wrap)), dtype=np.intp)
+    if indices.size and (indices.min() < 0 or indices.max() >= size):
+        raise CriticError(f'{name}: wrap indices {indices.tolist()} outside 0..{size - 1}')
+    return indices
 
 
 def check_nonnegative(name: str, **values: float) -> None:

@@ -11,10 +11,10 @@ import threading
 
 import numpy as np
 
-from hamwm_ros.mpc.critics.base import Critic, CriticContext, CriticError, check_nonnegative, horizon_weights
+from hamwm_ros.mpc.critics.base import CriticContext, CriticError, GoalCritic, check_nonnegative, horizon_weights
 
 
-class TrackingCritic(Critic):
+class TrackingCritic(GoalCritic):
     """Cost ``sum_t w_t sum_i s_i (o_ti - g_i)^2`` over the predicted observations.
 
     Parameters
@@ -40,33 +40,15 @@ class TrackingCritic(Critic):
 
     def __init__(self, goal: Sequence[float], state_weights: Sequence[float] | float = 1.0, weight: float = 1.0,
                  terminal_weight: float = 0.0, wrap: Sequence[int] = ()) -> None:
-        super().__init__(weight)
-        self.goal = goal
+        super().__init__(goal, weight, wrap)
         sw = np.broadcast_to(np.asarray(state_weights, dtype=np.float32), self._goal.shape).copy()
         if not (np.all(np.isfinite(sw)) and np.all(sw >= 0)):
             raise CriticError(f'{self.name}: state_weights must be finite and >= 0')
         check_nonnegative(self.name, terminal_weight=terminal_weight)
         self.state_weights = sw
         self.terminal_weight = float(terminal_weight)
-        self.wrap = np.asarray(sorted(set(int(i) for i in wrap)), dtype=np.intp)
-        if self.wrap.size and (self.wrap.min() < 0 or self.wrap.max() >= self._goal.size):
-            raise CriticError(f'{self.name}: wrap indices {self.wrap.tolist()} outside 0..{self._goal.size - 1}')
         self._time_w: np.ndarray | None = None
         self._scratch = threading.local()  # one error buffer per thread: MPPI workers score chunks concurrently
-
-    @property
-    def goal(self) -> np.ndarray:
-        """(k,) goal observation; assign to retarget at run time."""
-        return self._goal
-
-    @goal.setter
-    def goal(self, value: Sequence[float]) -> None:
-        g = np.atleast_1d(np.asarray(value, dtype=np.float32))
-        if g.ndim != 1 or not np.all(np.isfinite(g)):
-            raise CriticError(f'{self.name}: goal must be a finite 1-D array')
-        if hasattr(self, '_goal') and g.shape != self._goal.shape:
-            raise CriticError(f'{self.name}: goal size {g.size} differs from {self._goal.size}')
-        self._goal = g
 
     def score(self, ctx: CriticContext) -> np.ndarray:
         """Raw tracking cost per sample."""

@@ -184,6 +184,9 @@ def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
     ('swingup.effort_fraction', 0.5, False),          # read-only: shapes the plan's bounds at configure
     ('swingup.angle_joint', 'cart_slider', False),    # read-only
     ('plan_playback', 'cubic', False),
+    ('planner_trigger', 'timer', True),
+    ('planner_trigger', 'state', True),                # the swing-up files' value (set back by the case above)
+    ('planner_trigger', 'on_demand', False),
     ('plan_playback', 'linear', True),
 ])
 def test_swingup_parameters_are_validated(waiting_mpc, name, value, accepted):

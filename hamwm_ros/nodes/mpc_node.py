@@ -269,6 +269,7 @@ class MpcNode(Node):
         self._throttle = EventThrottle(WARN_PERIOD_S)
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
+        self._state_arrived = threading.Event()    # set by every accepted joint state (planner_trigger state)
         self._terminal_problem = ''                # why configure built no terminal value (task swingup)
         self._pending_runtime: WorldModelRuntime | None = None
         self._pending_settings: MPPISettings | None = None
@@ -374,6 +375,10 @@ class MpcNode(Node):
             'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
         d('autostart', False, _descriptor('configure and activate at start-up (launch files without a lifecycle '
                                           'manager)', read_only=True))
+        d('planner_trigger', 'timer', _descriptor(
+            'timer: plan on the planner_rate clock from the newest joint state; state: plan as soon as a fresh joint '
+            'state arrives, at most planner_rate (saves the state\'s wait for the next planner slot)',
+            constraints='timer | state'))
         d('plan_playback', 'linear', _descriptor(
             'how the control loop plays a plan between its model steps: linear (interpolated) or hold (each step\'s '
             'effort over the whole step, as the world model was trained and rolled out; the swing-up needs it)',
@@ -507,6 +512,7 @@ class MpcNode(Node):
         self._publish_trajectory = interface in ('trajectory', 'both')
         self._use_validity = bool(self._param('use_model_validity'))
         self._hold_playback = self._param('plan_playback') == 'hold'
+        self._plan_on_state = self._param('planner_trigger') == 'state'
         self._committed_param = int(self._param('committed_steps'))
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
@@ -580,6 +586,8 @@ class MpcNode(Node):
             value = float(self._param(name, changes))
             if not math.isfinite(value):
                 raise ValueError(f'{name} must be finite, got {value}')
+        if str(self._param('planner_trigger', changes)) not in ('timer', 'state'):
+            raise ValueError(f"planner_trigger must be timer or state, got {self._param('planner_trigger', changes)!r}")
         if str(self._param('plan_playback', changes)) not in ('linear', 'hold'):
             raise ValueError(f"plan_playback must be linear or hold, got {self._param('plan_playback', changes)!r}")
         interface = str(self._param('command_interface', changes))
@@ -885,6 +893,7 @@ class MpcNode(Node):
 
     def _stop_threads(self) -> None:
         self._stop.set()
+        self._state_arrived.set()          # a planner waiting for a state wakes to see the stop
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5.0)
@@ -935,6 +944,7 @@ class MpcNode(Node):
         if verdict.ok:
             with self._stamps_lock:
                 self._stamps.append((receipt, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
+            self._state_arrived.set()      # planner_trigger state: the planner waits on it
         if verdict.kind:
             count = self._throttle.due(verdict.kind)
             if count:
@@ -1032,7 +1042,27 @@ class MpcNode(Node):
                 supervisor.on_planner_iteration(time.monotonic() - start, period)
                 self._loop_stats['planner_s'].append(time.monotonic() - start)
             next_start = max(next_start + period, time.monotonic() - period)   # skip, never burst, after a stall
-            self._stop.wait(max(0.0, next_start - time.monotonic()))
+            if self._plan_on_state:
+                self._wait_for_fresh_state(supervisor, last_receipt, period)
+            else:
+                self._stop.wait(max(0.0, next_start - time.monotonic()))
+
+    def _wait_for_fresh_state(self, supervisor: Supervisor, last_receipt: float | None, period: float) -> None:
+        """Wait for the next plan's state (planner_trigger state).
+
+        Returns when an accepted joint state arrives that was received at least 0.9 planner periods after the last
+        planned one (at most about planner_rate plans), or after a period without one (the loop then applies pending
+        settings and resets, and sees a stop).
+        """
+        deadline = time.monotonic() + period
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.0 or not self._state_arrived.wait(remaining):
+                return
+            self._state_arrived.clear()
+            state = supervisor.latest_state()
+            if state is not None and (last_receipt is None or state[2] - last_receipt >= 0.9 * period):
+                return
 
     def _lower_planner_priority(self, nice: int) -> None:
         """Raise this thread's nice value (Linux schedules threads as tasks; workers it starts inherit it).

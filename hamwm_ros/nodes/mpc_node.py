@@ -761,10 +761,11 @@ class MpcNode(Node):
             'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
                                         weight=self._param('critics.limits.weight')),
         }
+        settings = self._mppi_settings(limits, meta.horizon)
         schedule = None
         if self._param('task') == 'swingup':    # the schedule's critics replace tracking, energy and limits
-            schedule = self._build_swingup(urdf, runtime, limits)
             scale = bound * float(self._param('swingup.effort_fraction'))    # the plan's action bounds
+            schedule = self._build_swingup(urdf, runtime, limits, settings.horizon, scale)
             critics.update(tracking=schedule.tracking, energy=schedule.energy,
                            effort=EffortCritic(weight=self._param('critics.effort.weight'), scale=scale),
                            smoothness=SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=scale))
@@ -779,15 +780,17 @@ class MpcNode(Node):
                                                margin_target=self._param('critics.balance.margin_target'),
                                                capture_weight=self._param('critics.balance.capture_weight'),
                                                hard=False)
-        optimizer = MPPIOptimizer(self._mppi_settings(limits, meta.horizon), BatchedRollout.from_runtime(runtime),
-                                  list(critics.values()))
+        optimizer = MPPIOptimizer(settings, BatchedRollout.from_runtime(runtime), list(critics.values()))
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
                            balance, schedule)
 
-    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits) -> SwingUpSchedule:
+    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits, horizon: int,
+                       action_bound: np.ndarray) -> SwingUpSchedule:
         """The swing-up schedule (:mod:`hamwm_ros.mpc.swingup`) from the ``swingup.*`` parameters.
+
+        ``horizon`` and ``action_bound`` (per joint) are the plan's: the terminal value's stage costs use them.
 
         Raises
         ------
@@ -801,9 +804,9 @@ class MpcNode(Node):
         actuated = np.nonzero(limits.effort > 0)[0]
         try:   # the LQR value at upright, from the weights at configure (its weight stays live)
             terminal = terminal_value_matrix(
-                task, urdf, limits.names, actuated, runtime.dt, self._mppi_settings(limits, runtime.horizon).horizon,
+                task, urdf, limits.names, actuated, runtime.dt, horizon,
                 max(float(self._param('critics.effort.weight')), 1e-6) / max(tracking_weight, 1e-6),
-                limits.effort[actuated] * float(self._param('swingup.effort_fraction')), goal)
+                action_bound[actuated], goal)
         except ValueError as error:
             if task.terminal_value_weight > 0:
                 raise ValueError(f'swingup.terminal_value_weight: {error}') from None

@@ -443,13 +443,16 @@ OURS_SUBSTEPS = {'cartpole': 4}
 def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np.ndarray, dt: float, *, hidden: int,
                     steps: int, seed: int, ensemble: int = 1, batch_size: int = 128, lr: float = 3e-3,
                     ignorable: tuple[int, ...] | None = None, periodic: tuple[int, ...] | None = None,
-                    substeps: int = 1) -> nn.Module:
+                    substeps: int | None = None) -> nn.Module:
     """Train one model on rollouts.
 
     ``ignorable`` / ``periodic`` None: the system's (``System.ignorable``, ``System.periodic``) for ours, none for the
-    other methods. ``substeps``: ours' integrator steps per model step (trained and rolled out alike).
+    other methods. ``substeps``: ours' integrator steps per model step (trained and rolled out alike); None:
+    :data:`OURS_SUBSTEPS` of the system for ours, 1 for the others.
     """
     _seed(seed)
+    if substeps is None:
+        substeps = OURS_SUBSTEPS.get(system.name, 1) if method == 'ours' else 1
     if ignorable is None:
         ignorable = system.ignorable if method == 'ours' else ()
     if periodic is None:
@@ -569,8 +572,7 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
                 base, ignorable, periodic = _se_spec(system, method)
                 model = _train_dynamics(base, system, data['states'], data['actions'], dt,
                                         hidden=budget.se_hidden, steps=budget.se_steps, seed=seed,
-                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic,
-                                        substeps=OURS_SUBSTEPS.get(name, 1) if base == 'ours' else 1)
+                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic)
                 pred = simulate(model, test['states'][:, 0], test['actions'], dt)
                 err = metrics.horizon_mse(pred, test['states'][:, 1:], (horizon,), scale=scale)[horizon]
                 curves[method].append(err)
@@ -637,8 +639,7 @@ def suite_horizons(budget: Budget, seed: int, systems: list[str], methods: tuple
             t0 = time.time()
             model = _train_dynamics(method, system, data['states'], data['actions'], dt, hidden=budget.se_hidden,
                                     steps=budget.se_steps, seed=seed, batch_size=budget.se_batch,
-                                    ensemble=budget.ensemble if method == 'ours' else 1,
-                                    substeps=OURS_SUBSTEPS.get(name, 1) if method == 'ours' else 1)
+                                    ensemble=budget.ensemble if method == 'ours' else 1)
             pred = simulate(model, test['states'][:, 0], test['actions'], dt)
             entry: dict[str, Any] = {'mse': {str(k): v for k, v in
                                              metrics.horizon_mse(pred, test['states'][:, 1:], horizons, scale).items()}}

@@ -58,6 +58,19 @@ def test_goal_can_be_retargeted_at_run_time():
         critic.goal = [np.inf, 0.0]
 
 
+def test_value_matrix_can_be_replaced_at_run_time_and_a_bad_one_is_refused():
+    critic = TerminalCostCritic([0.0, 0.0], P)
+    obs = np.zeros((1, 2, 2), np.float32)
+    obs[0, -1] = [1.0, 0.0]
+    critic.value_matrix = 3.0 * P
+    assert critic.score(CriticContext.from_arrays(obs))[0] == pytest.approx(6.0)
+    for bad, reason in ((np.diag([1.0, -1.0]), 'positive semi-definite'), (np.eye(3), '2 x 2'),
+                        (np.array([[1.0, 1.0], [0.0, 1.0]]), 'symmetric')):
+        with pytest.raises(CriticError, match=reason):
+            critic.value_matrix = bad
+    assert np.allclose(critic.value_matrix, 3.0 * P)     # the old P is kept
+
+
 def test_observation_size_must_match_the_goal():
     critic = TerminalCostCritic([0.0, 0.0, 0.0], np.eye(3))
     with pytest.raises(CriticError, match='3'):

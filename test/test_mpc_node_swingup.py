@@ -11,8 +11,10 @@ so two nodes named mpc_node never share the domain.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -167,6 +169,45 @@ def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
     assert diagnostics['task'] == 'swingup'
     # the LQR value at upright was built at configure; no plan yet, so no weight in force
     assert diagnostics['swingup_terminal_value'].startswith('weight 0 in the last plan (x3'), diagnostics
+
+
+def _terminal_trace(mpc: SwingUpMpc) -> float:
+    """trace(P) of the terminal value from mpc_node's next diagnostics."""
+    text = mpc.diagnostics()['swingup_terminal_value']
+    assert 'trace(P) ' in text and 'stale' not in text, text
+    return float(text.split('trace(P) ')[1].split(',')[0])
+
+
+def test_terminal_value_is_rebuilt_when_the_settings_it_comes_from_change(waiting_mpc, tmp_path):
+    """P is the LQR value of the plan's stage costs: live weights, horizon and hot-loaded models rebuild it."""
+    waiting_mpc.wait_mode('WAITING_FOR_STATE')
+    base = _terminal_trace(waiting_mpc)
+    assert waiting_mpc.set(mppi__horizon=16).successful
+    assert _terminal_trace(waiting_mpc) == pytest.approx(2.0 * base, rel=2e-3)   # stage costs over half the steps
+    assert waiting_mpc.set(mppi__horizon=0).successful                           # back to the model's 32
+    assert _terminal_trace(waiting_mpc) == base
+    tracking = parameter_value_to_python(waiting_mpc.get('critics.tracking.weight')[0])
+    assert waiting_mpc.set(critics__tracking__weight=4.0 * tracking).successful  # effort 4x cheaper, relatively
+    cheaper_effort = _terminal_trace(waiting_mpc)
+    assert cheaper_effort < 0.99 * base
+    assert waiting_mpc.set(critics__tracking__weight=tracking).successful
+    assert _terminal_trace(waiting_mpc) == base
+    # a hot-loaded model brings its own dt (the same graphs, declared at twice the step: P from a coarser ZOH)
+    slow = tmp_path / 'cartpole_40ms'
+    shutil.copytree(_model('cartpole'), slow)
+    meta = json.loads((slow / 'metadata.json').read_text())
+    meta['dt'] = 2 * meta['dt']
+    (slow / 'metadata.json').write_text(json.dumps(meta))
+    assert waiting_mpc.set(model_dir=str(slow)).successful
+    deadline = time.monotonic() + 10.0
+    while (coarse := _terminal_trace(waiting_mpc)) == base and time.monotonic() < deadline:
+        pass     # swapped in by the planner thread between two of its iterations
+    assert coarse != pytest.approx(base, rel=1e-3)
+    assert waiting_mpc.set(model_dir=str(_model('cartpole'))).successful
+    deadline = time.monotonic() + 10.0
+    while (back := _terminal_trace(waiting_mpc)) != base and time.monotonic() < deadline:
+        pass
+    assert back == base
 
 
 @pytest.mark.parametrize('name, value, accepted', [

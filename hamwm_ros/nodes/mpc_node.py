@@ -55,7 +55,8 @@ Services
 
 Hot-load: setting ``model_dir`` while configured loads and validates the new model in the parameter callback; a model
 that fails to load, or whose joints differ, is refused with the reason and the old one keeps running. The planner
-swaps models between iterations and drops its warm start.
+swaps models between iterations and drops its warm start; a swing-up's terminal value is rebuilt for the new model's
+dt (as it is for changed weights, horizon or goal).
 
 Task (``task``, read-only): ``track`` holds ``goal_position``; ``swingup`` swings a pole up from hanging and balances
 it with :class:`hamwm_ros.mpc.swingup.SwingUpSchedule`, the code the demo's in-process episodes use: before every plan
@@ -163,6 +164,9 @@ MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise
 TASKS = ('track', 'swingup')
 # swing-up schedule settings changeable at run time (the others are read-only: they shape the critics at configure)
 SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode', 'terminal_value_weight')
+# live parameters the swing-up's terminal value P is built from (its stage costs, the plan's horizon, the goal);
+# changing one rebuilds P, as does a hot-loaded model (its dt)
+TERMINAL_INPUTS = ('critics.tracking.weight', 'critics.effort.weight', 'mppi.horizon', 'goal_position')
 
 
 
@@ -270,9 +274,12 @@ class MpcNode(Node):
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
         self._state_arrived = threading.Event()    # set by every accepted joint state (planner_trigger state)
-        self._terminal_problem = ''                # why configure built no terminal value (task swingup)
+        self._terminal_problem = ''                # why the last build of the terminal value failed ('' if none)
+        self._terminal_source: tuple[str, np.ndarray] | None = None   # URDF and actuated joints P is built from
+        self._terminal_candidate: np.ndarray | str | None = None      # P (or why not) for changes being validated
         self._pending_runtime: WorldModelRuntime | None = None
         self._pending_settings: MPPISettings | None = None
+        self._pending_terminal: np.ndarray | None = None              # P for the pending runtime's dt
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._input: InputThread | None = None   # set below; destroy_node may run if start-up fails before that
@@ -500,7 +507,8 @@ class MpcNode(Node):
             float_range=(0.0, 1.0)))
         d('swingup.terminal_value_weight', 0.0, _descriptor(
             'near upright, weight (x critics.tracking.weight) of the LQR cost-to-go of the URDF robot linearised '
-            'upright on the last predicted step (0: off); the matrix is built at configure', float_range=(0.0, 1e6)))
+            'upright on the last predicted step (0: off); the matrix follows the tracking and effort weights, '
+            'mppi.horizon, goal_position and the model', float_range=(0.0, 1e6)))
 
     def _cache_rates(self) -> None:
         # The loops read these plain attributes, not the parameter store, on every tick.
@@ -617,18 +625,46 @@ class MpcNode(Node):
                 raise ValueError(f'goal_position needs {len(controller.limits.names)} values, got {len(goal)}')
             if goal is not None and not all(math.isfinite(g) for g in goal):
                 raise ValueError('goal_position must be finite')
+            if schedule is not None and schedule.terminal is not None:   # last: its inputs are valid by now
+                self._validate_terminal(swingup, changes)
+
+    def _validate_terminal(self, swingup: SwingUpTask, changes: dict[str, Any]) -> None:
+        """Rebuild the terminal value P for changed inputs into ``_terminal_candidate``; refuse where it is needed.
+
+        Raises
+        ------
+        ValueError
+            If the terminal value is weighted (after the changes) and P cannot be built for them, or was left stale
+            by an earlier change that could not build it.
+        """
+        controller = self._controller
+        if set(changes) & set(TERMINAL_INPUTS):
+            runtime = self._pending_runtime or controller.runtime
+            try:
+                self._terminal_candidate = self._terminal_value(controller.limits, runtime, changes)
+            except ValueError as error:
+                if swingup.terminal_value_weight > 0:
+                    raise ValueError(f'swingup.terminal_value_weight: no LQR value for these settings: {error}') \
+                        from None
+                self._terminal_candidate = str(error)    # P stays stale, and unweighted until a build succeeds
+        elif self._terminal_problem and swingup.terminal_value_weight > 0:
+            raise ValueError(f'swingup.terminal_value_weight: the LQR value is stale ({self._terminal_problem}); '
+                             f'change the settings it is built from ({", ".join(TERMINAL_INPUTS)}) first')
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Refuse (with a reason) any change that would leave invalid settings; the old values are kept."""
         changes = {p.name: p.value for p in parameters}
+        self._terminal_candidate = None
         try:
             self._validate_all(changes)
             if 'model_dir' in changes and self._controller is not None:
                 runtime = self._load_runtime(str(changes['model_dir']), self._controller.limits.names)
                 settings = self._mppi_settings(self._controller.limits, runtime.horizon, changes)
+                terminal = self._hot_load_terminal(runtime, changes)
                 with self._lock:
                     # Swapped in together by the planner thread, between two iterations.
                     self._pending_runtime, self._pending_settings = runtime, settings
+                    self._pending_terminal = terminal
         except (ValueError, TypeError, MetadataError, LimitsError) as error:
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
@@ -665,9 +701,11 @@ class MpcNode(Node):
                 goal = self._goal_observation(controller.limits)
                 if schedule is not None:     # the pole's goal stays upright
                     goal = schedule.goal_observation(goal[:len(controller.limits.names)])
-                    if schedule.terminal is not None:   # linearised at configure's goal (a cart's x is ignorable)
+                    if schedule.terminal is not None:   # P itself is rebuilt below, linearised at the new goal
                         schedule.terminal.goal = goal
                 controller.critics['tracking'].goal = goal
+            if schedule is not None and schedule.terminal is not None and names & set(TERMINAL_INPUTS):
+                self._apply_terminal(schedule, self._terminal_candidate)
             if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
                 with self._lock:
                     runtime = self._pending_runtime or controller.runtime
@@ -765,7 +803,7 @@ class MpcNode(Node):
         schedule = None
         if self._param('task') == 'swingup':    # the schedule's critics replace tracking, energy and limits
             scale = bound * float(self._param('swingup.effort_fraction'))    # the plan's action bounds
-            schedule = self._build_swingup(urdf, runtime, limits, settings.horizon, scale)
+            schedule = self._build_swingup(urdf, runtime, limits)
             critics.update(tracking=schedule.tracking, energy=schedule.energy,
                            effort=EffortCritic(weight=self._param('critics.effort.weight'), scale=scale),
                            smoothness=SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=scale))
@@ -786,11 +824,8 @@ class MpcNode(Node):
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
                            balance, schedule)
 
-    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits, horizon: int,
-                       action_bound: np.ndarray) -> SwingUpSchedule:
+    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits) -> SwingUpSchedule:
         """The swing-up schedule (:mod:`hamwm_ros.mpc.swingup`) from the ``swingup.*`` parameters.
-
-        ``horizon`` and ``action_bound`` (per joint) are the plan's: the terminal value's stage costs use them.
 
         Raises
         ------
@@ -801,12 +836,10 @@ class MpcNode(Node):
         pole = pole_inertia(urdf, limits.names[task.angle_joint]) if task.energy_source == 'pole' else None
         goal = self._per_joint('goal_position', self._nominal, len(limits.names))
         tracking_weight = float(self._param('critics.tracking.weight'))
-        actuated = np.nonzero(limits.effort > 0)[0]
-        try:   # the LQR value at upright, from the weights at configure (its weight stays live)
-            terminal = terminal_value_matrix(
-                task, urdf, limits.names, actuated, runtime.dt, horizon,
-                max(float(self._param('critics.effort.weight')), 1e-6) / max(tracking_weight, 1e-6),
-                action_bound[actuated], goal)
+        self._terminal_source = (urdf, np.nonzero(limits.effort > 0)[0])
+        self._terminal_problem = ''
+        try:   # the LQR value at upright, rebuilt when the settings it comes from change (its weight is live)
+            terminal = self._terminal_value(limits, runtime)
         except ValueError as error:
             if task.terminal_value_weight > 0:
                 raise ValueError(f'swingup.terminal_value_weight: {error}') from None
@@ -817,6 +850,55 @@ class MpcNode(Node):
                                tracking_weight=tracking_weight,
                                limits_weight=float(self._param('critics.limits.weight')), pole=pole,
                                goal=goal, terminal_value=terminal)
+
+    def _terminal_value(self, limits: JointLimits, runtime: WorldModelRuntime,
+                        changes: dict[str, Any] | None = None) -> np.ndarray:
+        """P of the swing-up's terminal value for the plan's horizon and bounds, the weights, goal and model dt.
+
+        Raises
+        ------
+        ValueError
+            If the robot cannot be linearised there or the LQR value does not exist (see ``terminal_value_matrix``).
+        """
+        urdf, actuated = self._terminal_source
+        settings = self._mppi_settings(limits, runtime.horizon, changes)
+        goal = np.asarray(self._param('goal_position', changes) or [], dtype=np.float64)
+        goal = np.broadcast_to(goal, (len(limits.names),)).copy() if goal.size else self._nominal
+        tracking = max(float(self._param('critics.tracking.weight', changes)), 1e-6)
+        effort = max(float(self._param('critics.effort.weight', changes)), 1e-6)
+        return terminal_value_matrix(self._swingup_task(limits.names, changes), urdf, limits.names, actuated,
+                                     runtime.dt, settings.horizon, effort / tracking,
+                                     np.asarray(settings.action_high)[actuated], goal)
+
+    def _hot_load_terminal(self, runtime: WorldModelRuntime, changes: dict[str, Any]) -> np.ndarray | None:
+        """P for a model being hot-loaded (its dt and horizon), or None without a terminal value.
+
+        Raises
+        ------
+        ValueError
+            If the terminal value is weighted and P cannot be built for the new model.
+        """
+        controller = self._controller
+        schedule = controller.swingup
+        if schedule is None or schedule.terminal is None:
+            return None
+        try:
+            return self._terminal_value(controller.limits, runtime, changes)
+        except ValueError as error:
+            if self._swingup_task(controller.limits.names, changes).terminal_value_weight > 0:
+                raise ValueError(f"swingup.terminal_value_weight: no LQR value for model {changes['model_dir']}: "
+                                 f'{error}') from None
+            self._terminal_problem = str(error)
+            return None
+
+    def _apply_terminal(self, schedule: SwingUpSchedule, candidate: np.ndarray | str | None) -> None:
+        """Put a rebuilt P in the terminal critic, or record why it stays stale."""
+        if isinstance(candidate, str):
+            self._terminal_problem = candidate
+            self.get_logger().warning(f'terminal value kept stale (weight it only after a rebuild): {candidate}')
+        elif candidate is not None:
+            schedule.terminal.value_matrix = candidate
+            self._terminal_problem = ''
 
     @staticmethod
     def _swingup_input(schedule: SwingUpSchedule, runtime: WorldModelRuntime, position: np.ndarray) -> np.ndarray:
@@ -862,7 +944,7 @@ class MpcNode(Node):
             return TransitionCallbackReturn.FAILURE
         with self._lock:
             self._controller = controller
-            self._pending_runtime = self._pending_settings = None
+            self._pending_runtime = self._pending_settings = self._pending_terminal = None
         meta = controller.runtime.metadata
         balance = controller.balance
         self.get_logger().info(
@@ -920,7 +1002,7 @@ class MpcNode(Node):
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         with self._lock:
-            self._controller = self._pending_runtime = self._pending_settings = None
+            self._controller = self._pending_runtime = self._pending_settings = self._pending_terminal = None
         self._publish_mode('INACTIVE: not configured')
         return TransitionCallbackReturn.SUCCESS
 
@@ -1025,7 +1107,10 @@ class MpcNode(Node):
             with self._lock:
                 new_runtime, self._pending_runtime = self._pending_runtime, None
                 new_settings, self._pending_settings = self._pending_settings, None
+                new_terminal, self._pending_terminal = self._pending_terminal, None
             if new_runtime is not None:
+                if new_terminal is not None:   # P for the new model's dt (planner thread: between two iterations)
+                    self._apply_terminal(controller.swingup, new_terminal)
                 runtime = controller.runtime = new_runtime
                 optimizer.rollout_fn = BatchedRollout.from_runtime(runtime)
                 optimizer.reset()
@@ -1357,7 +1442,8 @@ class MpcNode(Node):
                 values['swingup_terminal_value'] = (
                     f'off: {self._terminal_problem}' if schedule.terminal is None else
                     f'weight {schedule.terminal.weight:g} in the last plan (x{schedule.task.terminal_value_weight:g} '
-                    f'tracking near upright)')
+                    f'tracking near upright), trace(P) {float(np.trace(schedule.terminal.value_matrix)):.4g}'
+                    + (f', stale: {self._terminal_problem}' if self._terminal_problem else ''))
             if schedule is not None and schedule.near is not None:
                 values['swingup_phase'] = 'balancing (tracking)' if schedule.near else 'energy shaping'
                 values['swingup_energy_target'] = f'{schedule.energy.target:.4f}'

@@ -39,15 +39,31 @@ class TerminalCostCritic(GoalCritic):
     def __init__(self, goal: Sequence[float], value_matrix: np.ndarray, weight: float = 1.0,
                  wrap: Sequence[int] = ()) -> None:
         super().__init__(goal, weight, wrap)
+        self.value_matrix = value_matrix
+
+    @property
+    def value_matrix(self) -> np.ndarray:
+        """(k, k) P in use (float32)."""
+        return self._value_matrix
+
+    @value_matrix.setter
+    def value_matrix(self, value: np.ndarray) -> None:
+        """Replace P (validated; a new array, so a scoring thread sees the old or the new P, never a mix).
+
+        Raises
+        ------
+        CriticError
+            If P is not a finite, symmetric, positive semi-definite k x k matrix (the old P is kept).
+        """
         k = self.goal.size
-        p = np.atleast_2d(np.asarray(value_matrix, dtype=np.float64))
+        p = np.atleast_2d(np.asarray(value, dtype=np.float64))
         if p.shape != (k, k) or not np.all(np.isfinite(p)):
             raise CriticError(f'{self.name}: value_matrix must be a finite {k} x {k} matrix, got {p.shape}')
         if not np.allclose(p, p.T, rtol=1e-6, atol=1e-9 * max(1.0, float(np.max(np.abs(p))))):
             raise CriticError(f'{self.name}: value_matrix must be symmetric')
         if np.min(np.linalg.eigvalsh(p)) < -1e-9 * max(1.0, float(np.max(np.abs(p)))):
             raise CriticError(f'{self.name}: value_matrix must be positive semi-definite')
-        self.value_matrix = (0.5 * (p + p.T)).astype(np.float32)
+        self._value_matrix = (0.5 * (p + p.T)).astype(np.float32)
 
     def score(self, ctx: CriticContext) -> np.ndarray:
         """Raw terminal cost per sample."""
@@ -58,4 +74,4 @@ class TerminalCostCritic(GoalCritic):
         err = last - goal      # a new (B, k) array: the rollout's buffer is not touched
         if self.wrap.size:
             err[:, self.wrap] = (err[:, self.wrap] + np.pi) % (2 * np.pi) - np.pi
-        return np.einsum('bi,bi->b', err @ self.value_matrix, err)
+        return np.einsum('bi,bi->b', err @ self._value_matrix, err)

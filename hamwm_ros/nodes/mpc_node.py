@@ -279,7 +279,7 @@ class MpcNode(Node):
         self._terminal_candidate: np.ndarray | str | None = None      # P (or why not) for changes being validated
         self._pending_runtime: WorldModelRuntime | None = None
         self._pending_settings: MPPISettings | None = None
-        self._pending_terminal: np.ndarray | None = None              # P for the pending runtime's dt
+        self._pending_terminal: np.ndarray | str | None = None        # P (or why not) for the pending runtime
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._input: InputThread | None = None   # set below; destroy_node may run if start-up fails before that
@@ -706,6 +706,9 @@ class MpcNode(Node):
                 controller.critics['tracking'].goal = goal
             if schedule is not None and schedule.terminal is not None and names & set(TERMINAL_INPUTS):
                 self._apply_terminal(schedule, self._terminal_candidate)
+                with self._lock:   # a model swap still pending takes this P (built for its dt), not its own older one
+                    if self._pending_runtime is not None and 'model_dir' not in names:
+                        self._pending_terminal = self._terminal_candidate
             if names & {f'mppi.{n}' for n in MPPI_PARAMS} and 'model_dir' not in names:
                 with self._lock:
                     runtime = self._pending_runtime or controller.runtime
@@ -870,8 +873,8 @@ class MpcNode(Node):
                                      runtime.dt, settings.horizon, effort / tracking,
                                      np.asarray(settings.action_high)[actuated], goal)
 
-    def _hot_load_terminal(self, runtime: WorldModelRuntime, changes: dict[str, Any]) -> np.ndarray | None:
-        """P for a model being hot-loaded (its dt and horizon), or None without a terminal value.
+    def _hot_load_terminal(self, runtime: WorldModelRuntime, changes: dict[str, Any]) -> np.ndarray | str | None:
+        """P for a model being hot-loaded (its dt and horizon), why not (the old P then stays, stale), or None.
 
         Raises
         ------
@@ -888,8 +891,7 @@ class MpcNode(Node):
             if self._swingup_task(controller.limits.names, changes).terminal_value_weight > 0:
                 raise ValueError(f"swingup.terminal_value_weight: no LQR value for model {changes['model_dir']}: "
                                  f'{error}') from None
-            self._terminal_problem = str(error)
-            return None
+            return str(error)
 
     def _apply_terminal(self, schedule: SwingUpSchedule, candidate: np.ndarray | str | None) -> None:
         """Put a rebuilt P in the terminal critic, or record why it stays stale."""

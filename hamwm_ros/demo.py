@@ -431,6 +431,13 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
 
 
 # ---------------------------------------------------------------------------------------------------- output
+def _prediction_errors(rmse: dict[str, float] | None) -> str:
+    """Closed-loop prediction RMSE by horizon, 'h1 0.020 / h10 0.052 / ...' ('n/a' when not measured)."""
+    if not rmse:
+        return 'n/a'
+    return ' / '.join(f'h{k} {v:.3f}' for k, v in sorted(rmse.items(), key=lambda kv: int(kv[0])))
+
+
 def _fmt(value: Any, spec: str = '.2f') -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return '-'
@@ -452,7 +459,8 @@ def summary_table(figures: dict[str, Any]) -> str:
                      f"median upright at {_fmt(s['time_to_upright_s_median'])} s; plan p50 "
                      f"{_fmt(s['plan_ms_p50'], '.1f')} ms ({s['settings']['num_samples']} samples x "
                      f"{figures.get('horizons', {}).get(robot, '?')} steps); fallback "
-                     f"{100 * s['fallback_fraction']:.1f}% of ticks; {s['wall_s']} s"))
+                     f"{100 * s['fallback_fraction']:.1f}% of ticks; model error on the visited states "
+                     f"{_prediction_errors(s.get('closed_loop_prediction_rmse'))}; {s['wall_s']} s"))
     h = figures.get('humanoid')
     if h is not None:
         if 'error' in h:

@@ -66,6 +66,9 @@ def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
         assert (out / png).stat().st_size > 5000, png
     assert 'humanoid MPPI+WM+balance' in proc.stdout and 'ROS 2 pendulum swing-up (mpc_node)' in proc.stdout
     assert 'ROS 2 mpc_node' in proc.stdout
+    # the swing-up rows show the model's error on the states the loop visited (figures.json has it per horizon)
+    rmse = figures['cartpole']['closed_loop_prediction_rmse']
+    assert f"model error on the visited states h1 {rmse['1']:.3f}" in proc.stdout
 
 
 @pytest.mark.parametrize('argv, message', [

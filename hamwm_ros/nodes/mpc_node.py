@@ -641,7 +641,8 @@ class MpcNode(Node):
         if set(changes) & set(TERMINAL_INPUTS):
             runtime = self._pending_runtime or controller.runtime
             try:
-                self._terminal_candidate = self._terminal_value(controller.limits, runtime, changes)
+                settings = self._mppi_settings(controller.limits, runtime.horizon, changes)
+                self._terminal_candidate = self._terminal_value(controller.limits, runtime.dt, settings, changes)
             except ValueError as error:
                 if swingup.terminal_value_weight > 0:
                     raise ValueError(f'swingup.terminal_value_weight: no LQR value for these settings: {error}') \
@@ -660,7 +661,7 @@ class MpcNode(Node):
             if 'model_dir' in changes and self._controller is not None:
                 runtime = self._load_runtime(str(changes['model_dir']), self._controller.limits.names)
                 settings = self._mppi_settings(self._controller.limits, runtime.horizon, changes)
-                terminal = self._hot_load_terminal(runtime, changes)
+                terminal = self._hot_load_terminal(runtime, settings, changes)
                 with self._lock:
                     # Swapped in together by the planner thread, between two iterations.
                     self._pending_runtime, self._pending_settings = runtime, settings
@@ -747,8 +748,9 @@ class MpcNode(Node):
             return str(robot_urdf_path(robot))
         raise ValueError(f"no URDF: set robot_description or urdf_file (the model's robot {robot!r} is not shipped)")
 
-    def _per_joint(self, name: str, default: np.ndarray, n: int) -> np.ndarray:
-        value = self._param(name)
+    def _per_joint(self, name: str, default: np.ndarray, n: int,
+                   changes: dict[str, Any] | None = None) -> np.ndarray:
+        value = self._param(name, changes)
         if value is None or len(value) == 0:
             return default
         array_ = np.asarray(value, dtype=np.float64)
@@ -806,7 +808,7 @@ class MpcNode(Node):
         schedule = None
         if self._param('task') == 'swingup':    # the schedule's critics replace tracking, energy and limits
             scale = bound * float(self._param('swingup.effort_fraction'))    # the plan's action bounds
-            schedule = self._build_swingup(urdf, runtime, limits)
+            schedule = self._build_swingup(urdf, runtime, limits, settings)
             critics.update(tracking=schedule.tracking, energy=schedule.energy,
                            effort=EffortCritic(weight=self._param('critics.effort.weight'), scale=scale),
                            smoothness=SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=scale))
@@ -827,8 +829,11 @@ class MpcNode(Node):
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
                            balance, schedule)
 
-    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits) -> SwingUpSchedule:
+    def _build_swingup(self, urdf: str, runtime: WorldModelRuntime, limits: JointLimits,
+                       settings: MPPISettings) -> SwingUpSchedule:
         """The swing-up schedule (:mod:`hamwm_ros.mpc.swingup`) from the ``swingup.*`` parameters.
+
+        ``settings`` are the plan's (the terminal value's stage costs use its horizon and action bounds).
 
         Raises
         ------
@@ -842,7 +847,7 @@ class MpcNode(Node):
         self._terminal_source = (urdf, np.nonzero(limits.effort > 0)[0])
         self._terminal_problem = ''
         try:   # the LQR value at upright, rebuilt when the settings it comes from change (its weight is live)
-            terminal = self._terminal_value(limits, runtime)
+            terminal = self._terminal_value(limits, runtime.dt, settings)
         except ValueError as error:
             if task.terminal_value_weight > 0:
                 raise ValueError(f'swingup.terminal_value_weight: {error}') from None
@@ -854,9 +859,9 @@ class MpcNode(Node):
                                limits_weight=float(self._param('critics.limits.weight')), pole=pole,
                                goal=goal, terminal_value=terminal)
 
-    def _terminal_value(self, limits: JointLimits, runtime: WorldModelRuntime,
+    def _terminal_value(self, limits: JointLimits, dt: float, settings: MPPISettings,
                         changes: dict[str, Any] | None = None) -> np.ndarray:
-        """P of the swing-up's terminal value for the plan's horizon and bounds, the weights, goal and model dt.
+        """P of the swing-up's terminal value for the plan's ``settings`` (horizon, bounds), weights, goal, model dt.
 
         Raises
         ------
@@ -864,17 +869,16 @@ class MpcNode(Node):
             If the robot cannot be linearised there or the LQR value does not exist (see ``terminal_value_matrix``).
         """
         urdf, actuated = self._terminal_source
-        settings = self._mppi_settings(limits, runtime.horizon, changes)
-        goal = np.asarray(self._param('goal_position', changes) or [], dtype=np.float64)
-        goal = np.broadcast_to(goal, (len(limits.names),)).copy() if goal.size else self._nominal
+        goal = self._per_joint('goal_position', self._nominal, len(limits.names), changes)
         tracking = max(float(self._param('critics.tracking.weight', changes)), 1e-6)
         effort = max(float(self._param('critics.effort.weight', changes)), 1e-6)
         return terminal_value_matrix(self._swingup_task(limits.names, changes), urdf, limits.names, actuated,
-                                     runtime.dt, settings.horizon, effort / tracking,
+                                     dt, settings.horizon, effort / tracking,
                                      np.asarray(settings.action_high)[actuated], goal)
 
-    def _hot_load_terminal(self, runtime: WorldModelRuntime, changes: dict[str, Any]) -> np.ndarray | str | None:
-        """P for a model being hot-loaded (its dt and horizon), why not (the old P then stays, stale), or None.
+    def _hot_load_terminal(self, runtime: WorldModelRuntime, settings: MPPISettings,
+                           changes: dict[str, Any]) -> np.ndarray | str | None:
+        """P for a model being hot-loaded (its dt; ``settings``: its horizon), why not (old P kept, stale), or None.
 
         Raises
         ------
@@ -886,7 +890,7 @@ class MpcNode(Node):
         if schedule is None or schedule.terminal is None:
             return None
         try:
-            return self._terminal_value(controller.limits, runtime, changes)
+            return self._terminal_value(controller.limits, runtime.dt, settings, changes)
         except ValueError as error:
             if self._swingup_task(controller.limits.names, changes).terminal_value_weight > 0:
                 raise ValueError(f"swingup.terminal_value_weight: no LQR value for model {changes['model_dir']}: "

@@ -168,7 +168,7 @@ def test_swingup_file_parameters_are_declared_and_applied(waiting_mpc):
     diagnostics = waiting_mpc.diagnostics()
     assert diagnostics['task'] == 'swingup'
     # the LQR value at upright was built at configure; no plan yet, so no weight in force
-    assert diagnostics['swingup_terminal_value'].startswith('weight 0 in the last plan (x3'), diagnostics
+    assert diagnostics['swingup_terminal_value'].startswith('weight 0 in the last plan (x0'), diagnostics
 
 
 def _terminal_trace(mpc: SwingUpMpc) -> float:

@@ -50,6 +50,9 @@ class Recipe:
     eval_trajectories: int = 6
     eval_steps: int = 160
     horizon: int = 32
+    # joints (indices) whose angle each held-out window starts wrapped to (-pi, pi], as the swing-up controller
+    # encodes them: the training angles start there, and a pole that has turned over is the same physical state
+    wrap_joints: tuple[int, ...] = ()
     notes: str = ''
     quick_train: dict[str, Any] = field(default_factory=lambda: {'epochs': 1, 'batches_per_epoch': 3})
 
@@ -65,6 +68,7 @@ RECIPES: dict[str, Recipe] = {
         robot='pendulum', seed=11, trajectories=80, steps=150,
         model={**_LEAN, 'latent_dim': 1, 'hidden': 32, 'layers': 2},
         train={'epochs': 20, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 80},
+        wrap_joints=(0,),
         notes='joint states; constant mass (exact for a pendulum)'),
     # Cart-pole: a lean model cannot be exact in 2 latent coordinates (with constant mass the cart force's effect on
     # the pole would need a q-dependent input map: it flips sign between hanging and upright), while in 3 coordinates
@@ -72,10 +76,15 @@ RECIPES: dict[str, Recipe] = {
     # 3-d latent model learns the coupling with the right sign at hanging and upright. Many short trajectories from
     # uniformly drawn pole angles cover the upright region, and 24-step training windows weigh the slow force-to-pole
     # coupling. The cart-pole is undamped: no dissipation.
+    # Closed-loop success varies with the training draw far more than held-out error shows. Seed 312 was chosen among
+    # four (12, 112, 212, 312) by the swing-up on episode seeds 0-19 (20, 0, 4 and 20 of 20 undelayed; 17, 1, 1 and
+    # 19 of 20 at 50 ms latency) and checked on fresh episode seeds 20-79: 60/60 undelayed, 39/40 at 50 ms. A
+    # retrained cart-pole model must be judged in closed loop (README, "Shipped models").
     'cartpole': Recipe(
-        robot='cartpole', seed=12, trajectories=480, steps=40,
+        robot='cartpole', seed=312, trajectories=480, steps=40,
         model={**_LEAN, 'latent_dim': 3, 'hidden': 32, 'layers': 2, 'dissipation': False},
         train={'epochs': 50, 'batch_size': 64, 'horizon': 24, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 80},
+        wrap_joints=(1,),
         notes='joint states; constant learned mass and input map in a 3-d learned latent (the pole embedded in a '
               'plane), no dissipation (undamped robot)'),
     'acrobot': Recipe(
@@ -100,12 +109,14 @@ RECIPES: dict[str, Recipe] = {
 
 
 def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons: Sequence[int] = EVAL_HORIZONS,
-                     stride: int = 10) -> dict[str, Any]:
+                     stride: int = 10, wrap_joints: Sequence[int] = ()) -> dict[str, Any]:
     """Multi-step prediction error of the exported model, run through onnxruntime, on held-out trajectories.
 
     Windows start every ``stride`` steps (after the frame history of image models); the longest horizon is reached
-    by chaining predictor calls. Errors are MSE over steps 1..h in units of the model's observation standard
-    deviation, beside a hold-last-state baseline in the same units, plus position RMSE per joint (physical units).
+    by chaining predictor calls. The angles of ``wrap_joints`` are shifted by whole turns in each window (start and
+    targets alike) so that the window starts in (-pi, pi], as the swing-up controller encodes them. Errors are MSE
+    over steps 1..h in units of the model's observation standard deviation, beside a hold-last-state baseline in
+    the same units, plus position RMSE per joint (physical units).
 
     Raises
     ------
@@ -118,10 +129,13 @@ def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons:
     starts, obs0, frames0, actions, target = [], [], [], [], []
     for i, (o, a) in enumerate(zip(data.obs, data.actions)):
         for s in range(history, len(o) - longest, stride):
+            window = o[s:s + longest + 1].copy()
+            for j in wrap_joints:
+                window[:, j] -= 2.0 * np.pi * np.round(window[0, j] / (2.0 * np.pi))
             starts.append((i, s))
-            obs0.append(o[s])
+            obs0.append(window[0])
             actions.append(a[s:s + longest])
-            target.append(o[s + 1:s + longest + 1])
+            target.append(window[1:])
             if meta.images is not None:
                 frames0.append(data.images[i][s - history:s + 1])
     if not starts:
@@ -185,9 +199,10 @@ def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False
     meta = export_model(model, out_dir, robot=recipe.robot, joint_names=data.joint_names, horizon=recipe.horizon,
                         training=training)
     runtime = WorldModelRuntime.load(out_dir, config=SessionConfig(providers=('cpu',)))
-    evaluation = evaluate_runtime(runtime, held_out)
+    evaluation = evaluate_runtime(runtime, held_out, wrap_joints=recipe.wrap_joints)
     evaluation['data'] = {'source': f'sim:{recipe.robot}', 'seed': recipe.seed + EVAL_SEED_OFFSET,
-                          'trajectories': len(held_out.obs), 'steps': recipe.eval_steps}
+                          'trajectories': len(held_out.obs), 'steps': recipe.eval_steps,
+                          'wrapped_joints': [data.joint_names[j] for j in recipe.wrap_joints]}
     timing = {'simulate_s': round(simulated - started, 1), 'train_s': round(trained - simulated, 1),
               'export_and_eval_s': round(time.monotonic() - trained, 1)}
     data_dict = meta.to_dict()

@@ -335,3 +335,16 @@ def test_lifecycle_cycles_and_clean_shutdown(graph, models):
         assert graph.probe.wait_for('/hamwm/latent', timeout=10.0, after=after) is not None
     assert graph.stop() == 0, 'SIGINT while active ends the node cleanly'
     assert 'Traceback' not in graph.log(), graph.log()
+
+
+def test_wrap_joints_must_name_joints_of_the_model(models):
+    """``wrap_joints`` is checked when a model loads (configure or hot-load): an unknown joint is refused by name."""
+    from hamwm_ros.nodes.world_model_node import _Loaded
+    from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+
+    runtime = WorldModelRuntime.load(models['primary'], config=SessionConfig(providers=('cpu',)))
+    joint = runtime.metadata.joint_names[0]
+    assert _Loaded(runtime, 'primary', [], [joint]).wrap_joints == [0]
+    assert _Loaded(runtime, 'primary', [], []).wrap_joints == []
+    with pytest.raises(MetadataError, match=r"wrap_joints names \['pole_hinge'\]"):
+        _Loaded(runtime, 'primary', [], [joint, 'pole_hinge'])

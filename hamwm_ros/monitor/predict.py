@@ -19,6 +19,7 @@ No rclpy, no torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,7 @@ def model_energy_scale(runtime: WorldModelRuntime, samples: int = 64, seed: int 
 
 def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarray, horizon: int, *,
                  past_state: np.ndarray | None = None, past_inputs: np.ndarray | None = None,
-                 images: np.ndarray | None = None) -> TickPrediction:
+                 images: np.ndarray | None = None, wrap_joints: Sequence[int] = ()) -> TickPrediction:
     """Forecast ``horizon`` steps from ``state`` and prepare the monitor's evidence.
 
     Parameters
@@ -109,16 +110,24 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
         encode images (their past frames are not kept).
     images
         (frames, height, width, 3) uint8 for models with an image encoder.
+    wrap_joints
+        Joints (model order) whose angle is shifted by whole turns into [-pi, pi] before encoding, and the forecast
+        and hindsight shifted back by the same turns: a model trained on angles there (the shipped pendulum and
+        cart-pole) extrapolates badly beyond them, and a joint turned over is the same physical state.
 
     Raises
     ------
     ValueError
-        If shapes do not fit the model, ``horizon`` < 2, or a hindsight request is made for an image model.
+        If shapes do not fit the model, ``horizon`` < 2, a hindsight request is made for an image model, or a
+        ``wrap_joints`` index is not a joint of the model.
     """
     meta = runtime.metadata
     n = len(meta.joint_names)
     if horizon < 2:
         raise ValueError(f'horizon must be >= 2, got {horizon}')
+    wrap = [int(j) for j in wrap_joints]
+    if any(not 0 <= j < n for j in wrap):
+        raise ValueError(f'wrap_joints {wrap} must index the model\'s {n} joints')
     u_hold = np.asarray(u_hold, np.float32).reshape(-1)
     if u_hold.shape != (meta.action_dim,):
         raise ValueError(f'u_hold must have {meta.action_dim} entries, got {u_hold.shape}')
@@ -139,9 +148,13 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
         obs = np.stack(rows)
         if obs.shape[1] != 2 * n:
             raise ValueError(f'states must have {2 * n} entries (positions then velocities), got {obs.shape[1]}')
+        turns = np.zeros((len(obs), n))     # whole turns taken off each row's wrapped joints, added back below
+        turns[:, wrap] = 2.0 * np.pi * np.round(obs[:, wrap] / (2.0 * np.pi))
+        obs[:, :n] -= turns
         z = runtime.encode(obs[:, :n], obs[:, n:], images=None if images is None else images[None])
     else:
         z = runtime.encode(images=images[None])
+        turns = np.zeros((2, n))
     member = meta.ensemble > 1
     z_now = z[..., :1, :]
     batch_z = [z_now, z_now] + ([z[..., 1:2, :]] if hindsight else [])
@@ -168,13 +181,13 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     return TickPrediction(
         latent=z_now[0].astype(np.float64),
         latent_seq=latent_seq[0, :horizon].astype(np.float64),
-        position=obs_seq[0, :horizon, :n].astype(np.float64),
+        position=obs_seq[0, :horizon, :n].astype(np.float64) + turns[0],
         velocity=obs_seq[0, :horizon, n:].astype(np.float64),
         energy=e_forced[:horizon],
         energy_now=energy_now,
         power_claimed=float((e_forced[0] - energy_now) / dt),
         power_unforced=float((e_free[0] - energy_now) / dt),
-        hindsight=obs_seq[2, k - 1].astype(np.float64) if hindsight else None,
+        hindsight=obs_seq[2, k - 1].astype(np.float64) + np.concatenate([turns[1], np.zeros(n)]) if hindsight else None,
         ensemble_spread=spread,
         finite=finite,
     )

@@ -8,6 +8,7 @@ prediction (joint-state models) or a logged forecast that has come due (camera m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 
@@ -45,18 +46,25 @@ class ModelTracker:
         Seconds an input holds before zero input is assumed.
     state_capacity
         Joint states kept (covers ``error_step`` model steps at the joint-state rate with room to spare).
+    wrap_joints
+        Joints (model order) whose angle is encoded shifted by whole turns into [-pi, pi] (see :func:`predict_tick`);
+        forecasts, hindsight and the monitor stay in the robot's own (unwrapped) angles.
 
     Raises
     ------
     ValueError
-        If the model's normalisation scales are unusable or ``input_timeout`` is not positive.
+        If the model's normalisation scales are unusable, ``input_timeout`` is not positive, or a ``wrap_joints``
+        index is not a joint of the model.
     """
 
     def __init__(self, runtime: WorldModelRuntime, config: MonitorConfig | None = None, *, input_timeout: float = 0.5,
-                 state_capacity: int = 4096) -> None:
+                 state_capacity: int = 4096, wrap_joints: Sequence[int] = ()) -> None:
         meta = runtime.metadata
         self.runtime = runtime
         self.n_joints = len(meta.joint_names)
+        self.wrap_joints = tuple(int(j) for j in wrap_joints)
+        if any(not 0 <= j < self.n_joints for j in self.wrap_joints):
+            raise ValueError(f'wrap_joints {list(self.wrap_joints)} must index the model\'s {self.n_joints} joints')
         self.states = StateHistory(self.n_joints, state_capacity)
         self.inputs = InputHistory(meta.action_dim, input_timeout)
         self.forecasts = ForecastLog()
@@ -123,7 +131,8 @@ class ModelTracker:
             if past_state is not None:
                 past_inputs = self.inputs.sample(t - k * dt, dt, k)
         prediction = predict_tick(self.runtime, state, u_hold, max(horizon, 2 if meta.images is None else k),
-                                  past_state=past_state, past_inputs=past_inputs, images=images)
+                                  past_state=past_state, past_inputs=past_inputs, images=images,
+                                  wrap_joints=self.wrap_joints)
         monitor = self.monitor
         if not prediction.finite:
             monitor.model_fault(t, 'NaN or Inf in the forecast')

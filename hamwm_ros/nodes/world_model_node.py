@@ -19,7 +19,8 @@ Publishes (at ``rate``; stamps are the stamp of the joint state the prediction s
     (visualization_msgs/MarkerArray: predicted joint paths over time and a phase portrait of (q0, p0); at
     ``marker_rate``) and ``/diagnostics`` (diagnostic_msgs/DiagnosticArray from the validity monitor; at
     ``diagnostics_rate``). Nothing non-finite is ever published: a forecast with NaN/Inf is withheld and reported as
-    ERROR.
+    ERROR. Joints named in ``wrap_joints`` are encoded shifted by whole turns into [-pi, pi] and forecast in the
+    robot's own angles (for models trained on angles there, such as the shipped pendulum and cart-pole).
 
 All algorithms live in :mod:`hamwm_ros.monitor` (no rclpy); this node converts messages and holds parameters. One
 single-threaded executor runs subscriptions, the tick and parameter callbacks, so no state is shared across threads.
@@ -133,11 +134,17 @@ def resolve_model_dir(directory: str) -> Path:
 class _Loaded:
     """A validated model with everything derived from it (swapped as a whole on hot-load)."""
 
-    def __init__(self, runtime: WorldModelRuntime, directory: str, action_joints: list[str]) -> None:
+    def __init__(self, runtime: WorldModelRuntime, directory: str, action_joints: list[str],
+                 wrap_joints: list[str]) -> None:
         meta = runtime.metadata
         self.runtime = runtime
         self.directory = directory
         self.joint_map = JointMap(meta.joint_names)
+        unknown = [name for name in wrap_joints if name not in meta.joint_names]
+        if unknown:
+            raise MetadataError(f'parameter wrap_joints names {unknown}, which the model does not have '
+                                f'(its joints: {list(meta.joint_names)})')
+        self.wrap_joints = [list(meta.joint_names).index(name) for name in wrap_joints]
         self.effort_map: JointMap | None = None
         if action_joints:
             if len(action_joints) != meta.action_dim:
@@ -166,6 +173,10 @@ class WorldModelNode(LifecycleNode):
         declare('action_joints', Parameter.Type.STRING_ARRAY, _descriptor(
             'joints whose /joint_states effort is the model input (input_source effort/auto); empty: all model '
             'joints when the model takes one input per joint', read_only=True))
+        declare('wrap_joints', Parameter.Type.STRING_ARRAY, _descriptor(
+            'joints whose angle is encoded shifted by whole turns into [-pi, pi] (forecasts shifted back): '
+            'continuous joints of models trained on angles there, such as the shipped pendulum and cart-pole; '
+            'empty: encode the angles as received', read_only=True))
         declare('providers', ['cpu'], _descriptor(
             'onnxruntime execution providers in priority order (tensorrt, cuda, cpu); cpu is always the fallback',
             read_only=True))
@@ -232,6 +243,7 @@ class WorldModelNode(LifecycleNode):
             'a value must fall below clear_ratio x threshold to count as good', float_range=(0.01, 1.0)))
         self._joints = self._optional_list('joints')
         self._action_joints = self._optional_list('action_joints')
+        self._wrap_joints = self._optional_list('wrap_joints')
 
         self._model: _Loaded | None = None
         self._tracker: ModelTracker | None = None
@@ -277,7 +289,7 @@ class WorldModelNode(LifecycleNode):
             raise MetadataError('parameter model_dir is empty')
         runtime = WorldModelRuntime.load(resolve_model_dir(directory), joint_names=self._joints or None,
                                          config=self._session_config())
-        loaded = _Loaded(runtime, directory, self._action_joints)
+        loaded = _Loaded(runtime, directory, self._action_joints, self._wrap_joints)
         meta = runtime.metadata
         source = str(self.get_parameter('input_source').value)
         if source == 'effort' and loaded.effort_map is None:
@@ -292,7 +304,8 @@ class WorldModelNode(LifecycleNode):
         """Make ``loaded`` the running model; histories and monitor start afresh."""
         self._model = loaded
         self._tracker = ModelTracker(loaded.runtime, self._monitor_config({}, loaded),
-                                     input_timeout=float(self.get_parameter('input_timeout').value))
+                                     input_timeout=float(self.get_parameter('input_timeout').value),
+                                     wrap_joints=loaded.wrap_joints)
         self._reset_inputs()
         meta = loaded.runtime.metadata
         self.get_logger().info(

@@ -20,7 +20,7 @@ from test_world_model_node import NodeProcess
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.monitor import predict_tick
-from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, load_metadata
+from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.sim.cli import TopicProbe
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'cartpole'
@@ -28,15 +28,8 @@ POSITION = (0.1, 2.0 + 2.0 * math.pi)       # the pole 2 rad from hanging, one t
 VELOCITY = (0.0, 0.0)
 
 
-def _model_present() -> bool:
-    try:
-        load_metadata(MODEL, check_files=True)
-    except MetadataError:
-        return False
-    return True
-
-
-pytestmark = [pytest.mark.ros, pytest.mark.skipif(not _model_present(), reason='models/cartpole not built')]
+pytestmark = [pytest.mark.ros, pytest.mark.skipif(not (MODEL / 'metadata.json').is_file(),
+                                                  reason='models/cartpole is missing: run `hamwm models`')]
 
 
 class Robot:

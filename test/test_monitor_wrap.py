@@ -1,6 +1,6 @@
 """Wrapped joints in the monitor: the shipped cart-pole model, real MuJoCo data, a pole turned over by whole turns.
 
-The shipped swing-up models were trained on pole angles that start in [-pi, pi]; their encoders are not periodic, so
+The shipped swing-up models were trained on pole angles that start in [-pi, pi); their encoders are not periodic, so
 a pole turned over once is, to them, an unseen state. ``wrap_joints`` encodes it shifted back by the turns and shifts
 the forecast forward again: the robot's own angles in, the robot's own angles out.
 """

@@ -89,7 +89,7 @@ def test_predictor_graph_is_lean(shipped):
 
 
 def test_held_out_windows_start_with_the_pole_wrapped_as_the_controller_encodes_it():
-    """Held-out windows start with the pole wrapped to (-pi, pi]: a pole turned over is the same physical state.
+    """Held-out windows start with the pole wrapped to [-pi, pi): a pole turned over is the same physical state.
 
     The recorded error does not change when the whole trajectory is shifted by a turn, while encoding it raw does.
     """

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hamwm_ros.mpc.swingup import wrap_angle
 from hamwm_ros.runtime import WorldModelRuntime
 
 
@@ -111,9 +112,10 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     images
         (frames, height, width, 3) uint8 for models with an image encoder.
     wrap_joints
-        Joints (model order) whose angle is shifted by whole turns into [-pi, pi] before encoding, and the forecast
-        and hindsight shifted back by the same turns: a model trained on angles there (the shipped pendulum and
-        cart-pole) extrapolates badly beyond them, and a joint turned over is the same physical state.
+        Joints (model order) whose angle is shifted by whole turns into [-pi, pi) before encoding (as the swing-up
+        controller wraps it), and the forecast and hindsight shifted back by the same turns: a model trained on
+        angles there (the shipped pendulum and cart-pole) extrapolates badly beyond them, and a joint turned over is
+        the same physical state.
 
     Raises
     ------
@@ -149,7 +151,7 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
         if obs.shape[1] != 2 * n:
             raise ValueError(f'states must have {2 * n} entries (positions then velocities), got {obs.shape[1]}')
         turns = np.zeros((len(obs), n))     # whole turns taken off each row's wrapped joints, added back below
-        turns[:, wrap] = 2.0 * np.pi * np.round(obs[:, wrap] / (2.0 * np.pi))
+        turns[:, wrap] = obs[:, wrap] - wrap_angle(obs[:, wrap])
         obs[:, :n] -= turns
         z = runtime.encode(obs[:, :n], obs[:, n:], images=None if images is None else images[None])
     else:

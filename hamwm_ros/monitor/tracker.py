@@ -47,7 +47,7 @@ class ModelTracker:
     state_capacity
         Joint states kept (covers ``error_step`` model steps at the joint-state rate with room to spare).
     wrap_joints
-        Joints (model order) whose angle is encoded shifted by whole turns into [-pi, pi] (see :func:`predict_tick`);
+        Joints (model order) whose angle is encoded shifted by whole turns into [-pi, pi) (see :func:`predict_tick`);
         forecasts, hindsight and the monitor stay in the robot's own (unwrapped) angles.
 
     Raises

@@ -19,7 +19,7 @@ Publishes (at ``rate``; stamps are the stamp of the joint state the prediction s
     (visualization_msgs/MarkerArray: predicted joint paths over time and a phase portrait of (q0, p0); at
     ``marker_rate``) and ``/diagnostics`` (diagnostic_msgs/DiagnosticArray from the validity monitor; at
     ``diagnostics_rate``). Nothing non-finite is ever published: a forecast with NaN/Inf is withheld and reported as
-    ERROR. Joints named in ``wrap_joints`` are encoded shifted by whole turns into [-pi, pi] and forecast in the
+    ERROR. Joints named in ``wrap_joints`` are encoded shifted by whole turns into [-pi, pi) and forecast in the
     robot's own angles (for models trained on angles there, such as the shipped pendulum and cart-pole).
 
 All algorithms live in :mod:`hamwm_ros.monitor` (no rclpy); this node converts messages and holds parameters. One
@@ -174,7 +174,7 @@ class WorldModelNode(LifecycleNode):
             'joints whose /joint_states effort is the model input (input_source effort/auto); empty: all model '
             'joints when the model takes one input per joint', read_only=True))
         declare('wrap_joints', Parameter.Type.STRING_ARRAY, _descriptor(
-            'joints whose angle is encoded shifted by whole turns into [-pi, pi] (forecasts shifted back): '
+            'joints whose angle is encoded shifted by whole turns into [-pi, pi) (forecasts shifted back): '
             'continuous joints of models trained on angles there, such as the shipped pendulum and cart-pole; '
             'empty: encode the angles as received', read_only=True))
         declare('providers', ['cpu'], _descriptor(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hamwm_ros.mpc.swingup import wrap_angle
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.worldmodel.data import TrajectoryData, load_sim
 from hamwm_ros.worldmodel.export import export_model
@@ -50,7 +51,7 @@ class Recipe:
     eval_trajectories: int = 6
     eval_steps: int = 160
     horizon: int = 32
-    # joints (indices) whose angle each held-out window starts wrapped to (-pi, pi], as the swing-up controller
+    # joints (indices) whose angle each held-out window starts wrapped to [-pi, pi), as the swing-up controller
     # encodes them: the training angles start there, and a pole that has turned over is the same physical state
     wrap_joints: tuple[int, ...] = ()
     notes: str = ''
@@ -114,7 +115,7 @@ def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons:
 
     Windows start every ``stride`` steps (after the frame history of image models); the longest horizon is reached
     by chaining predictor calls. The angles of ``wrap_joints`` are shifted by whole turns in each window (start and
-    targets alike) so that the window starts in (-pi, pi], as the swing-up controller encodes them. Errors are MSE
+    targets alike) so that the window starts in [-pi, pi), as the swing-up controller encodes them. Errors are MSE
     over steps 1..h in units of the model's observation standard deviation, beside a hold-last-state baseline in
     the same units, plus position RMSE per joint (physical units).
 
@@ -131,7 +132,7 @@ def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons:
         for s in range(history, len(o) - longest, stride):
             window = o[s:s + longest + 1].copy()
             for j in wrap_joints:
-                window[:, j] -= 2.0 * np.pi * np.round(window[0, j] / (2.0 * np.pi))
+                window[:, j] -= window[0, j] - wrap_angle(window[0, j])
             starts.append((i, s))
             obs0.append(window[0])
             actions.append(a[s:s + longest])

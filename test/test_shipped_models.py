@@ -47,6 +47,25 @@ def test_metadata_is_complete(shipped):
     assert sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) < MAX_DIR_BYTES
 
 
+def test_a_selected_model_records_its_closed_loop_choice(shipped):
+    from hamwm_ros.worldmodel.shipped import RECIPES
+
+    name, directory, _ = shipped
+    selection = RECIPES[name].selection
+    record = load_metadata(directory).metrics.get('selection')
+    if selection is None:
+        assert record is None
+        return
+    seeds = [c['seed'] for c in record['candidates']]
+    assert seeds == selection.seeds(RECIPES[name].seed)[:len(seeds)]        # tried in the recipe's order
+    best = max(c['balanced'] for c in record['candidates'])
+    chosen = next(c for c in record['candidates'] if c['balanced'] == best)  # the earliest of the best
+    assert record['chosen_seed'] == chosen['seed'] == load_metadata(directory).training['data']['seed']
+    assert chosen['episodes'] == selection.trials and sum(chosen['by_latency'].values()) == chosen['balanced']
+    # shipped only after balancing every validation episode, undelayed and at 50 ms
+    assert chosen['balanced'] == chosen['episodes']
+
+
 def test_predicts_better_than_holding_still(shipped):
     """The recorded held-out error at 32 steps is below the hold-last-state baseline's."""
     name, directory, _ = shipped

@@ -6,6 +6,10 @@ For each entry of :data:`RECIPES`: simulate training data (``hamwm_ros.sim`` thr
 robot runs) on held-out simulated trajectories from a different seed, and record the numbers in ``metadata.json``.
 ``models/README.md`` is rewritten with the table of what each model reaches.
 
+A recipe with a :class:`Selection` (the cart-pole) is a choice among training draws: its closed-loop success varies
+with the seed far more than held-out error shows, so candidates are trained from the recipe's seed onwards and each
+is judged by the swing-up it is shipped for, in closed loop, on episodes the demo and the tests do not use.
+
 Model sizes are chosen for the planner: MPPI rolls 1024 x 32 latent steps per iteration, so the shipped predictors
 use constant (learned) mass, input and damping matrices, which makes the leapfrog step explicit, the dissipation one
 exact matrix per half-step, and the exported predictor the lean graph (:class:`~hamwm_ros.worldmodel.export.
@@ -15,9 +19,10 @@ LeanPredictorGraph`, about 15 nodes per step).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+import shutil
 import sys
 import time
 from typing import Any
@@ -34,6 +39,35 @@ from hamwm_ros.worldmodel.train import TrainOptions, build_model, fit
 
 EVAL_HORIZONS = (1, 10, 32, 100)
 EVAL_SEED_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Closed-loop choice among training draws of one recipe.
+
+    Candidates use the recipe's seed, then ``seed + seed_stride``, ... (at most ``candidates``); each is trained,
+    exported, and run by the in-process swing-up controller (:class:`hamwm_ros.closedloop.swingup.SwingUpLoop`, the
+    schedule mpc_node runs) on ``episodes`` seeded episodes from ``first_episode_seed`` at every ``(delay_s,
+    committed)`` in ``latencies``. The first candidate that balances every episode is kept and no more are trained;
+    otherwise the one that balanced the most (the earliest on a tie). ``quick`` overrides these for ``--quick``.
+    """
+
+    candidates: int = 4
+    seed_stride: int = 100
+    first_episode_seed: int = 100     # the demo uses episode seeds 0-19 and the tests a few of those
+    episodes: int = 10
+    latencies: tuple[tuple[float, int], ...] = ((0.0, 0), (0.05, 3))
+    duration_s: float | None = None   # None: the swing-up config's
+    quick: dict[str, Any] = field(default_factory=lambda: {'candidates': 2, 'episodes': 1, 'duration_s': 2.0})
+
+    def seeds(self, base: int) -> list[int]:
+        """Candidate training seeds, in the order they are tried."""
+        return [base + k * self.seed_stride for k in range(self.candidates)]
+
+    @property
+    def trials(self) -> int:
+        """Episodes one candidate is judged on (all latencies)."""
+        return self.episodes * len(self.latencies)
 
 
 @dataclass(frozen=True)
@@ -56,6 +90,7 @@ class Recipe:
     wrap_joints: tuple[int, ...] = ()
     notes: str = ''
     quick_train: dict[str, Any] = field(default_factory=lambda: {'epochs': 1, 'batches_per_epoch': 3})
+    selection: Selection | None = None
 
 
 _LEAN = {'mass_matrix': 'constant', 'input_map': 'constant', 'damping_map': 'constant', 'residual': False,
@@ -77,15 +112,14 @@ RECIPES: dict[str, Recipe] = {
     # 3-d latent model learns the coupling with the right sign at hanging and upright. Many short trajectories from
     # uniformly drawn pole angles cover the upright region, and 24-step training windows weigh the slow force-to-pole
     # coupling. The cart-pole is undamped: no dissipation.
-    # Closed-loop success varies with the training draw far more than held-out error shows. Seed 312 was chosen among
-    # four (12, 112, 212, 312) by the swing-up on episode seeds 0-19 (20, 0, 4 and 20 of 20 undelayed; 17, 1, 1 and
-    # 19 of 20 at 50 ms latency) and checked on fresh episode seeds 20-79: 60/60 undelayed, 39/40 at 50 ms. A
-    # retrained cart-pole model must be judged in closed loop (README, "Shipped models").
+    # Closed-loop success varies with the training draw far more than held-out error shows (of seeds 12, 112, ..., 612
+    # of this recipe, three balance every episode and three almost none: README, "Shipped models"), so the recipe
+    # trains draws from seed 312 on until one balances all its validation episodes (Selection).
     'cartpole': Recipe(
         robot='cartpole', seed=312, trajectories=480, steps=40,
         model={**_LEAN, 'latent_dim': 3, 'hidden': 32, 'layers': 2, 'dissipation': False},
         train={'epochs': 50, 'batch_size': 64, 'horizon': 24, 'stride': 2, 'lr': 5e-3, 'batches_per_epoch': 80},
-        wrap_joints=(1,),
+        wrap_joints=(1,), selection=Selection(),
         notes='joint states; constant learned mass and input map in a 3-d learned latent (the pole embedded in a '
               'plane), no dissipation (undamped robot)'),
     'acrobot': Recipe(
@@ -165,6 +199,102 @@ def evaluate_runtime(runtime: WorldModelRuntime, data: TrajectoryData, horizons:
 def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False, log: Any = print) -> dict[str, Any]:
     """Train, export and evaluate one shipped model into ``out_root / name``; returns its summary row.
 
+    With a :class:`Selection` the candidates are built in ``out_root / .<name>-candidates`` (removed afterwards),
+    the chosen one is moved to ``out_root / name`` and every candidate's closed-loop record goes into its metadata
+    (``metrics.selection``).
+
+    Raises
+    ------
+    hamwm_ros.worldmodel.data.DataError
+        If the simulator cannot produce the data.
+    hamwm_ros.worldmodel.export.ExportError
+        If the export fails a check.
+    """
+    out_dir = out_root / name
+    if recipe.selection is None:
+        build_model_dir(name, recipe, out_dir, quick=quick, log=log)
+    else:
+        selection = replace(recipe.selection, **recipe.selection.quick) if quick else recipe.selection
+        scratch = out_root / f'.{name}-candidates'
+        shutil.rmtree(scratch, ignore_errors=True)
+        started = time.monotonic()
+        try:
+            def build(seed: int) -> Path:
+                directory = scratch / f'seed{seed}'
+                log(f'{name}: candidate seed {seed}')
+                build_model_dir(name, replace(recipe, seed=seed), directory, quick=quick, log=log)
+                return directory
+
+            def judge(directory: Path) -> dict[str, Any]:
+                record = closed_loop_record(directory, recipe.robot, selection)
+                log(f'{name}: candidate {directory.name} balanced {record["balanced"]}/{record["episodes"]} '
+                    f'validation episodes ({record["by_latency"]})')
+                return record
+
+            chosen, records = select_candidate(selection.seeds(recipe.seed), build, judge, selection.trials)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.move(str(scratch / f'seed{records[chosen]["seed"]}'), str(out_dir))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        from hamwm_ros.runtime import ModelMetadata, load_metadata
+        data = load_metadata(out_dir).to_dict()
+        # The other candidates and every closed-loop judgement are part of what regenerating this model costs.
+        own = sum(data['metrics'].get('regeneration_seconds', {}).values())
+        data['metrics'].setdefault('regeneration_seconds', {})['selection_s'] = round(
+            time.monotonic() - started - own, 1)
+        data['metrics']['selection'] = {
+            'rule': 'first candidate that balances every validation episode, else the most balanced (earliest on '
+                    'a tie)',
+            'episode_seeds': [selection.first_episode_seed, selection.first_episode_seed + selection.episodes - 1],
+            'latencies': [{'delay_s': d, 'committed': k} for d, k in selection.latencies],
+            'duration_s': selection.duration_s, 'candidates': records, 'chosen_seed': records[chosen]['seed']}
+        ModelMetadata.from_dict(data).save(out_dir)
+    row = summary_row(name, out_dir)
+    log(f'{name}: {row["seconds"]} s; {row["size_kib"]} KiB')
+    return row
+
+
+def select_candidate(seeds: Sequence[int], build: Callable[[int], Path],
+                     judge: Callable[[Path], dict[str, Any]], trials: int) -> tuple[int, list[dict[str, Any]]]:
+    """Build and judge candidates in order; stop at the first that balances all ``trials`` episodes.
+
+    Returns the index of the chosen candidate in the records and the records (``judge``'s, with ``seed`` added), one
+    per candidate built: the first perfect one, else the one with the most balanced episodes, the earliest on a tie.
+
+    Raises
+    ------
+    ValueError
+        If there is no seed.
+    """
+    if not seeds:
+        raise ValueError('no candidate seeds')
+    records: list[dict[str, Any]] = []
+    for seed in seeds:
+        record = {'seed': int(seed), **judge(build(int(seed)))}
+        records.append(record)
+        if record['balanced'] >= trials:
+            break
+    best = max(range(len(records)), key=lambda i: (records[i]['balanced'], -i))
+    return best, records
+
+
+def closed_loop_record(model_dir: Path, robot: str, selection: Selection) -> dict[str, Any]:
+    """The swing-up of ``robot`` with the model in ``model_dir``: episodes balanced per latency and in all."""
+    from hamwm_ros.closedloop.swingup import CONFIGS, SwingUpLoop
+
+    loop = SwingUpLoop(CONFIGS[robot], model_dir)
+    seeds = range(selection.first_episode_seed, selection.first_episode_seed + selection.episodes)
+    by_latency = {}
+    for delay_s, committed in selection.latencies:
+        logs = [loop.run(seed, duration_s=selection.duration_s, delay_s=delay_s, committed=committed)
+                for seed in seeds]
+        by_latency[f'{round(delay_s * 1e3)} ms, {committed} committed'] = sum(bool(lg.success) for lg in logs)
+    return {'balanced': sum(by_latency.values()), 'episodes': selection.trials, 'by_latency': by_latency}
+
+
+def build_model_dir(name: str, recipe: Recipe, out_dir: Path, *, quick: bool = False, log: Any = print) -> None:
+    """Simulate, train, export into ``out_dir`` and record the held-out evaluation in its metadata.
+
     Raises
     ------
     hamwm_ros.worldmodel.data.DataError
@@ -187,7 +317,6 @@ def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False
     model = build_model(train, dict(recipe.model))
     fit(model, train, val, opts, None, log=log)
     trained = time.monotonic()
-    out_dir = out_root / name
     training = {
         'data_hash': 'sha256:' + train.sha256(),
         'data': {'source': f'sim:{recipe.robot}', 'seed': recipe.seed, 'trajectories': len(train.obs),
@@ -212,10 +341,8 @@ def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False
     ModelMetadata.from_dict(data_dict).save(out_dir)
     for extra in ('info.json', 'config.json', 'normalisation.json'):
         (out_dir / extra).unlink(missing_ok=True)  # all of it is in metadata.json; model.pt carries its own copy
-    row = summary_row(name, out_dir)
-    log(f'{name}: {row["seconds"]} s ({timing}); held-out normalised MSE {evaluation["mse_normalised"]} '
-        f'(hold baseline {evaluation["hold_baseline_mse_normalised"]}); {row["size_kib"]} KiB')
-    return row
+    log(f'{name}: {timing}; held-out normalised MSE {evaluation["mse_normalised"]} '
+        f'(hold baseline {evaluation["hold_baseline_mse_normalised"]})')
 
 
 def summary_row(name: str, model_dir: Path) -> dict[str, Any]:

@@ -223,3 +223,5 @@ def test_swingup_parameter_files_match_the_in_process_configs(robot):
 
     assert mpc['swingup.angle_joint'] == parse_urdf_joints(robot_urdf_path(robot)).names[config.angle_joint]
     assert sim['robot'] == robot and sim['initial_noise'] == config.initial_noise and sim['initial_seed'] >= 0
+    # world_model_node (sim.launch.py starts it too) encodes the pole wrapped, as mpc_node does
+    assert sections['world_model_node']['ros__parameters']['wrap_joints'] == [mpc['swingup.angle_joint']]

@@ -70,10 +70,12 @@ def _our_status(msg: DiagnosticArray):
 class NodeProcess:
     """world_model_node in a subprocess (unconfigured), with lifecycle and parameter calls through ``probe``."""
 
-    def __init__(self, probe: TopicProbe, parameters: dict) -> None:
+    def __init__(self, probe: TopicProbe, parameters: dict, params_file: Path | None = None) -> None:
         self.probe = probe
         self._log = tempfile.NamedTemporaryFile(prefix='hamwm_wm_', suffix='.log', delete=False)  # noqa: SIM115
         command = [sys.executable, '-m', 'hamwm_ros.nodes.world_model_node', '--ros-args']
+        if params_file is not None:    # first: the -p values below override it
+            command += ['--params-file', str(params_file)]
         for name, value in parameters.items():
             command += ['-p', f'{name}:={value}']
         env = dict(os.environ, PYTHONUNBUFFERED='1')

@@ -1,8 +1,9 @@
 """world_model_node ``wrap_joints`` over real DDS, with the shipped cart-pole model and a pole turned over one turn.
 
 This process plays the robot: it publishes a cart-pole joint state with the pole one turn past a plain angle. The node
-(its own process, real onnxruntime) must forecast what the library forecasts with the pole wrapped, in the robot's own
-angle; naming a joint the model lacks fails configure with the name in the reason.
+(its own process, real onnxruntime, ``wrap_joints`` from ``config/swingup_cartpole.yaml``) must forecast what the
+library forecasts with the pole wrapped, in the robot's own angle; naming a joint the model lacks fails configure with
+the name in the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.sim.cli import TopicProbe
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'cartpole'
+SWINGUP_FILE = Path(__file__).resolve().parent.parent / 'config' / 'swingup_cartpole.yaml'
 POSITION = (0.1, 2.0 + 2.0 * math.pi)       # the pole 2 rad from hanging, one turn on
 VELOCITY = (0.0, 0.0)
 
@@ -66,8 +68,9 @@ def probe():
 
 
 def test_node_forecasts_a_turned_pole_wrapped_in_the_robots_own_angle(probe):
-    node = NodeProcess(probe, {'model_dir': str(MODEL), 'wrap_joints': '[pole_hinge]', 'input_source': 'zero',
-                               'horizon': 8, 'rate': 20.0})
+    # wrap_joints from the cart-pole's swing-up file (what `ros2 launch ... sim.launch.py` gives the node)
+    node = NodeProcess(probe, {'model_dir': str(MODEL), 'input_source': 'zero', 'horizon': 8, 'rate': 20.0},
+                       params_file=SWINGUP_FILE)
     try:
         assert node.set(model_dir=str(MODEL))[0].successful
         assert node.transition(Transition.TRANSITION_CONFIGURE), node.log()

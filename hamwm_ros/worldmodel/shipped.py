@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from hamwm_ros.mpc.swingup import wrap_angle
-from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+from hamwm_ros.runtime import ModelMetadata, SessionConfig, WorldModelRuntime, load_metadata
 from hamwm_ros.worldmodel.data import TrajectoryData, load_sim
 from hamwm_ros.worldmodel.export import export_model
 from hamwm_ros.worldmodel.metrics import horizon_mse
@@ -214,44 +214,48 @@ def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False
     if recipe.selection is None:
         build_model_dir(name, recipe, out_dir, quick=quick, log=log)
     else:
-        selection = replace(recipe.selection, **recipe.selection.quick) if quick else recipe.selection
-        scratch = out_root / f'.{name}-candidates'
-        shutil.rmtree(scratch, ignore_errors=True)
-        started = time.monotonic()
-        try:
-            def build(seed: int) -> Path:
-                directory = scratch / f'seed{seed}'
-                log(f'{name}: candidate seed {seed}')
-                build_model_dir(name, replace(recipe, seed=seed), directory, quick=quick, log=log)
-                return directory
-
-            def judge(directory: Path) -> dict[str, Any]:
-                record = closed_loop_record(directory, recipe.robot, selection)
-                log(f'{name}: candidate {directory.name} balanced {record["balanced"]}/{record["episodes"]} '
-                    f'validation episodes ({record["by_latency"]})')
-                return record
-
-            chosen, records = select_candidate(selection.seeds(recipe.seed), build, judge, selection.trials)
-            shutil.rmtree(out_dir, ignore_errors=True)
-            shutil.move(str(scratch / f'seed{records[chosen]["seed"]}'), str(out_dir))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        from hamwm_ros.runtime import ModelMetadata, load_metadata
-        data = load_metadata(out_dir).to_dict()
-        # The other candidates and every closed-loop judgement are part of what regenerating this model costs.
-        own = sum(data['metrics'].get('regeneration_seconds', {}).values())
-        data['metrics'].setdefault('regeneration_seconds', {})['selection_s'] = round(
-            time.monotonic() - started - own, 1)
-        data['metrics']['selection'] = {
-            'rule': 'first candidate that balances every validation episode, else the most balanced (earliest on '
-                    'a tie)',
-            'episode_seeds': [selection.first_episode_seed, selection.first_episode_seed + selection.episodes - 1],
-            'latencies': [{'delay_s': d, 'committed': k} for d, k in selection.latencies],
-            'duration_s': selection.duration_s, 'candidates': records, 'chosen_seed': records[chosen]['seed']}
-        ModelMetadata.from_dict(data).save(out_dir)
+        _build_selected(name, recipe, out_root, quick=quick, log=log)
     row = summary_row(name, out_dir)
     log(f'{name}: {row["seconds"]} s; {row["size_kib"]} KiB')
     return row
+
+
+def _build_selected(name: str, recipe: Recipe, out_root: Path, *, quick: bool, log: Any) -> None:
+    """:func:`make_model` for a recipe with a :class:`Selection`: build and judge candidates, keep the chosen one."""
+    selection = replace(recipe.selection, **recipe.selection.quick) if quick else recipe.selection
+    out_dir = out_root / name
+    scratch = out_root / f'.{name}-candidates'
+    shutil.rmtree(scratch, ignore_errors=True)
+    started = time.monotonic()
+
+    def build(seed: int) -> Path:
+        directory = scratch / f'seed{seed}'
+        log(f'{name}: candidate seed {seed}')
+        build_model_dir(name, replace(recipe, seed=seed), directory, quick=quick, log=log)
+        return directory
+
+    def judge(directory: Path) -> dict[str, Any]:
+        record = closed_loop_record(directory, recipe.robot, selection)
+        log(f'{name}: candidate {directory.name} balanced {record["balanced"]}/{record["episodes"]} validation '
+            f'episodes ({record["by_latency"]})')
+        return record
+
+    try:
+        chosen, records = select_candidate(selection.seeds(recipe.seed), build, judge, selection.trials)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.move(str(scratch / f'seed{records[chosen]["seed"]}'), str(out_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    data = load_metadata(out_dir).to_dict()
+    # The other candidates and every closed-loop judgement are part of what regenerating this model costs.
+    own = sum(data['metrics'].get('regeneration_seconds', {}).values())
+    data['metrics'].setdefault('regeneration_seconds', {})['selection_s'] = round(time.monotonic() - started - own, 1)
+    data['metrics']['selection'] = {
+        'rule': 'first candidate that balances every validation episode, else the most balanced (earliest on a tie)',
+        'episode_seeds': [selection.first_episode_seed, selection.first_episode_seed + selection.episodes - 1],
+        'latencies': [{'delay_s': d, 'committed': k} for d, k in selection.latencies],
+        'duration_s': selection.duration_s, 'candidates': records, 'chosen_seed': records[chosen]['seed']}
+    ModelMetadata.from_dict(data).save(out_dir)
 
 
 def select_candidate(seeds: Sequence[int], build: Callable[[int], Path],
@@ -337,7 +341,6 @@ def build_model_dir(name: str, recipe: Recipe, out_dir: Path, *, quick: bool = F
               'export_and_eval_s': round(time.monotonic() - trained, 1)}
     data_dict = meta.to_dict()
     data_dict['metrics'].update({'held_out': evaluation, 'regeneration_seconds': timing, 'notes': recipe.notes})
-    from hamwm_ros.runtime import ModelMetadata
     ModelMetadata.from_dict(data_dict).save(out_dir)
     for extra in ('info.json', 'config.json', 'normalisation.json'):
         (out_dir / extra).unlink(missing_ok=True)  # all of it is in metadata.json; model.pt carries its own copy
@@ -347,8 +350,6 @@ def build_model_dir(name: str, recipe: Recipe, out_dir: Path, *, quick: bool = F
 
 def summary_row(name: str, model_dir: Path) -> dict[str, Any]:
     """The README row of one model directory, read back from its metadata (validated, hashes checked)."""
-    from hamwm_ros.runtime import load_metadata
-
     meta = load_metadata(model_dir)
     evaluation = meta.metrics.get('held_out', {})
     size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())

@@ -205,10 +205,8 @@ def make_model(name: str, recipe: Recipe, out_root: Path, *, quick: bool = False
 
     Raises
     ------
-    hamwm_ros.worldmodel.data.DataError
-        If the simulator cannot produce the data.
-    hamwm_ros.worldmodel.export.ExportError
-        If the export fails a check.
+    hamwm_ros.worldmodel.data.DataError, hamwm_ros.worldmodel.export.ExportError
+        As :func:`build_model_dir` (data the simulator cannot produce, an export that fails a check).
     """
     out_dir = out_root / name
     if recipe.selection is None:

@@ -223,5 +223,9 @@ def test_swingup_parameter_files_match_the_in_process_configs(robot):
 
     assert mpc['swingup.angle_joint'] == parse_urdf_joints(robot_urdf_path(robot)).names[config.angle_joint]
     assert sim['robot'] == robot and sim['initial_noise'] == config.initial_noise and sim['initial_seed'] >= 0
-    # world_model_node (sim.launch.py starts it too) encodes the pole wrapped, as mpc_node does
-    assert sections['world_model_node']['ros__parameters']['wrap_joints'] == [mpc['swingup.angle_joint']]
+    # world_model_node (sim.launch.py starts it too) encodes the pole wrapped, as mpc_node does, and reads mpc_node's
+    # commands in their order where they do not carry every model input (the cart-pole's passive pole)
+    world_model = sections['world_model_node']['ros__parameters']
+    assert world_model['wrap_joints'] == [mpc['swingup.angle_joint']]
+    if 'joints' in mpc:
+        assert world_model['command_joints'] == mpc['joints']

@@ -9,9 +9,10 @@ the old model keeps running.
 Subscribes
     ``/joint_states`` (sensor_msgs/JointState; joints matched by name, messages with missing joints, NaN/Inf or
     out-of-order stamps are dropped with a throttled warning), ``/effort_controller/commands``
-    (std_msgs/Float64MultiArray, the efforts actually sent: the control input u) and, for models with a camera
-    encoder, ``/camera/image_raw`` (sensor_msgs/Image, rgb8 or bgr8 at the model's size; other images and frames not
-    newer than the last are dropped with a throttled warning, a frame more than 1 s older restarts the frame history).
+    (std_msgs/Float64MultiArray, the efforts actually sent: the control input u; in ``command_joints`` order when
+    that is set, other inputs zero) and, for models with a camera encoder, ``/camera/image_raw`` (sensor_msgs/Image,
+    rgb8 or bgr8 at the model's size; other images and frames not newer than the last are dropped with a throttled
+    warning, a frame more than 1 s older restarts the frame history).
 Publishes (at ``rate``; stamps are the stamp of the joint state the prediction starts from)
     ``/hamwm/latent`` (std_msgs/Float64MultiArray, z = (q, p)), ``/hamwm/predicted_trajectory``
     (trajectory_msgs/JointTrajectory, ``horizon`` points at multiples of the model step, under the input in force
@@ -135,7 +136,7 @@ class _Loaded:
     """A validated model with everything derived from it (swapped as a whole on hot-load)."""
 
     def __init__(self, runtime: WorldModelRuntime, directory: str, action_joints: list[str],
-                 wrap_joints: list[str]) -> None:
+                 wrap_joints: list[str], command_joints: list[str] | None = None) -> None:
         meta = runtime.metadata
         self.runtime = runtime
         self.directory = directory
@@ -153,6 +154,21 @@ class _Loaded:
             self.effort_map = JointMap(action_joints)
         elif meta.action_dim == len(meta.joint_names):
             self.effort_map = JointMap(meta.joint_names)
+        # Where each value of /effort_controller/commands goes among the model's inputs (None: all, in order).
+        self.command_index: np.ndarray | None = None
+        if command_joints:
+            inputs = self.effort_map.target_names if self.effort_map is not None else None
+            if inputs is None:
+                raise MetadataError(f'parameter command_joints needs action_joints: the model takes '
+                                    f'{meta.action_dim} inputs for {len(meta.joint_names)} joints')
+            unknown = [name for name in command_joints if name not in inputs]
+            if unknown:
+                raise MetadataError(f'parameter command_joints names {unknown}, which are not model inputs (the '
+                                    f'inputs: {list(inputs)})')
+            repeated = sorted({name for name in command_joints if command_joints.count(name) > 1})
+            if repeated:
+                raise MetadataError(f'parameter command_joints repeats {repeated}')
+            self.command_index = np.array([inputs.index(name) for name in command_joints])
 
 
 class WorldModelNode(LifecycleNode):
@@ -173,6 +189,10 @@ class WorldModelNode(LifecycleNode):
         declare('action_joints', Parameter.Type.STRING_ARRAY, _descriptor(
             'joints whose /joint_states effort is the model input (input_source effort/auto); empty: all model '
             'joints when the model takes one input per joint', read_only=True))
+        declare('command_joints', Parameter.Type.STRING_ARRAY, _descriptor(
+            'joints of /effort_controller/commands in message order (the effort controller\'s joints); model '
+            'inputs not named are zero (passive joints); empty: the commands carry every model input in order',
+            read_only=True))
         declare('wrap_joints', Parameter.Type.STRING_ARRAY, _descriptor(
             'joints whose angle is encoded shifted by whole turns into [-pi, pi) (forecasts shifted back): '
             'continuous joints of models trained on angles there, such as the shipped pendulum and cart-pole; '
@@ -244,6 +264,7 @@ class WorldModelNode(LifecycleNode):
         self._joints = self._optional_list('joints')
         self._action_joints = self._optional_list('action_joints')
         self._wrap_joints = self._optional_list('wrap_joints')
+        self._command_joints = self._optional_list('command_joints')
 
         self._model: _Loaded | None = None
         self._tracker: ModelTracker | None = None
@@ -289,7 +310,7 @@ class WorldModelNode(LifecycleNode):
             raise MetadataError('parameter model_dir is empty')
         runtime = WorldModelRuntime.load(resolve_model_dir(directory), joint_names=self._joints or None,
                                          config=self._session_config())
-        loaded = _Loaded(runtime, directory, self._action_joints, self._wrap_joints)
+        loaded = _Loaded(runtime, directory, self._action_joints, self._wrap_joints, self._command_joints)
         meta = runtime.metadata
         source = str(self.get_parameter('input_source').value)
         if source == 'effort' and loaded.effort_map is None:
@@ -506,12 +527,19 @@ class WorldModelNode(LifecycleNode):
             return
         u = np.asarray(msg.data, dtype=np.float64)
         want = model.runtime.metadata.action_dim
-        if u.shape != (want,):
-            self._drop('effort command', f'{u.size} values, the model takes {want} inputs')
+        index = model.command_index
+        expected = want if index is None else index.size
+        if u.shape != (expected,):
+            self._drop('effort command', f'{u.size} values, expected {expected} ('
+                       + ('the model\'s inputs' if index is None else 'one per command_joints entry') + ')')
             return
         if not np.all(np.isfinite(u)):
             self._drop('effort command', 'non-finite value')
             return
+        if index is not None:
+            full = np.zeros(want)
+            full[index] = u
+            u = full
         if not math.isfinite(self._last_state_stamp):
             return        # no joint-state time base yet to place the command on
         # commands carry no stamp: place them on the joint-state clock by their receipt time

@@ -87,8 +87,8 @@ def push_stage(model_dir: Path, quick: bool, threads: int) -> tuple[dict[str, An
     """PD-only vs MPPI + world model + balance critics on the humanoid; returns figures and recorded traces."""
     from hamwm_ros.closedloop.push import PushConfig, PushLoop, compare
 
-    config = PushConfig(directions_deg=(0.0,), bisection_steps=2, after_s=0.8, force_high=400.0) if quick \
-        else PushConfig()
+    config = PushConfig(directions_deg=(0.0,), bisection_steps=2, after_s=0.8, force_high=400.0, seeds=(0,)) \
+        if quick else PushConfig()
     started = time.perf_counter()
     loop = PushLoop(config, model_dir, threads=threads)
     figures = compare(loop, log=_log)
@@ -472,8 +472,12 @@ def summary_table(figures: dict[str, Any]) -> str:
                     continue
                 per = ', '.join(f"{d} deg {v['impulse_ns']:.1f}" for d, v in c['per_direction'].items())
                 rows.append((f'humanoid {label}', f"{c['min_impulse_ns']:.1f} N s",
-                             f'largest survived push per direction (N s): {per}' +
-                             (f"; plan p50 {_fmt(c['plan_ms_p50'], '.1f')} ms" if c['plan_ms_p50'] else '')))
+                             f"largest survived push per direction, mean over seeds {h.get('seeds', [0])} (N s): "
+                             f'{per}' + (f"; plan p50 {_fmt(c['plan_ms_p50'], '.1f')} ms" if c['plan_ms_p50'] else '')))
+            for pair, p in h.get('paired', {}).items():
+                rows.append((f'humanoid {pair}', f"{p['mean_difference_ns']:+.2f} N s",
+                             f"same direction and seed: won {p['won']}, tied {p['tied']}, lost {p['lost']} of "
+                             f"{p['pairs']} (bisection step {h['resolution_ns']:.2f} N s)"))
     r = figures.get('ros')
     for robot in ROS_SWINGUP_ROBOTS:
         s = (r or {}).get(robot)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hamwm_ros.closedloop.push import PushConfig, PushLoop
+from hamwm_ros.closedloop.push import PushConfig, PushLoop, compare, paired_differences
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'humanoid'
 
@@ -41,3 +41,44 @@ def test_mppi_trial_plans_on_the_world_model_and_records_balance():
     assert np.all(np.abs(correction) <= bound + 1e-5) and np.abs(correction).max() > 0.0
     assert np.all(np.isfinite(trace['predicted'])) and trace['predicted'].shape == (20, loop.runtime.horizon, 24)
     assert np.all(np.isfinite(trace['zmp'])) and np.all(trace['margin'][:5] > 0.0)
+
+
+def test_compare_reports_every_seed_and_their_mean():
+    config = PushConfig(after_s=1.0, bisection_steps=3, force_high=800.0, directions_deg=(0.0, 90.0), seeds=(0, 1))
+    loop = PushLoop(config, None)
+    figures = compare(loop, controllers=('pd',))
+    pd = figures['controllers']['pd']
+    assert figures['seeds'] == [0, 1] and figures['resolution_ns'] == pytest.approx(10.0)
+    for direction in ('0', '90'):
+        entry = pd['per_direction'][direction]
+        alone = [loop.largest_push('pd', float(direction), seed)['impulse_ns'] for seed in (0, 1)]
+        assert entry['per_seed_ns'] == pytest.approx(alone)      # trials are reproducible from their seed
+        assert entry['impulse_ns'] == pytest.approx(np.mean(alone))
+    assert pd['min_impulse_ns'] == min(e['impulse_ns'] for e in pd['per_direction'].values())
+    assert figures['paired'] == {}                               # one controller: nothing to pair
+    with pytest.raises(ValueError, match='at least one seed'):
+        compare(loop, controllers=('pd',), seeds=())
+
+
+def test_paired_differences_count_wins_ties_and_losses_trial_for_trial():
+    controllers = {
+        'pd': {'per_direction': {'0': {'per_seed_ns': [20.0, 25.0, 30.0]}, '90': {'per_seed_ns': [10.0, 10.0, 10.0]}}},
+        'mppi': {'per_direction': {'0': {'per_seed_ns': [22.5, 25.0, 27.5]},
+                                   '90': {'per_seed_ns': [12.5, 10.0, 7.5]}}},
+    }
+    paired = paired_differences(controllers, resolution_ns=2.5)['mppi - pd']
+    assert (paired['won'], paired['tied'], paired['lost'], paired['pairs']) == (2, 2, 2, 6)
+    assert paired['mean_difference_ns'] == pytest.approx(0.0)
+    assert paired_differences({'pd': controllers['pd']}, 2.5) == {}
+
+
+def test_mppi_trial_is_reproducible_from_its_seed_whatever_ran_before():
+    if not (MODEL / 'metadata.json').is_file():
+        pytest.skip('models/humanoid is missing: run `hamwm models`')
+    loop = PushLoop(PushConfig(settle_s=0.1, after_s=0.2, num_samples=32), MODEL)
+    first = loop.trial('mppi', 60.0, 0.0, seed=4, record=True)
+    loop.trial('mppi', 80.0, 90.0, seed=5)
+    again = loop.trial('mppi', 60.0, 0.0, seed=4, record=True)    # after another seed
+    repeat = loop.trial('mppi', 60.0, 0.0, seed=4, record=True)   # right after the same seed
+    for other in (again, repeat):
+        np.testing.assert_array_equal(other.trace['correction'], first.trace['correction'])

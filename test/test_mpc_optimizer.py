@@ -76,6 +76,23 @@ def test_same_seed_reproduces_and_different_seed_differs():
     assert runs[0] != runs[2]
 
 
+@pytest.mark.parametrize('workers', [1, 2])
+def test_reseed_replays_the_draws_and_update_settings_with_the_same_seed_does_not(workers):
+    opt, _ = make(seed=3, workers=workers)
+    state = np.array([0.5, 0.0], np.float32)
+
+    def episode():
+        opt.reset()
+        return [opt.plan(state).command[0] for _ in range(3)]
+
+    first = episode()
+    opt.update_settings(opt.settings.replace(seed=3))      # the same seed: the stream goes on
+    assert episode() != first
+    opt.reseed(3)
+    assert episode() == first
+    opt.close()
+
+
 def test_weight_change_takes_effect_without_resetting_the_warm_start():
     opt, _ = make()
     z0 = np.array([0.5, 1.0], np.float32)

@@ -12,11 +12,15 @@ over the predicted horizon: both limits are stated in the report.
 
 A trial: reset (seeded posture noise), settle, push the pelvis with a horizontal force for ``push_duration_s``,
 then run on; it fails if the pelvis drops below ``fall_height`` or tilts beyond ``fall_tilt_deg``. The largest
-surviving impulse (N s) per push direction is found by bisection on the force.
+surviving impulse (N s) per push direction is found by bisection on the force, for each seed of
+``PushConfig.seeds`` (the seed draws the standing posture's noise and MPPI's samples); :func:`compare` reports the
+mean over seeds per direction and the paired differences, because one seed flatters either controller by a few
+bisection steps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 import math
 from pathlib import Path
@@ -60,6 +64,10 @@ class PushConfig:
         MPPI samples, temperature, and noise / correction bounds as fractions of the effort limits.
     balance_weight, tracking_weight, effort_weight, smoothness_weight, limits_weight
         Critic weights.
+    seed
+        The optimizer's initial noise seed (every trial reseeds it with the trial's seed).
+    seeds
+        Trial seeds :func:`compare` runs for every controller and direction.
     """
 
     settle_s: float = 0.3
@@ -82,6 +90,7 @@ class PushConfig:
     smoothness_weight: float = 0.05
     limits_weight: float = 1.0
     seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
 
     def replace(self, **changes: Any) -> PushConfig:
         """A copy with ``changes`` applied."""
@@ -203,8 +212,8 @@ class PushLoop:
         cfg, sim, wb = self.config, self.sim, self.wb
         n = sim.n_joints
         sim.reset(seed=int(seed))  # arms the PD hold of the standing posture (the baseline controller)
-        if self.optimizer is not None:
-            self.optimizer.update_settings(self.settings.replace(seed=int(seed)))
+        if self.optimizer is not None:     # a trial is reproducible from its seed, whatever ran before it
+            self.optimizer.reseed(int(seed))
             self.optimizer.reset()
         ticks = int(round((cfg.settle_s + cfg.after_s) / self.dt))
         push_tick = int(round(cfg.settle_s / self.dt))
@@ -329,11 +338,27 @@ def _rotate_inv(orientation_xyzw: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return r.T @ np.asarray(vector)
 
 
-def compare(loop: PushLoop, controllers: tuple[str, ...] = CONTROLLERS, seed: int = 0,
+def compare(loop: PushLoop, controllers: tuple[str, ...] = CONTROLLERS, seeds: Sequence[int] | None = None,
             log: Any = None) -> dict[str, Any]:
-    """Largest survived push per controller and direction; the summary figure is the minimum over directions."""
+    """Largest survived push per controller, direction and seed (``seeds`` None: the config's).
+
+    Per controller, ``per_direction`` holds the mean impulse over the seeds (``impulse_ns``) and each seed's
+    (``per_seed_ns``); ``min_impulse_ns`` is the smallest of those means. With more than one controller,
+    ``paired`` compares each to the first on the same (direction, seed) trials: the mean difference and how many
+    pairs it won, tied and lost (one bisection step, ``resolution_ns``, apart is already a win or a loss).
+
+    Raises
+    ------
+    ValueError
+        If ``seeds`` is empty.
+    """
     cfg = loop.config
+    seeds = tuple(int(s) for s in (cfg.seeds if seeds is None else seeds))
+    if not seeds:
+        raise ValueError('compare needs at least one seed')
     out: dict[str, Any] = {'push_duration_s': cfg.push_duration_s, 'directions_deg': list(cfg.directions_deg),
+                           'seeds': list(seeds),
+                           'resolution_ns': cfg.force_high * cfg.push_duration_s / 2 ** cfg.bisection_steps,
                            'fall_criteria': f'pelvis below {cfg.fall_height} m or tilted beyond '
                                             f'{cfg.fall_tilt_deg} deg within {cfg.after_s} s of the push',
                            'settings': asdict(cfg), 'controllers': {}}
@@ -341,28 +366,57 @@ def compare(loop: PushLoop, controllers: tuple[str, ...] = CONTROLLERS, seed: in
         started = time.perf_counter()
         per_direction, plan_ms, fallbacks, ticks = {}, [], 0, 0
         for direction in cfg.directions_deg:
-            found = loop.largest_push(controller, direction, seed)
-            per_direction[f'{direction:g}'] = {'impulse_ns': round(found['impulse_ns'], 3),
-                                               'force_n': round(found['force_n'], 2),
-                                               'failed_force_n': found['failed_force_n'],
-                                               'trials': len(found['trials'])}
-            for t in found['trials']:
-                plan_ms += t.plan_ms
-                fallbacks += t.fallback_ticks
-                ticks += t.ticks
+            found = [loop.largest_push(controller, direction, seed) for seed in seeds]
+            impulses = [f['impulse_ns'] for f in found]
+            per_direction[f'{direction:g}'] = {'impulse_ns': round(float(np.mean(impulses)), 3),
+                                               'per_seed_ns': [round(i, 3) for i in impulses],
+                                               'force_n': round(float(np.mean([f['force_n'] for f in found])), 2),
+                                               'trials': sum(len(f['trials']) for f in found)}
+            for f in found:
+                for t in f['trials']:
+                    plan_ms += t.plan_ms
+                    fallbacks += t.fallback_ticks
+                    ticks += t.ticks
             if log:
-                log(f'  {controller}: {direction:g} deg -> {found["impulse_ns"]:.2f} N s')
-        impulses = [d['impulse_ns'] for d in per_direction.values()]
+                log(f'  {controller}: {direction:g} deg -> {np.mean(impulses):.2f} N s (seeds {list(seeds)}: '
+                    + ', '.join(f'{i:.2f}' for i in impulses) + ')')
+        means = [d['impulse_ns'] for d in per_direction.values()]
         out['controllers'][controller] = {
             'per_direction': per_direction,
-            'min_impulse_ns': float(min(impulses)),
-            'mean_impulse_ns': float(np.mean(impulses)),
+            'min_impulse_ns': float(min(means)),
+            'mean_impulse_ns': float(np.mean(means)),
             'plan_ms_p50': float(np.percentile(plan_ms, 50)) if plan_ms else None,
             'plan_ms_p99': float(np.percentile(plan_ms, 99)) if plan_ms else None,
             'fallback_fraction': fallbacks / ticks if ticks and controller == 'mppi' else 0.0,
             'wall_s': round(time.perf_counter() - started, 1),
         }
+    out['paired'] = paired_differences(out['controllers'], out['resolution_ns'])
     return out
 
 
-__all__ = ['CONTROLLERS', 'PushConfig', 'PushLoop', 'TrialResult', 'compare']
+def paired_differences(controllers: dict[str, Any], resolution_ns: float) -> dict[str, Any]:
+    """Each controller after the first against the first, trial for trial (same direction and seed).
+
+    Returns
+    -------
+    dict
+        Per compared controller: ``mean_difference_ns`` (it minus the first), and the counts of pairs it
+        ``won`` / ``tied`` / ``lost`` (a difference under half of ``resolution_ns`` is a tie).
+    """
+    names = list(controllers)
+    if len(names) < 2:
+        return {}
+    reference = controllers[names[0]]['per_direction']
+    out = {}
+    for name in names[1:]:
+        differences = [a - b for direction, entry in controllers[name]['per_direction'].items()
+                       for a, b in zip(entry['per_seed_ns'], reference[direction]['per_seed_ns'])]
+        tie = 0.5 * resolution_ns
+        out[f'{name} - {names[0]}'] = {
+            'mean_difference_ns': round(float(np.mean(differences)), 3),
+            'won': sum(d > tie for d in differences), 'tied': sum(abs(d) <= tie for d in differences),
+            'lost': sum(d < -tie for d in differences), 'pairs': len(differences)}
+    return out
+
+
+__all__ = ['CONTROLLERS', 'PushConfig', 'PushLoop', 'TrialResult', 'compare', 'paired_differences']

@@ -317,7 +317,7 @@ class SwingUpController:
 
     def reset(self, seed: int) -> None:
         """Forget the warm start and reseed the planner's noise."""
-        self.optimizer.update_settings(self.settings.replace(seed=int(seed)))
+        self.optimizer.reseed(int(seed))     # also when the previous episode had the same seed
         self.optimizer.reset()
         self._applied[...] = 0.0
 

@@ -252,6 +252,14 @@ class MPPIOptimizer:
         self._last_command[...] = self._safe
         self._planned = False
 
+    def reseed(self, seed: int | None) -> None:
+        """Restart the sample noise from ``seed``, so the same seed draws the same samples again.
+
+        :meth:`update_settings` with an unchanged seed continues the stream instead (a run-time change of another
+        setting must not replay old draws); episodes that must be reproducible from their seed call this.
+        """
+        self._noises = self._noise_streams(self._settings, seed)
+
     def close(self) -> None:
         """Stop the worker threads (``workers > 1``); a later :meth:`plan` starts them again."""
         if self._pool is not None:

@@ -45,6 +45,9 @@ class NoiseGenerator:
         self.correlation = float(correlation)
         self._rng = np.random.default_rng(seed)
         self._out = np.empty(self.shape, dtype=np.float32)
+        # std tiled over the horizon: scaling each sample's flattened (step, action) row is ~10x faster in numpy
+        # than broadcasting over a trailing axis of one or two actions.
+        self._std_row = np.tile(self.std, horizon)
         if self.correlation > 0.0:
             t = np.arange(horizon)
             cov = self.correlation ** np.abs(t[:, None] - t[None, :])
@@ -68,5 +71,6 @@ class NoiseGenerator:
             # One GEMM: (B*m, H) @ (H, H); time is the contiguous axis so the product needs no transpose copy.
             np.matmul(self._white.reshape(batch * m, horizon), self._factor_t, out=self._colored)
             self._out[...] = self._colored.reshape(batch, m, horizon).transpose(0, 2, 1)
-        self._out *= self.std
+        rows = self._out.reshape(self.shape[0], -1)
+        rows *= self._std_row
         return self._out

@@ -12,6 +12,8 @@ import time
 import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+import yaml
 
 from hamwm_ros.bringup import NODE_CLASSES, available_nodes, merged_parameters, plan_nodes
 from hamwm_ros.sim.cli import TopicProbe
@@ -45,7 +47,12 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
     proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        topics = {'/joint_states': JointState, '/effort_controller/commands': Float64MultiArray}
+        # The file's mpc_node section says where commands go (hamwm.yaml: the trajectory interface, for the humanoid)
+        interface = yaml.safe_load((ROOT / 'config' / 'hamwm.yaml').read_text())['mpc_node']['ros__parameters'][
+            'command_interface']
+        command_topic, command_type = (('/effort_controller/commands', Float64MultiArray) if interface == 'effort'
+                                       else ('/joint_trajectory_controller/joint_trajectory', JointTrajectory))
+        topics = {'/joint_states': JointState, command_topic: command_type}
         with TopicProbe(topics, name='bringup_probe') as probe:
             msg = probe.wait_for('/joint_states', timeout=60.0)
             assert msg is not None, 'no /joint_states from the bringup graph'
@@ -53,8 +60,9 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
             first = probe.seq('/joint_states')
             assert probe.wait_for('/joint_states', after=first + 20, timeout=30.0) is not None
             if 'mpc_node' in nodes:  # the loop is closed: mpc_node commands the simulated pendulum
-                command = probe.wait_for('/effort_controller/commands', timeout=60.0)
-                assert command is not None and len(command.data) == 1
+                command = probe.wait_for(command_topic, timeout=60.0)
+                assert command is not None
+                assert len(command.data) == 1 if interface == 'effort' else list(command.joint_names) == ['hinge']
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)

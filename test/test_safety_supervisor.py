@@ -138,6 +138,24 @@ def test_plan_is_followed_interpolated_and_dropped_when_late_or_overrunning():
     assert result.mode is Mode.FALLBACK and ('late' in result.reason or 'expired' in result.reason)
 
 
+def test_plan_on_fallback_adds_the_pd_hold_at_every_tick():
+    sup = make(plan_on_fallback=True)
+    sup.activate(0.0)
+    t = run_until_healthy(sup)                 # the state: cart at 0.1 m, at rest -> PD hold -4 N on the cart
+    assert sup.on_plan(Plan(np.array([[1.0, 0.0], [3.0, 0.0]]), start=t, dt=4 * MS))
+    feed(sup, t, q=(0.1, 0.0))
+    result = sup.tick(t + 2 * MS)
+    assert result.mode is Mode.PLANNING and 'on the PD hold' in result.reason
+    assert result.command[0] == pytest.approx(2.0 - 4.0)
+    feed(sup, t + 2 * MS, q=(-0.05, 0.0), v=(0.5, 0.0))   # the PD part follows the newest state between plans
+    result = sup.tick(t + 2 * MS)
+    assert result.command[0] == pytest.approx(2.0 + 40.0 * 0.05 - 8.0 * 0.5)
+    sup.update_config(sup.replace_config(plan_on_fallback=False))
+    assert sup.tick(t + 2 * MS).command[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match='plan_on_fallback'):
+        sup.replace_config(plan_on_fallback=1)
+
+
 def test_state_to_command_latency_is_recorded_once_per_plan():
     sup = make()
     sup.activate(0.0)

@@ -156,6 +156,27 @@ def test_trajectory_is_tracked(pendulum):
     assert max(abs(q - goal) for q in final) < 0.05, f'held at {final[-1]:.3f}, not {goal} (from {start:.3f})'
 
 
+def test_a_first_point_at_time_zero_is_where_the_trajectory_starts(pendulum):
+    # joint_trajectory_controller's reading: the target steps to a point at time 0 instead of being interpolated
+    # from the measured state (mpc_node's PD-residual targets and nominal holds rely on it).
+    results = pendulum.set_parameters(trajectory_kp=[200.0], trajectory_kd=[25.0])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    publisher = pendulum.publisher(JointTrajectory, TRAJECTORY)
+    publisher.publish(JointTrajectory(joint_names=['hinge'], points=[
+        JointTrajectoryPoint(positions=[0.0], time_from_start=Duration(sec=0, nanosec=300_000_000))]))
+    settled = pendulum.joint_state(lambda m: abs(m.position[0]) < 0.03 and abs(m.velocity[0]) < 0.05, timeout=8.0)
+    assert settled is not None, 'the pendulum never settled at 0 under the trajectory hold'
+    goal = 0.3
+    publisher.publish(JointTrajectory(joint_names=['hinge'], points=[
+        JointTrajectoryPoint(positions=[goal], time_from_start=Duration()),
+        JointTrajectoryPoint(positions=[goal], time_from_start=Duration(sec=2))]))
+    sent = _stamp(pendulum.joint_state())
+    arrived = pendulum.joint_state(lambda m: abs(m.position[0] - goal) < 0.05, timeout=8.0)
+    assert arrived is not None, 'the pendulum never reached the first point'
+    # Interpolated from the measured state over 2 s the target would pass 0.25 only after ~1.7 s.
+    assert _stamp(arrived) - sent < 0.8, f'{_stamp(arrived) - sent:.2f} s of simulated time to a step target'
+
+
 def test_bad_trajectories_are_dropped(pendulum):
     publisher = pendulum.publisher(JointTrajectory, TRAJECTORY)
     position = pendulum.joint_state().position[0]

@@ -60,10 +60,15 @@ def _parser() -> argparse.ArgumentParser:
 def _mpc_command(args: argparse.Namespace) -> list[str]:
     from hamwm_ros.sim.cli import find_params_file, node_command
 
+    # The file's mpc_node section is tuned for the humanoid (trajectory interface, PD residual, nominal hold, looser
+    # watchdog); the soak keeps measuring the pendulum's effort loop with the node's own safety settings.
     return node_command('mpc_node', {'model_dir': str(args.model_dir), 'autostart': True, 'use_sim_time': True,
                                      'control_rate': float(args.control_rate),
                                      'planner_rate': float(args.planner_rate),
-                                     'mppi.num_samples': int(args.samples)}, find_params_file())
+                                     'mppi.num_samples': int(args.samples), 'command_interface': 'effort',
+                                     'pd_residual': False, 'safe_hold': 'zero_effort', 'mppi.noise_std': 0.3,
+                                     'joint_state_timeout': 0.02, 'max_future_stamp': 0.05, 'overrun_limit': 5},
+                        find_params_file())
 
 
 def _sample(msg: Any) -> dict[str, Any] | None:

@@ -106,6 +106,7 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from hamwm_ros.closedloop.rollout import EffortRollout
 from hamwm_ros.mpc import (
     BalanceCritic,
     BatchedRollout,
@@ -159,6 +160,8 @@ SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'm
                      'limit_margin', 'model_invalid_time')
 BALANCE_PARAMS = ('critics.balance.weight', 'critics.balance.margin_target', 'critics.balance.capture_weight')
 COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
+SAFE_HOLDS = ('zero_effort', 'driver_hold', 'nominal_hold')
+DRIVER_HOLD_MODES = (Mode.WAITING_FOR_STATE, Mode.SAFE_HOLD)    # ESTOP keeps zero effort: an e-stop cuts torque
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed',
                'noise_correlation', 'workers')
 TASKS = ('track', 'swingup')
@@ -288,6 +291,7 @@ class MpcNode(Node):
         self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
         self._odom: tuple[float, Odometry] | None = None
         self._trajectories = 0
+        self._driver_holds = 0      # empty JointTrajectory messages sent (safe_hold driver_hold)
         self._validity_reports = 0
         # (receipt, stamp in ns) of recently accepted joint states: the planner's warm-start shift is counted in
         # stamp time, so the same input sequence gives the same plans whatever the transport jitter
@@ -382,6 +386,13 @@ class MpcNode(Node):
             'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
         d('autostart', False, _descriptor('configure and activate at start-up (launch files without a lifecycle '
                                           'manager)', read_only=True))
+        d('pd_residual', False, _descriptor(
+            'true: MPPI plans a correction to the PD hold of nominal_posture (fallback gains); every control tick '
+            'commands that PD hold from the latest joint state plus the plan (floating-base robots: posture feedback '
+            'at the control rate). false: the plan is the whole effort', read_only=True))
+        d('pd_residual_fraction', 0.2, _descriptor(
+            'with pd_residual: bound of the planned correction as a fraction of each effort limit',
+            read_only=True, float_range=(0.01, 1.0)))
         d('planner_trigger', 'timer', _descriptor(
             'timer: plan on the planner_rate clock from the newest joint state; state: plan as soon as a fresh joint '
             'state arrives, at most planner_rate (saves the state\'s wait for the next planner slot)',
@@ -398,6 +409,14 @@ class MpcNode(Node):
         d('command_interface', 'effort', _descriptor(
             'effort: /effort_controller/commands; trajectory: /joint_trajectory_controller/joint_trajectory; both',
             constraints='effort | trajectory | both'))
+        d('safe_hold', 'zero_effort', _descriptor(
+            'what waiting for state and safe hold command: zero_effort (the effort controller goes limp); '
+            'driver_hold (no effort; an empty JointTrajectory on entering the mode tells the driver to hold where it '
+            'is with its own position loop, as sim_node and joint_trajectory_controller read it; under gravity '
+            'repeated holds creep down, each from the sagged posture); nominal_hold (no effort; the driver holds '
+            'nominal_posture: a standing humanoid, which falls limp and creeps down under repeated holds in place). '
+            'The e-stop always commands zero effort',
+            read_only=True, constraints='zero_effort | driver_hold | nominal_hold'))
         d('limit_margin', 0.0, _descriptor('rad or m: a joint this close to a position limit counts as at it; '
                                            'efforts pushing it further out are cut to zero',
                                            float_range=(0.0, 1.0)))
@@ -449,7 +468,8 @@ class MpcNode(Node):
                                                'mppi.normalise_costs)', float_range=(1e-6, 1e6)))
         d('mppi.normalise_costs', True, _descriptor('scale the temperature by the median excess cost, so it does '
                                                     'not depend on the critic weights'' overall size'))
-        d('mppi.noise_std', 0.3, _descriptor('exploration noise std as a fraction of each effort limit',
+        d('mppi.noise_std', 0.3, _descriptor('exploration noise std as a fraction of the plan\'s bound per joint (the '
+                                             'effort limit, scaled by swingup.effort_fraction or pd_residual_fraction)',
                                              float_range=(1e-4, 10.0)))
         d('mppi.seed', 0, _descriptor('noise seed of the MPPI sampler', int_range=(0, 2**31 - 1)))
         d('mppi.noise_correlation', 0.0, _descriptor('lag-one correlation of the exploration noise over the horizon '
@@ -518,6 +538,8 @@ class MpcNode(Node):
         interface = str(self._param('command_interface'))
         self._publish_effort = interface in ('effort', 'both')
         self._publish_trajectory = interface in ('trajectory', 'both')
+        self._driver_hold = self._param('safe_hold') in ('driver_hold', 'nominal_hold')
+        self._hold_nominal = self._param('safe_hold') == 'nominal_hold'
         self._use_validity = bool(self._param('use_model_validity'))
         self._hold_playback = self._param('plan_playback') == 'hold'
         self._plan_on_state = self._param('planner_trigger') == 'state'
@@ -538,6 +560,7 @@ class MpcNode(Node):
         values['model_validity_timeout'] = timeout if timeout > 0 else math.inf
         rate = float(self._param('max_effort_rate', changes))
         values['max_effort_delta'] = rate / float(self._param('control_rate', changes)) if rate > 0 else math.inf
+        values['plan_on_fallback'] = bool(self._param('pd_residual', changes))
         for name in ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp',
                      'position_tolerance', 'max_plan_age', 'max_effort_delta', 'limit_margin', 'model_invalid_time',
                      'model_validity_timeout'):
@@ -548,9 +571,7 @@ class MpcNode(Node):
 
     def _mppi_settings(self, limits: JointLimits, model_horizon: int,
                        changes: dict[str, Any] | None = None) -> MPPISettings:
-        bound = np.maximum(limits.effort, PASSIVE_BOUND)
-        if self._param('task', changes) == 'swingup':
-            bound = bound * float(self._param('swingup.effort_fraction', changes))
+        bound = self._action_bound(limits, changes)
         horizon = int(self._param('mppi.horizon', changes)) or int(model_horizon)
         noise = float(self._param('mppi.noise_std', changes))
         return MPPISettings(action_low=tuple(-bound), action_high=tuple(bound),
@@ -563,6 +584,31 @@ class MpcNode(Node):
                             noise_correlation=float(self._param('mppi.noise_correlation', changes)),
                             seed=int(self._param('mppi.seed', changes)),
                             workers=int(self._param('mppi.workers', changes)))
+
+    def _action_bound(self, limits: JointLimits, changes: dict[str, Any] | None = None) -> np.ndarray:
+        """The plan's effort bound per joint: the limits, scaled for the swing-up and the PD-residual modes."""
+        bound = np.maximum(limits.effort, PASSIVE_BOUND)
+        if self._param('task', changes) == 'swingup':
+            bound = bound * float(self._param('swingup.effort_fraction', changes))
+        if self._param('pd_residual', changes):
+            bound = bound * float(self._param('pd_residual_fraction', changes))
+        return bound
+
+    def _rollout_for(self, runtime: WorldModelRuntime) -> BatchedRollout | EffortRollout:
+        """The planner's rollout: plain, or (pd_residual) with the PD hold effort added to every planned step.
+
+        Raises
+        ------
+        ValueError
+            If pd_residual is set and the model does not take one effort per joint.
+        """
+        if not self._param('pd_residual'):
+            return BatchedRollout.from_runtime(runtime)
+        meta = runtime.metadata
+        if meta.action_dim != len(meta.joint_names):
+            raise ValueError(f'pd_residual needs a model with one effort input per joint; {meta.robot} has '
+                             f'{meta.action_dim} inputs for {len(meta.joint_names)} joints')
+        return EffortRollout(runtime, np.arange(meta.action_dim))
 
     def _swingup_task(self, joint_names: tuple[str, ...] | None,
                       changes: dict[str, Any] | None = None) -> SwingUpTask:
@@ -601,6 +647,8 @@ class MpcNode(Node):
         interface = str(self._param('command_interface', changes))
         if interface not in COMMAND_INTERFACES:
             raise ValueError(f'command_interface must be one of {list(COMMAND_INTERFACES)}, got {interface!r}')
+        if str(self._param('safe_hold', changes)) not in SAFE_HOLDS:
+            raise ValueError(f"safe_hold must be one of {list(SAFE_HOLDS)}, got {self._param('safe_hold', changes)!r}")
         floating = str(self._param('balance.floating_base', changes))
         if floating not in ('auto', 'true', 'false'):
             raise ValueError(f'balance.floating_base must be auto, true or false, got {floating!r}')
@@ -660,6 +708,7 @@ class MpcNode(Node):
             self._validate_all(changes)
             if 'model_dir' in changes and self._controller is not None:
                 runtime = self._load_runtime(str(changes['model_dir']), self._controller.limits.names)
+                self._rollout_for(runtime)      # pd_residual: the new model must take one effort per joint
                 settings = self._mppi_settings(self._controller.limits, runtime.horizon, changes)
                 terminal = self._hot_load_terminal(runtime, settings, changes)
                 with self._lock:
@@ -799,8 +848,10 @@ class MpcNode(Node):
                                        state_weights=np.concatenate([np.ones(n), np.full(n, 0.1)]),
                                        weight=self._param('critics.tracking.weight'), terminal_weight=1.0),
             'energy': EnergyCritic(self._param('critics.energy.target'), weight=self._param('critics.energy.weight')),
-            'effort': EffortCritic(weight=self._param('critics.effort.weight'), scale=bound),
-            'smoothness': SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=bound),
+            # scaled by the plan's own bound (pd_residual: the correction's)
+            'effort': EffortCritic(weight=self._param('critics.effort.weight'), scale=self._action_bound(limits)),
+            'smoothness': SmoothnessCritic(weight=self._param('critics.smoothness.weight'),
+                                           scale=self._action_bound(limits)),
             'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
                                         weight=self._param('critics.limits.weight')),
         }
@@ -823,7 +874,7 @@ class MpcNode(Node):
                                                margin_target=self._param('critics.balance.margin_target'),
                                                capture_weight=self._param('critics.balance.capture_weight'),
                                                hard=False)
-        optimizer = MPPIOptimizer(settings, BatchedRollout.from_runtime(runtime), list(critics.values()))
+        optimizer = MPPIOptimizer(settings, self._rollout_for(runtime), list(critics.values()))
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
@@ -997,8 +1048,11 @@ class MpcNode(Node):
         if controller is None:
             return
         hold = controller.supervisor.deactivate(time.monotonic(), reason)
-        self._publish_command(controller, hold)
-        self._publish_hold_trajectory(controller)
+        if self._driver_hold:
+            self._publish_driver_hold(controller)
+        else:
+            self._publish_command(controller, hold)
+            self._publish_hold_trajectory(controller)
         self._publish_mode(controller.supervisor.modes.status())
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -1118,7 +1172,7 @@ class MpcNode(Node):
                 if new_terminal is not None:   # P for the new model's dt (planner thread: between two iterations)
                     self._apply_terminal(controller.swingup, new_terminal)
                 runtime = controller.runtime = new_runtime
-                optimizer.rollout_fn = BatchedRollout.from_runtime(runtime)
+                optimizer.rollout_fn = self._rollout_for(runtime)     # checked when the model was validated
                 optimizer.reset()
                 last_receipt = None
             if new_settings is not None:
@@ -1191,7 +1245,13 @@ class MpcNode(Node):
                                                                                        position)
             z = runtime.encode(encoded[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
-            previous = supervisor.command_guard.previous.astype(np.float32)
+            if isinstance(optimizer.rollout_fn, EffortRollout):
+                # pd_residual: the model sees the PD hold at this state (held over the horizon) plus the correction;
+                # the rate limit and the smoothness critic apply to the correction alone.
+                optimizer.rollout_fn.set_offset(supervisor.fallback.command(position, velocity))
+                previous = optimizer.last_command
+            else:
+                previous = supervisor.command_guard.previous.astype(np.float32)
             self._committed = committed = self._committed_steps(dt)
             result = optimizer.plan(z0, previous_action=previous, shift=shift, committed=committed)
         except Exception as error:  # noqa: BLE001 - a failing model must end in the fallback, not a dead thread
@@ -1209,7 +1269,19 @@ class MpcNode(Node):
                                         hold=self._hold_playback))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
-        if taken and self._publish_trajectory and result.predicted_observations is not None \
+        if taken and self._publish_trajectory and isinstance(optimizer.rollout_fn, EffortRollout) \
+                and supervisor.trajectory_allowed(time.monotonic()):
+            # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
+            # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
+            # step target with zero velocity, held until the next plan): a spline through the plan's steps would
+            # add velocity targets, that is damping the model never saw. The step is the one due now.
+            fallback = supervisor.fallback
+            step = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
+            correction = np.asarray(result.sequence[step], dtype=np.float64)
+            offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
+            target = (fallback.nominal + offset)[None]
+            self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
+        elif taken and self._publish_trajectory and result.predicted_observations is not None \
                 and supervisor.trajectory_allowed(time.monotonic()):
             n = len(controller.limits.names)
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
@@ -1243,8 +1315,12 @@ class MpcNode(Node):
 
     # ------------------------------------------------------------------ trajectory output
     def _publish_trajectory_msg(self, controller: _Controller, positions: np.ndarray,
-                                velocities: np.ndarray | None, dt: float) -> None:
-        """One JointTrajectory (model-order arrays in; clamped to the URDF limits, reordered to ``joints``)."""
+                                velocities: np.ndarray | None, dt: float, first_step: int = 1) -> None:
+        """One JointTrajectory (model-order arrays in; clamped to the URDF limits, reordered to ``joints``).
+
+        Point k is at ``(k + first_step) * dt``; a first point at time 0 is where the trajectory starts (the driver
+        steps its target there rather than interpolating from the measured state).
+        """
         if not self.context.ok():
             return
         q, v = clamp_trajectory(positions, velocities, controller.limits)
@@ -1252,7 +1328,7 @@ class MpcNode(Node):
         msg = JointTrajectory(joint_names=controller.output_names)   # stamp zero: start when received
         points = []
         for k in range(q.shape[0]):
-            ns = int(round((k + 1) * dt * 1e9))
+            ns = int(round((k + first_step) * dt * 1e9))
             point = JointTrajectoryPoint(positions=_doubles(q[k, index]),
                                          time_from_start=Duration(sec=ns // 1_000_000_000,
                                                                   nanosec=ns % 1_000_000_000))
@@ -1267,12 +1343,42 @@ class MpcNode(Node):
             if self.context.ok():
                 raise
 
-    def _publish_hold_trajectory(self, controller: _Controller) -> None:
-        """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold."""
+    def _publish_driver_hold(self, controller: _Controller) -> None:
+        """Hand the robot to the driver's own position loop (safe_hold driver_hold / nominal_hold).
+
+        driver_hold: an empty JointTrajectory ("stop and hold where you are"); nominal_hold: nominal_posture as one
+        point at time 0 (the driver steps its target there: a PD hold of that posture).
+        """
+        if not self.context.ok():
+            return
+        if self._hold_nominal:
+            nominal = controller.supervisor.fallback.nominal[None].copy()
+            self._publish_trajectory_msg(controller, nominal, np.zeros_like(nominal), self._control_period,
+                                         first_step=0)
+            self._driver_holds += 1
+            return
+        try:
+            self._trajectory_pub.publish(JointTrajectory(joint_names=controller.output_names))
+            self._driver_holds += 1
+        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
+            if self.context.ok():
+                raise
+
+    def _publish_hold_trajectory(self, controller: _Controller, mode: Mode | None = None) -> None:
+        """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold.
+
+        With pd_residual the FALLBACK (PD hold of the nominal posture) holds the nominal posture instead.
+        """
         state = controller.supervisor.latest_state()
         if state is None or not self._publish_trajectory:
             return
         position = state[0][None]
+        if mode is Mode.FALLBACK and isinstance(controller.optimizer.rollout_fn, EffortRollout):
+            # a PD hold of the nominal posture: a step target (point at time 0), not a 2 ms dash to it
+            position = controller.supervisor.fallback.nominal[None].copy()
+            self._publish_trajectory_msg(controller, position, np.zeros_like(position), self._control_period,
+                                         first_step=0)
+            return
         self._publish_trajectory_msg(controller, position, np.zeros_like(position), self._control_period)
 
     # ------------------------------------------------------------------ control thread
@@ -1331,12 +1437,16 @@ class MpcNode(Node):
                 if self._throttle.due('control_error'):
                     logger.error(f'control tick failed, zero effort published: {type(error).__name__}: {error}')
             stats['ticks'] += 1
-            if not self._publish_command(controller, command):
+            if self._driver_hold and result is not None and result.mode in DRIVER_HOLD_MODES:
+                if result.transition is not None:    # the driver holds from here; no effort until the mode ends
+                    self._publish_driver_hold(controller)
+            elif not self._publish_command(controller, command):
                 return
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
-                if result.transition.mode is not Mode.PLANNING:
-                    self._publish_hold_trajectory(controller)
+                if result.transition.mode is not Mode.PLANNING and not (self._driver_hold
+                                                                        and result.mode in DRIVER_HOLD_MODES):
+                    self._publish_hold_trajectory(controller, result.transition.mode)
 
     def _report_transition(self, transition: Any) -> None:
         """Publish a mode change and log it (throttled per target mode)."""
@@ -1428,7 +1538,7 @@ class MpcNode(Node):
                 'commands_clamped': str(sup.command_guard.clamped),
                 'commands_limit_cut': str(sup.command_guard.limit_cut),
                 'command_interface': str(self._param('command_interface')),
-                'trajectories_published': str(self._trajectories),
+                'trajectories_published': str(self._trajectories), 'driver_holds': str(self._driver_holds),
                 'model_validity': sup.validity.problem(time.monotonic()) or (
                     'no report' if sup.validity.level is None else
                     ('OK', 'WARN', 'ERROR', 'STALE')[sup.validity.level] + ' (not long enough to act)'

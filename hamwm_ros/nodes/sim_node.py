@@ -850,17 +850,27 @@ class SimNode(Node):
             self._drop('trajectory', 'stamp', f'header.stamp is {start - now:.1f} s ahead of simulated time '
                        '(publishers must run with use_sim_time, or leave the stamp zero for "now")')
             return None
-        times = start + request.offsets
-        keep = times > now + 1e-9
-        times, positions = times[keep], request.positions[keep]
-        velocities = None if request.velocities is None else request.velocities[keep]
         index = self._joint_index
-        if times.size == 0:   # every point is in the past: go to the last one
-            times, positions = np.array([now]), request.positions[-1:]
-            velocities = None
+        if request.start is None and request.offsets[0] <= 1e-9:
+            # A first point at time 0 of a trajectory for "now" is where it starts (joint_trajectory_controller's
+            # reading): the targets step there instead of being interpolated from the measured state, so a
+            # position hold of another posture acts as a PD hold of it (no interpolated velocity target).
+            first_v = np.zeros(len(index)) if request.velocities is None else request.velocities[0]
+            q_start, v_start = request.positions[0], first_v
+            times, positions = now + request.offsets[1:], request.positions[1:]
+            velocities = None if request.velocities is None else request.velocities[1:]
+        else:
+            q_start, v_start = q_now[index], v_now[index]
+            times = start + request.offsets
+            keep = times > now + 1e-9
+            times, positions = times[keep], request.positions[keep]
+            velocities = None if request.velocities is None else request.velocities[keep]
+            if times.size == 0:   # every point is in the past: go to the last one
+                times, positions = np.array([now]), request.positions[-1:]
+                velocities = None
         knot_times = np.concatenate([[now], times])
-        knot_positions = np.vstack([q_now[index], positions])
-        knot_velocities = None if velocities is None else np.vstack([v_now[index], velocities])
+        knot_positions = np.vstack([q_start, positions])
+        knot_velocities = None if velocities is None else np.vstack([v_start, velocities])
         if start > now + 1e-9 and times[0] > start + 1e-9:    # starts later: hold until then
             knot_times = np.concatenate([[now, start], times])
             knot_positions = np.vstack([q_now[index], q_now[index], positions])

@@ -12,7 +12,8 @@ Decision on each :meth:`Supervisor.tick`, first match wins (see :mod:`hamwm_ros.
     watchdog never healthy since activation -> WAITING_FOR_STATE  zero effort
     watchdog unhealthy or input fault       -> SAFE_HOLD          zero effort
     world model reported invalid            -> FALLBACK           PD hold (reason: the monitor's level and message)
-    usable plan                             -> PLANNING           plan, linearly interpolated at ``now``
+    usable plan                             -> PLANNING           plan, linearly interpolated at ``now`` (with
+                                                                  ``plan_on_fallback``: plus the PD hold)
     otherwise                               -> FALLBACK           PD hold of the nominal posture
 
 A plan is usable when it is finite, was made from a state received at most ``max_plan_age`` ago, still covers
@@ -71,6 +72,10 @@ class SupervisorConfig:
         Seconds a world-model ERROR/STALE report must persist before the fallback takes over.
     model_validity_timeout
         Seconds without a validity report, once one was heard, that count as STALE (``inf``: never).
+    plan_on_fallback
+        True: a plan is a correction to the fallback's PD hold, and PLANNING commands the PD hold evaluated at the
+        tick from the latest state plus the plan's effort (a floating-base robot keeps its posture feedback at the
+        control rate, and the planner only adds what the model says improves on it). False: the plan's effort alone.
     """
 
     joint_state_timeout: float = 0.02
@@ -86,6 +91,7 @@ class SupervisorConfig:
     limit_margin: float = 0.0
     model_invalid_time: float = 0.5
     model_validity_timeout: float = math.inf
+    plan_on_fallback: bool = False
 
     def __post_init__(self) -> None:
         # Build throwaway parts so every value is validated by the class that uses it.
@@ -102,6 +108,8 @@ class SupervisorConfig:
             raise ValueError(f'max_consecutive_rejections must be an int >= 1, got {self.max_consecutive_rejections}')
         if not math.isfinite(self.max_plan_age) or self.max_plan_age <= 0:
             raise ValueError(f'max_plan_age must be finite and > 0, got {self.max_plan_age}')
+        if not isinstance(self.plan_on_fallback, bool):
+            raise ValueError(f'plan_on_fallback must be a bool, got {self.plan_on_fallback!r}')
 
 
 @dataclass(frozen=True)
@@ -449,6 +457,9 @@ class Supervisor:
                     self._commanded_plan = plan
                     self.stats.state_to_command.append(now - plan.start)
         if command is not None:
+            if self.config.plan_on_fallback:
+                return Mode.PLANNING, 'following the MPPI plan on the PD hold', \
+                    command + self.fallback.command(state.position, state.velocity)
             return Mode.PLANNING, 'following the MPPI plan', command
         return Mode.FALLBACK, f'PD hold of the nominal posture: {problem}', \
             self.fallback.command(state.position, state.velocity)

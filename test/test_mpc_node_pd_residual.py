@@ -1,0 +1,81 @@
+"""mpc_node with ``pd_residual`` and ``safe_hold: nominal_hold`` over real DDS (the humanoid's settings in hamwm.yaml).
+
+The plan is a bounded correction to the PD hold of the nominal posture: effort commands are that PD hold at the
+newest joint state plus the correction, trajectory commands are one point at time 0 at nominal + correction / kp
+(the driver's own PD then commands the same), and a safe hold publishes no effort but the nominal posture for the
+driver to hold. The world model is the analytic pendulum of ``test_mpc_node`` run by onnxruntime.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from test_mpc_node import Injector, MpcHarness, write_pendulum_model
+from trajectory_msgs.msg import JointTrajectory
+
+pytestmark = pytest.mark.ros
+
+KP, KD, FRACTION, LIMIT = 4.0, 0.5, 0.2, 5.0      # fallback gains, correction bound, the pendulum's effort limit
+TRAJECTORY = '/joint_trajectory_controller/joint_trajectory'
+
+
+@pytest.fixture(scope='module')
+def residual(tmp_path_factory):
+    model = write_pendulum_model(tmp_path_factory.mktemp('residual') / 'pendulum')
+    harness = MpcHarness({'model_dir': str(model), 'autostart': True, 'control_rate': 100.0, 'planner_rate': 10.0,
+                          'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
+                          'max_plan_age': 0.5, 'pd_residual': True, 'pd_residual_fraction': FRACTION,
+                          'fallback_kp': [KP], 'fallback_kd': [KD], 'command_interface': 'both',
+                          'safe_hold': 'nominal_hold', 'goal_position': [0.6]},
+                         topics={TRAJECTORY: JointTrajectory})
+    injector = Injector(harness.node)
+    yield harness, injector
+    injector.close()
+    log = harness.log()
+    code = harness.close()
+    assert code == 0, f'mpc_node did not exit cleanly on SIGINT (code {code}):\n{log[-3000:]}'
+
+
+def test_commands_are_the_pd_hold_plus_a_bounded_correction(residual):
+    mpc, injector = residual
+    injector.set(position=(0.3,), velocity=(0.0,))
+    mode = mpc.wait_mode('PLANNING')
+    assert 'on the PD hold' in mode, mode
+    time.sleep(0.5)
+    efforts = mpc.commands_after(1.0)[:, 0]
+    pd_hold = KP * (0.0 - 0.3)                    # nominal posture 0 (hanging), the injected state at rest
+    assert efforts.size > 20
+    assert np.all(np.abs(efforts - pd_hold) <= FRACTION * LIMIT + 1e-6), efforts
+    # The goal (0.6 rad) lies above the state: the correction pushes up, against the PD hold's pull to 0.
+    assert np.median(efforts) > pd_hold + 0.1 * FRACTION * LIMIT, (np.median(efforts), pd_hold)
+    planned = [m for m in mpc.probe.recent(TRAJECTORY) if len(m.points) == 1 and m.points[0].positions[0] != 0.0]
+    assert planned, 'no planned target on the trajectory interface'
+    for msg in planned[-5:]:
+        point = msg.points[0]
+        assert point.time_from_start.sec == 0 and point.time_from_start.nanosec == 0   # a step target
+        assert list(msg.joint_names) == ['hinge'] and list(point.velocities) == [0.0]
+        assert 0.0 < point.positions[0] <= FRACTION * LIMIT / KP + 1e-9     # nominal + correction / kp, pushing up
+    assert mpc.diagnostics()['mode'] == 'PLANNING'
+
+
+def test_safe_hold_publishes_no_effort_and_the_nominal_posture_for_the_driver(residual):
+    mpc, injector = residual
+    injector.set(position=(0.3,), velocity=(0.0,))
+    mpc.wait_mode('PLANNING')
+    mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+    holds_before = mpc.probe.seq(TRAJECTORY)
+    injector.fields = {}                           # the joint states stop: the watchdog holds
+    hold = mpc.wait_mode('SAFE_HOLD')
+    assert 'stale' in hold, hold
+    time.sleep(0.1)
+    assert mpc.commands_after(0.6).shape[0] == 0, 'effort was published during the safe hold'
+    new = mpc.probe.recent(TRAJECTORY)[-(mpc.probe.seq(TRAJECTORY) - holds_before):]
+    nominal = [m for m in new if len(m.points) == 1 and m.points[0].positions[0] == 0.0
+               and m.points[0].time_from_start.sec == 0 and m.points[0].time_from_start.nanosec == 0]
+    assert nominal, [list(m.points[0].positions) for m in new if m.points]
+    assert int(mpc.diagnostics()['driver_holds']) >= 1
+    injector.set(position=(0.3,), velocity=(0.0,))  # fresh data again: planning and efforts resume
+    mpc.wait_mode('PLANNING')
+    assert mpc.commands_after(0.5).shape[0] > 0

@@ -415,7 +415,7 @@ class MpcNode(Node):
             'is with its own position loop, as sim_node and joint_trajectory_controller read it; under gravity '
             'repeated holds creep down, each from the sagged posture); nominal_hold (no effort; the driver holds '
             'nominal_posture: a standing humanoid, which falls limp and creeps down under repeated holds in place). '
-            'The e-stop always commands zero effort',
+            'The e-stop is not affected (zero effort; on the trajectory interface a hold where the robot was)',
             read_only=True, constraints='zero_effort | driver_hold | nominal_hold'))
         d('limit_margin', 0.0, _descriptor('rad or m: a joint this close to a position limit counts as at it; '
                                            'efforts pushing it further out are cut to zero',

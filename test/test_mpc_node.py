@@ -512,6 +512,11 @@ class TestWithInjectedJointStates:
         stopped = mpc.commands_after(0.5)
         assert stopped.shape[0] > 0 and np.all(stopped == 0.0)
         response = mpc.estop(False)
+        deadline = time.monotonic() + 10.0
+        while not response.success and 'recovering' in response.message and time.monotonic() < deadline:
+            # A gap in the injected states on a loaded machine: the reset is rightly refused until they are fresh.
+            time.sleep(0.2)
+            response = mpc.estop(False)
         assert response.success, response.message
         mpc.wait_mode('PLANNING')
 

@@ -361,17 +361,22 @@ class Injector:
         self._thread.join(5.0)
 
 
-@pytest.fixture(scope='class')
-def mpc_direct(models):
-    harness = MpcHarness({'model_dir': str(models['good']), 'control_rate': 100.0, 'planner_rate': 10.0,
-                          'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
-                          'max_plan_age': 0.5, 'max_consecutive_rejections': 5})
+def injected_mpc(parameters: dict[str, Any], topics: dict[str, type] | None = None):
+    """Fixture body: an mpc_node process (wall time) and an Injector; on teardown both stop, the node cleanly."""
+    harness = MpcHarness(parameters, topics)
     injector = Injector(harness.node)
     yield harness, injector
     injector.close()
     log = harness.log()
     code = harness.close()
     assert code == 0, f'mpc_node did not exit cleanly on SIGINT (code {code}):\n{log[-3000:]}'
+
+
+@pytest.fixture(scope='class')
+def mpc_direct(models):
+    yield from injected_mpc({'model_dir': str(models['good']), 'control_rate': 100.0, 'planner_rate': 10.0,
+                             'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
+                             'max_plan_age': 0.5, 'max_consecutive_rejections': 5})
 
 
 class TestWithInjectedJointStates:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from test_mpc_node import Injector, MpcHarness, write_pendulum_model
+from test_mpc_node import injected_mpc, write_pendulum_model
 from trajectory_msgs.msg import JointTrajectory
 
 pytestmark = pytest.mark.ros
@@ -24,18 +24,12 @@ TRAJECTORY = '/joint_trajectory_controller/joint_trajectory'
 @pytest.fixture(scope='module')
 def residual(tmp_path_factory):
     model = write_pendulum_model(tmp_path_factory.mktemp('residual') / 'pendulum')
-    harness = MpcHarness({'model_dir': str(model), 'autostart': True, 'control_rate': 100.0, 'planner_rate': 10.0,
-                          'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
-                          'max_plan_age': 0.5, 'pd_residual': True, 'pd_residual_fraction': FRACTION,
-                          'fallback_kp': [KP], 'fallback_kd': [KD], 'command_interface': 'both',
-                          'safe_hold': 'nominal_hold', 'goal_position': [0.6]},
-                         topics={TRAJECTORY: JointTrajectory})
-    injector = Injector(harness.node)
-    yield harness, injector
-    injector.close()
-    log = harness.log()
-    code = harness.close()
-    assert code == 0, f'mpc_node did not exit cleanly on SIGINT (code {code}):\n{log[-3000:]}'
+    yield from injected_mpc({'model_dir': str(model), 'autostart': True, 'control_rate': 100.0, 'planner_rate': 10.0,
+                             'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
+                             'max_plan_age': 0.5, 'pd_residual': True, 'pd_residual_fraction': FRACTION,
+                             'fallback_kp': [KP], 'fallback_kd': [KD], 'command_interface': 'both',
+                             'safe_hold': 'nominal_hold', 'goal_position': [0.6]},
+                            topics={TRAJECTORY: JointTrajectory})
 
 
 def test_commands_are_the_pd_hold_plus_a_bounded_correction(residual):

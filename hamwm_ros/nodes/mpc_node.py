@@ -291,7 +291,7 @@ class MpcNode(Node):
         self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
         self._odom: tuple[float, Odometry] | None = None
         self._trajectories = 0
-        self._driver_holds = 0      # empty JointTrajectory messages sent (safe_hold driver_hold)
+        self._driver_holds = 0      # holds handed to the driver (safe_hold driver_hold or nominal_hold)
         self._validity_reports = 0
         # (receipt, stamp in ns) of recently accepted joint states: the planner's warm-start shift is counted in
         # stamp time, so the same input sequence gives the same plans whatever the transport jitter

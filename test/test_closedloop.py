@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
@@ -35,6 +36,27 @@ def test_episode_success_needs_the_whole_final_window_upright():
                                cart_limit=2.0)
     assert not ok
     assert wrap_angle(3 * math.pi) == pytest.approx(-math.pi)
+
+
+def test_effort_rollout_inputs_are_per_thread_as_mppi_workers_need():
+    runtime = WorldModelRuntime.load(_model('cartpole'), config=SessionConfig(providers=('cpu',)))
+    rollout = EffortRollout(runtime, actuated=[0])
+    rollout.set_offset([0.5, 0.0])
+    seen = {}
+    barrier = threading.Barrier(2)
+
+    def worker(value: float) -> None:
+        actions = np.full((8, runtime.horizon, 1), value, dtype=np.float32)
+        full = rollout.full_actions(actions)
+        barrier.wait()          # both buffers filled before either is read: a shared buffer would hold one value
+        seen[value] = full[..., 0].copy()
+
+    threads = [threading.Thread(target=worker, args=(v,)) for v in (1.0, -2.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert np.all(seen[1.0] == 1.5) and np.all(seen[-2.0] == -1.5)
 
 
 def test_effort_rollout_feeds_zero_effort_to_the_passive_pole():

@@ -9,6 +9,7 @@ PD hold effort at the current state, so the planner searches over a feed-forward
 from __future__ import annotations
 
 from collections.abc import Sequence
+import threading
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class EffortRollout:
         if self.actuated.min() < 0 or self.actuated.max() >= self.n_actions:
             raise ValueError(f'actuated indices {self.actuated.tolist()} outside 0..{self.n_actions - 1}')
         self.offset = np.zeros(self.n_actions, dtype=np.float32)
-        self._full = np.zeros((0, 0, self.n_actions), dtype=np.float32)
+        self._scratch = threading.local()    # MPPI workers roll chunks out concurrently: one input buffer per thread
         self._batched = BatchedRollout.from_runtime(runtime)
 
     def set_offset(self, effort: np.ndarray) -> None:
@@ -57,13 +58,14 @@ class EffortRollout:
         self.offset[...] = effort
 
     def full_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Model input (B, H, n) for planner actions (B, H, m); a buffer reused by the next call."""
+        """Model input (B, H, n) for planner actions (B, H, m); a buffer reused by this thread's next call."""
         batch, horizon, _ = actions.shape
-        if self._full.shape[:2] != (batch, horizon):
-            self._full = np.zeros((batch, horizon, self.n_actions), dtype=np.float32)
-        self._full[...] = self.offset
-        self._full[..., self.actuated] += actions
-        return self._full
+        full = getattr(self._scratch, 'full', None)
+        if full is None or full.shape[:2] != (batch, horizon):
+            full = self._scratch.full = np.zeros((batch, horizon, self.n_actions), dtype=np.float32)
+        full[...] = self.offset
+        full[..., self.actuated] += actions
+        return full
 
     def __call__(self, z0: np.ndarray, actions: np.ndarray) -> Rollout:
         """Roll ``z0`` (n,) forward under the planner's action sequences (B, H, m)."""

@@ -3,7 +3,8 @@
 The plan is a bounded correction to the PD hold of the nominal posture: effort commands are that PD hold at the
 newest joint state plus the correction, trajectory commands are one point at time 0 at nominal + correction / kp
 (the driver's own PD then commands the same), and a safe hold publishes no effort but the nominal posture for the
-driver to hold. The world model is the analytic pendulum of ``test_mpc_node`` run by onnxruntime.
+driver to hold. The world model is the analytic pendulum of ``test_mpc_node`` run by onnxruntime, rolled out by two
+MPPI workers (the PD offset is shared, each worker builds its own model input).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def residual(tmp_path_factory):
                              'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
                              'max_plan_age': 0.5, 'pd_residual': True, 'pd_residual_fraction': FRACTION,
                              'fallback_kp': [KP], 'fallback_kd': [KD], 'command_interface': 'both',
-                             'safe_hold': 'nominal_hold', 'goal_position': [0.6]},
+                             'safe_hold': 'nominal_hold', 'goal_position': [0.6], 'mppi.workers': 2},
                             topics={TRAJECTORY: JointTrajectory})
 
 

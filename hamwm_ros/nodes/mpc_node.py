@@ -540,6 +540,7 @@ class MpcNode(Node):
         self._publish_trajectory = interface in ('trajectory', 'both')
         self._driver_hold = self._param('safe_hold') in ('driver_hold', 'nominal_hold')
         self._hold_nominal = self._param('safe_hold') == 'nominal_hold'
+        self._pd_residual = bool(self._param('pd_residual'))
         self._use_validity = bool(self._param('use_model_validity'))
         self._hold_playback = self._param('plan_playback') == 'hold'
         self._plan_on_state = self._param('planner_trigger') == 'state'
@@ -602,7 +603,7 @@ class MpcNode(Node):
         ValueError
             If pd_residual is set and the model does not take one effort per joint.
         """
-        if not self._param('pd_residual'):
+        if not self._pd_residual:
             return BatchedRollout.from_runtime(runtime)
         meta = runtime.metadata
         if meta.action_dim != len(meta.joint_names):
@@ -843,15 +844,15 @@ class MpcNode(Node):
             raise ValueError('fallback gains must be >= 0')
         bound = np.maximum(limits.effort, PASSIVE_BOUND)
         fallback = PDHoldFallback(self._nominal, kp, kd, bound)
+        plan_bound = self._action_bound(limits)
         critics = {
             'tracking': TrackingCritic(self._goal_observation(limits),
                                        state_weights=np.concatenate([np.ones(n), np.full(n, 0.1)]),
                                        weight=self._param('critics.tracking.weight'), terminal_weight=1.0),
             'energy': EnergyCritic(self._param('critics.energy.target'), weight=self._param('critics.energy.weight')),
             # scaled by the plan's own bound (pd_residual: the correction's)
-            'effort': EffortCritic(weight=self._param('critics.effort.weight'), scale=self._action_bound(limits)),
-            'smoothness': SmoothnessCritic(weight=self._param('critics.smoothness.weight'),
-                                           scale=self._action_bound(limits)),
+            'effort': EffortCritic(weight=self._param('critics.effort.weight'), scale=plan_bound),
+            'smoothness': SmoothnessCritic(weight=self._param('critics.smoothness.weight'), scale=plan_bound),
             'limits': JointLimitsCritic(range(n), range(n, 2 * n), limits.position, limits.velocity,
                                         weight=self._param('critics.limits.weight')),
         }
@@ -1245,8 +1246,8 @@ class MpcNode(Node):
                                                                                        position)
             z = runtime.encode(encoded[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
-            if isinstance(optimizer.rollout_fn, EffortRollout):
-                # pd_residual: the model sees the PD hold at this state (held over the horizon) plus the correction;
+            if self._pd_residual:
+                # the model sees the PD hold at this state (held over the horizon) plus the correction;
                 # the rate limit and the smoothness critic apply to the correction alone.
                 optimizer.rollout_fn.set_offset(supervisor.fallback.command(position, velocity))
                 previous = optimizer.last_command
@@ -1269,8 +1270,7 @@ class MpcNode(Node):
                                         hold=self._hold_playback))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
-        if taken and self._publish_trajectory and isinstance(optimizer.rollout_fn, EffortRollout) \
-                and supervisor.trajectory_allowed(time.monotonic()):
+        if taken and self._publish_trajectory and self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):
             # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
@@ -1352,9 +1352,7 @@ class MpcNode(Node):
         if not self.context.ok():
             return
         if self._hold_nominal:
-            nominal = controller.supervisor.fallback.nominal[None].copy()
-            self._publish_trajectory_msg(controller, nominal, np.zeros_like(nominal), self._control_period,
-                                         first_step=0)
+            self._publish_nominal_target(controller)
             self._driver_holds += 1
             return
         try:
@@ -1364,6 +1362,11 @@ class MpcNode(Node):
             if self.context.ok():
                 raise
 
+    def _publish_nominal_target(self, controller: _Controller) -> None:
+        """nominal_posture as one point at time 0: the driver steps its target there (a PD hold of it)."""
+        nominal = controller.supervisor.fallback.nominal[None].copy()
+        self._publish_trajectory_msg(controller, nominal, np.zeros_like(nominal), self._control_period, first_step=0)
+
     def _publish_hold_trajectory(self, controller: _Controller, mode: Mode | None = None) -> None:
         """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold.
 
@@ -1372,13 +1375,10 @@ class MpcNode(Node):
         state = controller.supervisor.latest_state()
         if state is None or not self._publish_trajectory:
             return
-        position = state[0][None]
-        if mode is Mode.FALLBACK and isinstance(controller.optimizer.rollout_fn, EffortRollout):
-            # a PD hold of the nominal posture: a step target (point at time 0), not a 2 ms dash to it
-            position = controller.supervisor.fallback.nominal[None].copy()
-            self._publish_trajectory_msg(controller, position, np.zeros_like(position), self._control_period,
-                                         first_step=0)
+        if mode is Mode.FALLBACK and self._pd_residual:
+            self._publish_nominal_target(controller)    # a step target, not a 2 ms dash to the nominal posture
             return
+        position = state[0][None]
         self._publish_trajectory_msg(controller, position, np.zeros_like(position), self._control_period)
 
     # ------------------------------------------------------------------ control thread
@@ -1437,15 +1437,15 @@ class MpcNode(Node):
                 if self._throttle.due('control_error'):
                     logger.error(f'control tick failed, zero effort published: {type(error).__name__}: {error}')
             stats['ticks'] += 1
-            if self._driver_hold and result is not None and result.mode in DRIVER_HOLD_MODES:
+            driver_holds = self._driver_hold and result is not None and result.mode in DRIVER_HOLD_MODES
+            if driver_holds:
                 if result.transition is not None:    # the driver holds from here; no effort until the mode ends
                     self._publish_driver_hold(controller)
             elif not self._publish_command(controller, command):
                 return
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
-                if result.transition.mode is not Mode.PLANNING and not (self._driver_hold
-                                                                        and result.mode in DRIVER_HOLD_MODES):
+                if result.transition.mode is not Mode.PLANNING and not driver_holds:
                     self._publish_hold_trajectory(controller, result.transition.mode)
 
     def _report_transition(self, transition: Any) -> None:

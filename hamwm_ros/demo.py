@@ -351,8 +351,9 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
               # (max_plan_age guards staleness)
               'overrun_limit': 25}
     command = node_command('mpc_node', params)
+    # rates pinned: hamwm.yaml's sim_node section is the humanoid graph's (250 Hz joint states, 200 Hz clock)
     sim = SimProcess('pendulum', {'camera_rate': 0.0, 'real_time': True, 'joint_states_rate': 500.0,
-                                  'command_timeout': 0.5})
+                                  'clock_rate': 1000.0, 'command_timeout': 0.5})
     log = Path(sim.log_path).with_name(Path(sim.log_path).stem + '_mpc.log')
     mpc = probe = None
     segments: list[dict[str, Any]] = []

@@ -21,7 +21,7 @@ from ros_probe import SimHarness, other_domain, urdf_joint_names
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from hamwm_ros.sim.cli import diagnostics_values
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values
 
 pytestmark = pytest.mark.ros
 
@@ -328,6 +328,35 @@ def test_camera_rate_changes_at_run_time(humanoid):
     assert 5.0 < rate < 10.5, f'{rate:.1f} images per simulated second for camera_rate 10 (skips allowed, not 30)'
 
 
+def test_camera_renders_only_while_watched():
+    """camera_lazy (default): no subscriber to the camera topics, no rendering; one subscribes, frames come."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    domain = other_domain()
+
+    def simulation(diagnostics):
+        return diagnostics_values(diagnostics) if any('simulation' in s.name for s in diagnostics.status) else {}
+
+    with SimProcess('pendulum', {'camera_rate': 30.0}, params_file=False, env={'ROS_DOMAIN_ID': str(domain)}) as sim, \
+            TopicProbe({'/diagnostics': DiagnosticArray}, domain_id=domain, name='unwatched_probe') as probe:
+        unwatched = probe.wait_for('/diagnostics', lambda m: int(simulation(m).get('camera_frames_unwatched', 0)) > 30,
+                                   timeout=60.0)
+        assert unwatched is not None, sim.log()[-3000:]
+        assert float(simulation(unwatched)['images_per_s']) == 0.0
+        with TopicProbe({'/camera/image_raw': Image}, domain_id=domain, name='camera_viewer') as viewer:
+            image = viewer.wait_for('/camera/image_raw', timeout=30.0)
+            assert image is not None, sim.log()[-3000:]
+            assert (image.width, image.height) == (320, 240)
+            watched = probe.wait_for('/diagnostics', lambda m: float(simulation(m).get('images_per_s', 0)) > 1.0,
+                                     timeout=10.0)
+            assert watched is not None, 'rendering did not show in the diagnostics while watched'
+        # the viewer left: once DDS has seen it go, a whole diagnostics window renders nothing
+        idle = probe.wait_for('/diagnostics', lambda m: simulation(m).get('images_per_s') == '0.00', timeout=15.0)
+        assert idle is not None, 'rendering went on after the last camera subscriber left'
+        assert int(simulation(idle)['camera_frames_unwatched']) > int(simulation(watched)['camera_frames_unwatched'])
+
+
 def test_humanoid_effort_order_follows_joints(humanoid):
     names = urdf_joint_names('humanoid')                         # `joints` default: all actuated, URDF order
     publisher = humanoid.publisher(Float64MultiArray, EFFORT)
@@ -352,7 +381,12 @@ def test_hamwm_sim_cli_reports_topics():
     assert set(rows) >= {'/joint_states', '/clock', '/diagnostics'}
     topic, type_name, count, hz_wall, hz_sim = rows['/joint_states']
     assert type_name == 'sensor_msgs/JointState' and int(count) > 100 and float(hz_wall) > 100.0
-    assert float(hz_sim) == pytest.approx(500.0, rel=0.01)
+    import yaml
+
+    from hamwm_ros.sim.cli import find_params_file
+    # `hamwm sim` reads config/hamwm.yaml (its sim_node section: the humanoid graph's rates)
+    rate = yaml.safe_load(find_params_file().read_text())['sim_node']['ros__parameters']['joint_states_rate']
+    assert float(hz_sim) == pytest.approx(rate, rel=0.01)
     assert 'real-time factor' in result.stdout and 'exit code after SIGINT: 0' in result.stdout
 
 

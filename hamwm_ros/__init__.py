@@ -48,6 +48,6 @@ def share_path(*parts: str) -> Path:
         installed = Path(get_package_share_directory('hamwm_ros')).joinpath(*parts)
         if installed.exists():
             return installed
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):   # OSError: AMENT_PREFIX_PATH unset (no ROS install sourced)
         pass
     raise FileNotFoundError(f'{"/".join(parts)} not found in {source_root} nor in the hamwm_ros share directory')

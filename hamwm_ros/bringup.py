@@ -53,8 +53,11 @@ def available_nodes() -> list[str]:
     return out
 
 
-def default_params_file() -> Path:
-    """``config/hamwm.yaml`` of the checkout or of the installed package.
+def default_params_file(robot: str | None = None) -> Path:
+    """The parameter file for ``robot``, of the checkout or of the installed package.
+
+    ``config/swingup_<robot>.yaml`` where one exists (the pendulum and the cart-pole: their shipped models are
+    swing-up models, and ``sim.launch.py`` picks the same file), else ``config/hamwm.yaml`` (the humanoid's).
 
     Raises
     ------
@@ -63,6 +66,11 @@ def default_params_file() -> Path:
     """
     from hamwm_ros import share_path
 
+    if robot is not None:
+        try:
+            return share_path('config', f'swingup_{robot}.yaml')
+        except FileNotFoundError:
+            pass
     return share_path('config', 'hamwm.yaml')
 
 
@@ -238,7 +246,9 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hamwm bringup [--robot R] [--no-sim] [--model-dir DIR] [--params-file F] [--nodes ...] [--duration S]``."""
     parser = argparse.ArgumentParser(prog='hamwm bringup', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--params-file', type=Path, default=None, help='parameter file (default: config/hamwm.yaml)')
+    parser.add_argument('--params-file', type=Path, default=None,
+                        help='parameter file (default: config/swingup_<robot>.yaml where one exists, else '
+                             'config/hamwm.yaml)')
     parser.add_argument('--robot', default=None,
                         help="simulated robot (default: the parameter file's sim_node robot, else humanoid)")
     parser.add_argument('--no-sim', action='store_true', help='no sim_node: a real robot publishes /joint_states')
@@ -250,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault('MUJOCO_GL', 'egl')
     try:
-        params_file = args.params_file or default_params_file()
+        params_file = args.params_file or default_params_file(args.robot)
         base = merged_parameters(params_file, {})
         robot = args.robot or (base.get('sim_node', {}) or {}).get('ros__parameters', {}).get('robot', 'humanoid')
         nodes = plan_nodes(robot, not args.no_sim, args.nodes)

@@ -3,13 +3,15 @@
 Usage::
 
     ros2 launch hamwm_ros sim.launch.py                        # humanoid, share/hamwm_ros/config/hamwm.yaml
-    ros2 launch hamwm_ros sim.launch.py robot:=cartpole
+    ros2 launch hamwm_ros sim.launch.py robot:=cartpole        # swing-up, share/hamwm_ros/config/swingup_cartpole.yaml
     ros2 launch hamwm_ros sim.launch.py params_file:=/path/to/my.yaml model_dir:=/path/to/models/humanoid
     ros2 launch hamwm_ros sim.launch.py autostart:=false      # then: ros2 lifecycle set /mpc_node configure ...
 
-Every parameter comes from the parameter file (sections ``sim_node``, ``balance_node``, ``world_model_node``,
-``mpc_node``); this file overrides only ``robot`` (sim_node), ``model_dir`` (default: the package's
-``models/<robot>``), ``use_sim_time: true`` (every node; sim_node publishes ``/clock``) and ``autostart``.
+Every parameter comes from the parameter file (default: ``config/swingup_<robot>.yaml`` for the pendulum and the
+cart-pole, whose shipped models are swing-up models, else ``config/hamwm.yaml``, the humanoid's; sections
+``sim_node``, ``balance_node``, ``world_model_node``, ``mpc_node``); this file overrides only ``robot``
+(sim_node), ``model_dir`` (default: the package's ``models/<robot>``), ``use_sim_time: true`` (every node; sim_node
+publishes ``/clock``) and ``autostart``.
 balance_node runs for the humanoid only (it is a floating-base tool).
 
 Lifecycle: no lifecycle manager is needed. world_model_node and mpc_node are started as ``LifecycleNode`` (so
@@ -28,6 +30,8 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, Pytho
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+SWINGUP_ROBOTS = ('pendulum', 'cartpole')     # robots with a complete config/swingup_<robot>.yaml
+
 
 def generate_launch_description() -> LaunchDescription:
     """Launch description: sim_node, balance_node (humanoid), world_model_node and mpc_node on simulated time."""
@@ -35,6 +39,10 @@ def generate_launch_description() -> LaunchDescription:
     default_params = os.path.join(share, 'config', 'hamwm.yaml')
     params = LaunchConfiguration('params_file')
     robot = LaunchConfiguration('robot')
+    # evaluated at launch time: '<share>/config/swingup_<robot>.yaml' for the swing-up robots, else hamwm.yaml
+    robot_params = PythonExpression(["'", os.path.join(share, 'config', 'swingup_'), "' + '", robot,
+                                     "' + '.yaml' if '", robot, "' in ", repr(SWINGUP_ROBOTS), " else '",
+                                     default_params, "'"])
     # value_type=str: the path must stay a string parameter (YAML would turn some strings into other types)
     model_dir = ParameterValue(LaunchConfiguration('model_dir'), value_type=str)
     autostart = ParameterValue(LaunchConfiguration('autostart'), value_type=bool)
@@ -62,9 +70,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('robot', default_value='humanoid',
                               choices=['pendulum', 'cartpole', 'acrobot', 'humanoid'],
                               description='robot to simulate (and whose models/<robot> the nodes load)'),
-        DeclareLaunchArgument('params_file', default_value=default_params,
+        DeclareLaunchArgument('params_file', default_value=robot_params,
                               description='parameter file with sim_node, balance_node, world_model_node and mpc_node '
-                                          'sections'),
+                                          'sections (default: config/swingup_<robot>.yaml for the pendulum and the '
+                                          'cart-pole, else config/hamwm.yaml)'),
         DeclareLaunchArgument('model_dir', default_value=[os.path.join(share, 'models', ''), robot],
                               description='world-model directory (default: the package\'s models/<robot>)'),
         DeclareLaunchArgument('autostart', default_value='true', choices=['true', 'false'],

@@ -1,4 +1,4 @@
-"""``hamwm bringup``: the node graph in one process starts from config/hamwm.yaml, runs, and stops cleanly on SIGINT."""
+"""``hamwm bringup``: the node graph in one process starts from its robot's parameter file, runs, stops on SIGINT."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 import yaml
 
-from hamwm_ros.bringup import NODE_CLASSES, available_nodes, merged_parameters, plan_nodes
+from hamwm_ros.bringup import NODE_CLASSES, available_nodes, default_params_file, merged_parameters, plan_nodes
 from hamwm_ros.sim.cli import TopicProbe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,33 @@ def test_plan_nodes_and_overrides():
     assert params['new_node'] == {'ros__parameters': {'x': 1.0}}
 
 
+def test_each_robot_gets_its_parameter_file_as_sim_launch_does():
+    import ast
+
+    assert default_params_file() == default_params_file('humanoid') == ROOT / 'config' / 'hamwm.yaml'
+    assert default_params_file('acrobot') == ROOT / 'config' / 'hamwm.yaml'       # no swing-up file of its own
+    swingup = {path.stem.removeprefix('swingup_') for path in (ROOT / 'config').glob('swingup_*.yaml')}
+    assert swingup == {'pendulum', 'cartpole'}
+    for robot in swingup:
+        path = default_params_file(robot)
+        assert path == ROOT / 'config' / f'swingup_{robot}.yaml'
+        assert yaml.safe_load(path.read_text())['sim_node']['ros__parameters']['robot'] == robot
+    # sim.launch.py's params_file default: evaluate its PythonExpression's pieces the way launch joins them
+    tree = ast.parse((ROOT / 'launch' / 'sim.launch.py').read_text())
+    robots = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], 'id', '') == 'SWINGUP_ROBOTS')
+    assert set(robots) == swingup
+    pieces = next(n.value.args[0] for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], 'id', '') == 'robot_params')
+    share = str(ROOT)
+    for robot in ('pendulum', 'cartpole', 'acrobot', 'humanoid'):
+        names = {'os': os, 'share': share, 'robot': robot, 'SWINGUP_ROBOTS': robots,
+                 'default_params': os.path.join(share, 'config', 'hamwm.yaml')}
+        expression = ''.join(str(eval(compile(ast.Expression(p), 'launch', 'eval'), names))  # noqa: S307
+                             for p in pieces.elts)
+        assert Path(eval(expression)) == default_params_file(robot), (robot, expression)  # noqa: S307
+
+
 @pytest.mark.ros
 def test_bringup_runs_the_graph_and_stops_on_sigint():
     nodes = [n for n in ('sim_node', 'world_model_node', 'mpc_node') if n in available_nodes()]
@@ -47,9 +74,9 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
     proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # The file's mpc_node section says where commands go (hamwm.yaml: the trajectory interface, for the humanoid)
-        interface = yaml.safe_load((ROOT / 'config' / 'hamwm.yaml').read_text())['mpc_node']['ros__parameters'][
-            'command_interface']
+        # the pendulum's file (its swing-up) sets no command interface: mpc_node's default, effort
+        interface = yaml.safe_load(default_params_file('pendulum').read_text())['mpc_node']['ros__parameters'].get(
+            'command_interface', 'effort')
         command_topic, command_type = (('/effort_controller/commands', Float64MultiArray) if interface == 'effort'
                                        else ('/joint_trajectory_controller/joint_trajectory', JointTrajectory))
         topics = {'/joint_states': JointState, command_topic: command_type}

@@ -15,6 +15,7 @@ BENCHMARKS = {
     'wholebody': 'CoM + ZMP + margin per tick against the bare Pinocchio calls; batched states/s',
     'predictor': 'onnxruntime rollout throughput against eager torch; GFLOP/s against measured peak',
     'mpc': 'MPPI iteration against eager torch; control-loop period error; end-to-end latency',
+    'graph': 'the simulated humanoid graph (4 processes, config/hamwm.yaml): share of ticks planned, CPU, pushes',
     'soak': 'closed loop (sim_node + mpc_node) for --minutes: RSS growth, threads, missed deadlines, mode changes',
 }
 

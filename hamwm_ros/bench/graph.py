@@ -1,0 +1,251 @@
+"""``hamwm bench graph``: the simulated humanoid graph as ``ros2 launch hamwm_ros sim.launch.py`` starts it.
+
+sim_node, balance_node, world_model_node and mpc_node, each in its own process, from one parameter file (default
+``config/hamwm.yaml``) with the launch file's overrides (robot, model_dir, use_sim_time, autostart), on a private ROS
+domain. Each run lasts ``--seconds`` of wall time after the first /odom; a push of ``--push-ns`` N s (sim_node's
+``push_duration`` at the matching force on /sim/push, forward) lands halfway. Reported per run and as medians: the
+share of mpc_node's control ticks in PLANNING, FALLBACK and safe hold (its diagnostics), its plan wall time p50, each
+process's CPU (cores, from ``/proc``), the real-time factor, the lowest pelvis height and whether the robot stood
+(pelvis above 0.5 m throughout; it stands at 0.59 m).
+
+``--baseline NODE.NAME:=VALUE`` (repeatable) adds a second arm with those overrides, run interleaved with the first
+(run by run, so load from other processes hits both alike), and prints the medians side by side with their ratio.
+Session 11 chose ``hamwm.yaml``'s humanoid rates this way (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+NODES = ('sim_node', 'balance_node', 'world_model_node', 'mpc_node')
+STANDING_M = 0.5            # pelvis height; the humanoid stands at 0.59 m, a fallen one lies below 0.3 m
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='hamwm bench graph', description=__doc__.split('\n\n')[0])
+    p.add_argument('--runs', type=int, default=2, help='runs per arm (default 2)')
+    p.add_argument('--seconds', type=float, default=20.0, help='wall seconds per run after the first /odom (20)')
+    p.add_argument('--push-ns', type=float, default=22.0, help='forward push at mid-run, N s (default 22; 0: none)')
+    p.add_argument('--params-file', type=Path, default=None, help='parameter file (default: config/hamwm.yaml)')
+    p.add_argument('--model-dir', type=Path, default=None, help='humanoid model (default: the shipped one)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='NODE.NAME:=VALUE',
+                   help='override for the (first) arm, e.g. mpc_node.planner_rate:=25.0 (repeatable)')
+    p.add_argument('--baseline', action='append', default=[], metavar='NODE.NAME:=VALUE',
+                   help='overrides of a second arm run interleaved with the first (repeatable)')
+    p.add_argument('--json', type=Path, default=None, help='also write every figure as JSON here')
+    return p
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``['mpc_node.planner_rate:=25.0', ...]`` -> ``{'mpc_node': {'planner_rate': 25.0}}`` (values read as YAML).
+
+    Raises
+    ------
+    ValueError
+        If an item is not ``NODE.NAME:=VALUE`` or names a node the graph does not start.
+    """
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, value = item.partition(':=')
+        node, dot, name = target.partition('.')
+        if not sep or not dot or not name:
+            raise ValueError(f"override '{item}' is not NODE.NAME:=VALUE")
+        if node not in NODES:
+            raise ValueError(f"override '{item}': node '{node}' is not one of {', '.join(NODES)}")
+        out.setdefault(node, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float],
+                  real_time_factor: float | None) -> dict[str, Any]:
+    """One run's figures from mpc_node's last diagnostics, the /odom pelvis heights and per-node CPU (cores).
+
+    Raises
+    ------
+    ValueError
+        If mpc_node never reported control ticks or no /odom arrived.
+    """
+    ticks = int(mpc.get('control_ticks', 0) or 0)
+    if ticks <= 0:
+        raise ValueError('mpc_node reported no control ticks (did it activate? see its log)')
+    if heights.size == 0:
+        raise ValueError('no /odom from sim_node')
+    lowest = float(np.min(heights))
+    return {'planned': int(mpc['planned_ticks']) / ticks, 'fallback': int(mpc['fallback_ticks']) / ticks,
+            'hold': int(mpc['hold_ticks']) / ticks, 'control_ticks': ticks, 'plans': int(mpc['plans']),
+            'plan_ms_p50': float(mpc['planner_ms_p50']), 'pelvis_min_m': lowest, 'stood': lowest > STANDING_M,
+            'cpu_cores': cpu, 'cpu_total': float(sum(cpu.values())), 'real_time_factor': real_time_factor}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all threads (Linux /proc)."""
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    except OSError:
+        return float('nan')
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _last_status(messages: list, node: str, key: str) -> dict[str, str]:
+    """Key/values of the last status of ``node`` (name prefix) in DiagnosticArray ``messages`` that has ``key``."""
+    for msg in reversed(messages):
+        for status in msg.status:
+            if status.name.startswith(node):
+                values = {kv.key: kv.value for kv in status.values}
+                if key in values:
+                    return values
+    return {}
+
+
+def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, Any]], seconds: float,
+             push_ns: float, domain_id: int) -> dict[str, Any]:
+    """Start the four nodes, run ``seconds`` (push at mid-run), stop them; the run's figures (see module doc).
+
+    Raises
+    ------
+    RuntimeError
+        If a node exits early or sim_node publishes no /odom within 90 s (logs in the message).
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import WrenchStamped
+    from nav_msgs.msg import Odometry
+    import yaml
+
+    from hamwm_ros.sim.cli import TopicProbe, interrupt_process, node_command
+
+    launch = {'sim_node': {'robot': 'humanoid'}, 'balance_node': {'use_sim_time': True},
+              'world_model_node': {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True},
+              'mpc_node': {'model_dir': str(model_dir), 'autostart': True, 'use_sim_time': True}}
+    for node, values in overrides.items():
+        launch[node].update(values)
+    sim_file = (yaml.safe_load(Path(params_file).read_text()) or {}).get('sim_node', {}).get('ros__parameters', {})
+    push_duration = float(launch['sim_node'].get('push_duration', sim_file.get('push_duration', 0.2)))
+    env = dict(os.environ, PYTHONUNBUFFERED='1', ROS_DOMAIN_ID=str(domain_id),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env.setdefault('MUJOCO_GL', 'egl')
+    processes: dict[str, subprocess.Popen] = {}
+    logs = {name: tempfile.NamedTemporaryFile(prefix=f'hamwm_graph_{name}_', suffix='.log', delete=False)  # noqa: SIM115
+            for name in NODES}
+    topics = {'/odom': Odometry, '/diagnostics': DiagnosticArray}
+    with TopicProbe(topics, domain_id=domain_id, name='hamwm_bench_graph', keep=100000) as probe:
+        try:
+            for name in NODES:
+                processes[name] = subprocess.Popen(node_command(name, launch[name], params_file), env=env,
+                                                   stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True)
+            if probe.wait_for('/odom', timeout=90.0) is None:
+                raise RuntimeError('no /odom within 90 s:\n' + Path(logs['sim_node'].name).read_text()[-3000:])
+            pusher = probe.node.create_publisher(WrenchStamped, '/sim/push', 10)
+            before = {name: _cpu_seconds(p.pid) for name, p in processes.items()}
+            start = time.monotonic()
+            pushed = push_ns <= 0.0
+            while time.monotonic() - start < seconds:
+                dead = [name for name, p in processes.items() if p.poll() is not None]
+                if dead:
+                    raise RuntimeError(f'{dead[0]} exited early:\n' + Path(logs[dead[0]].name).read_text()[-3000:])
+                if not pushed and time.monotonic() - start >= seconds / 2:
+                    push = WrenchStamped()
+                    push.header.frame_id = 'odom'
+                    push.wrench.force.x = push_ns / push_duration
+                    pusher.publish(push)
+                    pushed = True
+                time.sleep(0.1)
+            elapsed = time.monotonic() - start
+            cpu = {name: (_cpu_seconds(p.pid) - before[name]) / elapsed for name, p in processes.items()}
+            time.sleep(1.2)         # one more diagnostics report from mpc_node (1 Hz)
+        finally:
+            for name in reversed(NODES):
+                if name in processes:
+                    interrupt_process(processes[name])
+            for log in logs.values():
+                log.close()
+        heights = np.array([m.pose.pose.position.z for m in probe.recent('/odom')])
+        mpc, sim = _last_status(probe.recent('/diagnostics'), 'mpc_node', 'control_ticks'), \
+            _last_status(probe.recent('/diagnostics'), 'sim_node', 'real_time_factor')
+    factor = float(sim['real_time_factor']) if 'real_time_factor' in sim else None
+    result = summarise_run(mpc, heights, cpu, factor)
+    for log in logs.values():
+        Path(log.name).unlink(missing_ok=True)
+    return result
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median of each figure over runs, and how many stood."""
+    keys = ('planned', 'fallback', 'hold', 'plan_ms_p50', 'pelvis_min_m', 'cpu_total')
+    out = {key: float(np.median([r[key] for r in runs])) for key in keys}
+    out['stood'] = sum(bool(r['stood']) for r in runs)
+    out['runs'] = len(runs)
+    return out
+
+
+def _line(label: str, run: dict[str, Any]) -> str:
+    cpu = ' '.join(f"{name.removesuffix('_node')} {value:.2f}" for name, value in run['cpu_cores'].items())
+    outcome = 'stood' if run['stood'] else 'FELL'
+    return (f"  {label}: planned {run['planned']:.2f} fallback {run['fallback']:.2f} hold {run['hold']:.2f}; plan p50 "
+            f"{run['plan_ms_p50']:.1f} ms; pelvis min {run['pelvis_min_m']:.3f} m ({outcome}); "
+            f"CPU {run['cpu_total']:.2f} cores ({cpu}); real-time factor {run['real_time_factor']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hamwm bench graph [--runs N] [--seconds S] [--push-ns X] [--set ...] [--baseline ...]``."""
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from hamwm_ros import share_path
+
+    try:
+        arms = {'A': parse_overrides(args.overrides)}
+        if args.baseline:
+            arms['B'] = parse_overrides(args.baseline)
+        params_file = args.params_file or share_path('config', 'hamwm.yaml')
+        model_dir = args.model_dir or share_path('models', 'humanoid')
+    except (ValueError, FileNotFoundError) as error:
+        print(f'hamwm bench graph: {error}', file=sys.stderr)
+        return 2
+    if args.runs < 1 or args.seconds <= 0:
+        print('hamwm bench graph: --runs must be >= 1 and --seconds > 0', file=sys.stderr)
+        return 2
+    domain_id = random.SystemRandom().randint(1, 100)
+    print(f'default humanoid graph: 4 processes from {params_file}, model {model_dir}, {args.runs} run(s) of '
+          f'{args.seconds:g} s per arm, push {args.push_ns:g} N s forward at mid-run, ROS domain {domain_id}; '
+          f'load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores', flush=True)
+    for arm, overrides in arms.items():
+        print(f'  arm {arm}: {overrides or "the file as it is"}')
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    for index in range(args.runs):
+        for arm, overrides in arms.items():
+            try:
+                run = run_once(Path(params_file), Path(model_dir), overrides, args.seconds, args.push_ns, domain_id)
+            except (RuntimeError, ValueError) as error:
+                print(f'hamwm bench graph: arm {arm} run {index + 1} failed: {error}', file=sys.stderr)
+                return 1
+            runs[arm].append(run)
+            print(_line(f'{arm} run {index + 1}', run), flush=True)
+    summary = {arm: medians(items) for arm, items in runs.items()}
+    print('\nmedians        planned  fallback  hold  plan p50 ms  pelvis min m  CPU cores  stood')
+    for arm, m in summary.items():
+        print(f"  arm {arm}        {m['planned']:.2f}      {m['fallback']:.2f}  {m['hold']:.2f}"
+              f"  {m['plan_ms_p50']:11.1f}  {m['pelvis_min_m']:12.3f}  {m['cpu_total']:9.2f}  {m['stood']}/{m['runs']}")
+    if 'B' in summary:
+        a, b = summary['A'], summary['B']
+        ratio = a['planned'] / b['planned'] if b['planned'] > 0 else float('inf')
+        print(f'planned share A / B: {ratio:.2f}x; plan p50 A / B: {a["plan_ms_p50"] / b["plan_ms_p50"]:.2f}x')
+    if args.json is not None:
+        args.json.write_text(json.dumps({'params_file': str(params_file), 'push_ns': args.push_ns,
+                                         'seconds': args.seconds, 'arms': {k: str(v) for k, v in arms.items()},
+                                         'runs': runs, 'medians': summary}, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``hamwm bench graph``'s pure parts: override parsing, one run's figures from mpc_node's diagnostics, medians.
+
+The graph itself (four node processes over DDS) is exercised by ``test_default_graph.py``; timing is the benchmark's
+business, never asserted here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hamwm_ros.bench.graph import medians, parse_overrides, summarise_run
+
+DIAGNOSTICS = {'control_ticks': '2000', 'planned_ticks': '1500', 'fallback_ticks': '300', 'hold_ticks': '200',
+               'plans': '240', 'planner_ms_p50': '48.5'}
+
+
+def test_overrides_are_read_per_node_as_yaml_values():
+    parsed = parse_overrides(['mpc_node.planner_rate:=25.0', 'sim_node.camera_lazy:=false',
+                              'mpc_node.command_interface:=effort', 'mpc_node.fallback_kp:=[1.0, 2.0]'])
+    assert parsed == {'mpc_node': {'planner_rate': 25.0, 'command_interface': 'effort', 'fallback_kp': [1.0, 2.0]},
+                      'sim_node': {'camera_lazy': False}}
+    assert parse_overrides([]) == {}
+    with pytest.raises(ValueError, match='NODE.NAME:=VALUE'):
+        parse_overrides(['planner_rate:=25.0'])
+    with pytest.raises(ValueError, match='NODE.NAME:=VALUE'):
+        parse_overrides(['mpc_node.planner_rate=25.0'])
+    with pytest.raises(ValueError, match="'rviz' is not one of"):
+        parse_overrides(['rviz.rate:=1.0'])
+
+
+def test_a_run_is_summarised_from_the_diagnostics_and_the_pelvis_heights():
+    cpu = {'sim_node': 0.35, 'balance_node': 0.4, 'world_model_node': 0.3, 'mpc_node': 0.7}
+    run = summarise_run(DIAGNOSTICS, np.array([0.59, 0.585, 0.588]), cpu, 0.99)
+    assert (run['planned'], run['fallback'], run['hold']) == pytest.approx((0.75, 0.15, 0.10))
+    assert run['plan_ms_p50'] == 48.5 and run['plans'] == 240 and run['stood']
+    assert run['cpu_total'] == pytest.approx(1.75)
+    fell = summarise_run(DIAGNOSTICS, np.array([0.59, 0.3, 0.07]), cpu, 0.99)
+    assert not fell['stood'] and fell['pelvis_min_m'] == pytest.approx(0.07)
+    with pytest.raises(ValueError, match='no control ticks'):
+        summarise_run({'control_ticks': '0'}, np.array([0.59]), cpu, None)
+    with pytest.raises(ValueError, match='no /odom'):
+        summarise_run(DIAGNOSTICS, np.array([]), cpu, None)
+
+
+def test_medians_count_the_runs_that_stood():
+    cpu = {'mpc_node': 0.5}
+    runs = [summarise_run(DIAGNOSTICS, np.array([h]), cpu, 1.0) for h in (0.59, 0.07, 0.58)]
+    summary = medians(runs)
+    assert summary['stood'] == 2 and summary['runs'] == 3
+    assert summary['pelvis_min_m'] == pytest.approx(0.58) and summary['planned'] == pytest.approx(0.75)

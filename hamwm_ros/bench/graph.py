@@ -39,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--push-ns', type=float, default=22.0, help='forward push at mid-run, N s (default 22; 0: none)')
     p.add_argument('--params-file', type=Path, default=None, help='parameter file (default: config/hamwm.yaml)')
     p.add_argument('--model-dir', type=Path, default=None, help='humanoid model (default: the shipped one)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='NODE.NAME:=VALUE',
+    p.add_argument('--set', dest='overrides', action='extend', nargs='+', default=[], metavar='NODE.NAME:=VALUE',
                    help='override for the (first) arm, e.g. mpc_node.planner_rate:=25.0 (repeatable)')
-    p.add_argument('--baseline', action='append', default=[], metavar='NODE.NAME:=VALUE',
+    p.add_argument('--baseline', action='extend', nargs='+', default=[], metavar='NODE.NAME:=VALUE',
                    help='overrides of a second arm run interleaved with the first (repeatable)')
     p.add_argument('--json', type=Path, default=None, help='also write every figure as JSON here')
     return p

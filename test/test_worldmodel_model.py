@@ -180,6 +180,26 @@ def test_config_validation():
         ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='image').validate()
     with pytest.raises(ValueError, match='hamiltonian'):
         ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, hamiltonian='odd').validate()
+    for changes in ({'hamiltonian': 'general'}, {'mass_matrix': 'state'}):
+        with pytest.raises(ValueError, match="symplectic_euler' needs"):
+            ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, integrator='symplectic_euler', **changes).validate()
+
+
+def test_symplectic_euler_model_steps_drift_then_kick():
+    from hamwm_ros.worldmodel.integrators import symplectic_euler_step
+    from hamwm_ros.worldmodel.model import _Dynamics
+
+    torch.manual_seed(0)
+    model = HamiltonianWorldModel(ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='identity',
+                                              control=False, dissipation=False, residual=False, hidden=16, dt=0.05,
+                                              mass_matrix='constant', integrator='symplectic_euler')).double()
+    z = torch.randn(5, 4, dtype=torch.float64)
+    dyn = _Dynamics(model)
+    q, p = symplectic_euler_step(z[:, :2], z[:, 2:], 0.05, dyn.grad_q, dyn.grad_p)
+    assert torch.allclose(model.step(z), torch.cat([q, p], -1), atol=1e-12)
+    # and it is not the leapfrog step of the same H
+    model.cfg = ModelConfig(**{**model.cfg.__dict__, 'integrator': 'leapfrog'})
+    assert not torch.allclose(model.step(z), torch.cat([q, p], -1), atol=1e-6)
 
 
 def test_identity_and_image_encoders():

@@ -48,12 +48,17 @@ import torch.nn.functional as F  # noqa: N812
 
 from hamwm_ros.runtime.metadata import MetadataError, SpreadCalibration
 
-from .integrators import dissipation_substep, leapfrog_step, midpoint_step
+from .integrators import (
+    dissipation_substep,
+    leapfrog_step,
+    midpoint_step,
+    symplectic_euler_step,
+)
 from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
 
 ENCODERS = ('mlp', 'identity', 'image', 'fused')
 HAMILTONIANS = ('separable', 'general')
-INTEGRATORS = ('leapfrog', 'midpoint')
+INTEGRATORS = ('leapfrog', 'midpoint', 'symplectic_euler')
 DAMPING_PARAMS = ('softplus', 'square')
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the mass starts at the identity
 
@@ -80,7 +85,8 @@ class ModelConfig:
     image_shape, n_frames
         (H, W, C) of camera frames and how many consecutive frames the image encoder stacks.
     integrator
-        ``'leapfrog'`` (generalised Stormer-Verlet) or ``'midpoint'`` (implicit midpoint).
+        ``'leapfrog'`` (generalised Stormer-Verlet), ``'midpoint'`` (implicit midpoint) or ``'symplectic_euler'``
+        (drift then kick, first order; separable H with a constant mass only: the map of semi-implicit Euler data).
     dt
         Model step in seconds (one ``step`` call).
     mass_matrix, input_map, damping_map
@@ -158,6 +164,10 @@ class ModelConfig:
             raise ValueError(f'hamiltonian must be one of {HAMILTONIANS}, got {self.hamiltonian!r}')
         if self.integrator not in INTEGRATORS:
             raise ValueError(f'integrator must be one of {INTEGRATORS}, got {self.integrator!r}')
+        explicit = self.hamiltonian == 'separable' and self.mass_matrix == 'constant'
+        if self.integrator == 'symplectic_euler' and not explicit:
+            raise ValueError("integrator 'symplectic_euler' needs hamiltonian 'separable' and mass_matrix "
+                             "'constant' (it is explicit only for H = T(p) + V(q))")
         for name in ('mass_matrix', 'input_map', 'damping_map'):
             if getattr(self, name) not in ('state', 'constant'):
                 raise ValueError(f"{name} must be 'state' or 'constant', got {getattr(self, name)!r}")
@@ -949,8 +959,11 @@ class HamiltonianWorldModel(nn.Module):
             # Strang splitting: half dissipation, symplectic forced step, half dissipation.
             if cfg.dissipation:
                 p = dissipate(q, p)
-            q, p = leapfrog_step(q, p, h, dyn.grad_q, dyn.grad_p, force=force, separable=separable,
-                                 iters=cfg.solver_iters)
+            if cfg.integrator == 'symplectic_euler':
+                q, p = symplectic_euler_step(q, p, h, dyn.grad_q, dyn.grad_p, force=force)
+            else:
+                q, p = leapfrog_step(q, p, h, dyn.grad_q, dyn.grad_p, force=force, separable=separable,
+                                     iters=cfg.solver_iters)
             if cfg.dissipation:
                 p = dissipate(q, p)
         z_new = torch.cat([q, p], -1)

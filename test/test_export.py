@@ -66,6 +66,13 @@ def test_export_passes_checker_and_parity(tmp_path):
     assert meta.normalisation['obs_std'] == pytest.approx([0.5, 1.5, 2.0, 3.0])
 
 
+def test_symplectic_euler_model_exports_with_parity(tmp_path):
+    # the generic (non-lean) graph: q-dependent input map, residual, symplectic Euler steps
+    model = _model(mass_matrix='constant', integrator='symplectic_euler')
+    meta = _export(model, tmp_path)
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= PARITY_RTOL
+
+
 def test_parity_at_other_batch_sizes_and_chained_horizons(tmp_path):
     model = _model()
     _export(model, tmp_path, horizon=4)

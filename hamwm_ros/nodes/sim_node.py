@@ -23,7 +23,7 @@ run in the executor thread; they only validate input and leave it in a lock-prot
 thread picks up before its next batch, so the physics is only ever touched by one thread. Rendering takes tens of
 milliseconds on a CPU, so a third thread with its own OpenGL context renders copies of the joint positions handed
 over at camera times (latest wins; frames it cannot keep up with are skipped and counted), and physics never waits
-for it.
+for it. With ``camera_lazy`` (default) a camera time renders only while the camera topics have a subscriber.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -41,7 +41,7 @@ from std_msgs.msg import ColorRGBA, Float64, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
-from hamwm_ros.nodes import init_node_process, spin_until_shutdown
+from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
 from hamwm_ros.wholebody.model import Foot, WholeBodyError, WholeBodyModel
 
@@ -339,7 +339,7 @@ class BalanceNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run balance_node until SIGINT or an external shutdown; return the process exit code."""
     init_node_process(args)
-    executor = SingleThreadedExecutor()
+    executor = message_executor()
     node = None
     code = 0
     try:

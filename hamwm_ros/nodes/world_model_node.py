@@ -42,7 +42,7 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -54,7 +54,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
-from hamwm_ros.nodes import init_node_process, spin_until_shutdown
+from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
 from hamwm_ros.throttle import EventThrottle
@@ -764,7 +764,7 @@ def main(args: list[str] | None = None) -> int:
     request) when the model cannot be loaded.
     """
     init_node_process(args)
-    executor = SingleThreadedExecutor()
+    executor = message_executor()
     node = None
     try:
         node = WorldModelNode()

@@ -65,8 +65,9 @@ upright, tracks upright with the pole angle on the circle, wraps the angle befor
 rail envelope; its energy and tracking critics replace the track task's, ``critics.*.weight`` scale them (settings:
 ``swingup.*``; complete files: ``config/swingup_pendulum.yaml``, ``config/swingup_cartpole.yaml``).
 
-Threads: the single-threaded executor (joint states, services, parameters, diagnostics), the planner thread and the
-control thread share only the supervisor (internally locked) and a few slots guarded by ``self._lock``.
+Threads: the node's one executor thread (services, parameters, diagnostics, /clock), the input thread (joint states,
+IMU, odometry), the planner thread and the control thread share only the supervisor (internally locked) and a few
+slots guarded by ``self._lock``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ from rclpy.exceptions import (
     InvalidParameterValueException,
     ParameterUninitializedException,
 )
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -120,7 +121,7 @@ from hamwm_ros.mpc import (
     TrackingCritic,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
-from hamwm_ros.nodes import init_node_process, name_os_thread, spin_until_shutdown
+from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
@@ -1593,10 +1594,12 @@ def main(args: list[str] | None = None) -> int:
     init_node_process(args)
     node = None
     code = 0
-    # Single-threaded on purpose: the callbacks are short and the real-time work runs on the node's own planner and
+    # One thread on purpose: the callbacks are short and the real-time work runs on the node's own planner and
     # control threads. rclpy's MultiThreadedExecutor busy-waits while a callback runs in its pool (the entity stays
     # ready in the wait set), holds the GIL most of the time and starved the control thread for 0.2-2.4 s on 2 cores.
-    executor = SingleThreadedExecutor()
+    # The events executor (where rclpy has it) spends less of the interpreter lock on its own machinery per /clock
+    # message than the single-threaded one.
+    executor = message_executor()
     try:
         node = MpcNode()
         executor.add_node(node)

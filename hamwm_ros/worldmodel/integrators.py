@@ -86,15 +86,9 @@ def symplectic_euler_step(q: torch.Tensor, p: torch.Tensor, h: float, grad_q: Gr
 
     Parameters
     ----------
-    q, p
-        Positions and momenta, same shape (..., d).
-    h
-        Step size.
-    grad_q, grad_p
-        ``(q, p) -> dH/dq`` and ``(q, p) -> dH/dp``; H must be separable (``grad_p`` is read at the old q, ``grad_q``
-        at the old p).
-    force
-        Optional external generalised force ``q -> F(q)`` (input and residual), applied with the kick.
+    q, p, h, grad_q, grad_p, force
+        As for :func:`leapfrog_step`; H must be separable (``grad_p`` is read at the old q, ``grad_q`` at the old p)
+        and the force is applied with the kick.
 
     Returns
     -------

@@ -79,12 +79,13 @@ def dump_stacks_on_sigusr1() -> None:
 
 
 def message_executor() -> Any:
-    """An executor for a node that takes every message of a fast topic: the C++ events executor of rclpy if present.
+    """A one-thread executor for a node that takes many small messages: rclpy's C++ events executor if present.
 
-    balance_node and world_model_node do a little work per /joint_states message at the full joint-state rate. With
-    rclpy's Python single-threaded executor most of their CPU went into its own wait-set and take machinery (py-spy,
-    session 11): balance_node alone beside the simulated humanoid at 250 Hz, 0.69 cores with it, 0.48 with the events
-    executor, at the same message rate. Falls back to the single-threaded executor where there is none.
+    balance_node and world_model_node do a little work per /joint_states message at the full joint-state rate, and
+    mpc_node's executor takes every /clock message. With rclpy's Python single-threaded executor most of that CPU went
+    into its own wait-set and take machinery (py-spy, session 11): balance_node alone beside the simulated humanoid at
+    250 Hz, 0.69 cores with it, 0.48 with the events executor, at the same message rate. Falls back to the
+    single-threaded executor where there is none.
     """
     try:
         from rclpy.experimental import EventsExecutor

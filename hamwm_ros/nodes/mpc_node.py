@@ -596,21 +596,31 @@ class MpcNode(Node):
             bound = bound * float(self._param('pd_residual_fraction', changes))
         return bound
 
-    def _rollout_for(self, runtime: WorldModelRuntime) -> BatchedRollout | EffortRollout:
-        """The planner's rollout: plain, or (pd_residual) with the PD hold effort added to every planned step.
+    def _check_rollout_inputs(self, runtime: WorldModelRuntime) -> None:
+        """pd_residual adds the PD hold's effort to every planned step: the model must take one effort per joint.
 
         Raises
         ------
         ValueError
             If pd_residual is set and the model does not take one effort per joint.
         """
-        if not self._pd_residual:
-            return BatchedRollout.from_runtime(runtime)
         meta = runtime.metadata
-        if meta.action_dim != len(meta.joint_names):
+        if self._pd_residual and meta.action_dim != len(meta.joint_names):
             raise ValueError(f'pd_residual needs a model with one effort input per joint; {meta.robot} has '
                              f'{meta.action_dim} inputs for {len(meta.joint_names)} joints')
-        return EffortRollout(runtime, np.arange(meta.action_dim))
+
+    def _rollout_for(self, runtime: WorldModelRuntime) -> BatchedRollout | EffortRollout:
+        """The planner's rollout: plain, or (pd_residual) with the PD hold effort added to every planned step.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`_check_rollout_inputs`.
+        """
+        self._check_rollout_inputs(runtime)
+        if not self._pd_residual:
+            return BatchedRollout.from_runtime(runtime)
+        return EffortRollout(runtime, np.arange(runtime.metadata.action_dim))
 
     def _swingup_task(self, joint_names: tuple[str, ...] | None,
                       changes: dict[str, Any] | None = None) -> SwingUpTask:
@@ -710,7 +720,7 @@ class MpcNode(Node):
             self._validate_all(changes)
             if 'model_dir' in changes and self._controller is not None:
                 runtime = self._load_runtime(str(changes['model_dir']), self._controller.limits.names)
-                self._rollout_for(runtime)      # pd_residual: the new model must take one effort per joint
+                self._check_rollout_inputs(runtime)
                 settings = self._mppi_settings(self._controller.limits, runtime.horizon, changes)
                 terminal = self._hot_load_terminal(runtime, settings, changes)
                 with self._lock:
@@ -1337,12 +1347,18 @@ class MpcNode(Node):
                 point.velocities = _doubles(v[k, index])
             points.append(point)
         msg.points = points
+        if self._send_trajectory(msg):
+            self._trajectories += 1
+
+    def _send_trajectory(self, msg: JointTrajectory) -> bool:
+        """Publish on the trajectory topic; False when the context shut down under the call (shutting down)."""
         try:
             self._trajectory_pub.publish(msg)
-            self._trajectories += 1
-        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
+        except Exception:  # noqa: BLE001 - the context can shut down between the caller's check and the publish
             if self.context.ok():
                 raise
+            return False
+        return True
 
     def _publish_driver_hold(self, controller: _Controller) -> None:
         """Hand the robot to the driver's own position loop (safe_hold driver_hold / nominal_hold).
@@ -1355,13 +1371,8 @@ class MpcNode(Node):
         if self._hold_nominal:
             self._publish_nominal_target(controller)
             self._driver_holds += 1
-            return
-        try:
-            self._trajectory_pub.publish(JointTrajectory(joint_names=controller.output_names))
+        elif self._send_trajectory(JointTrajectory(joint_names=controller.output_names)):
             self._driver_holds += 1
-        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
-            if self.context.ok():
-                raise
 
     def _publish_nominal_target(self, controller: _Controller) -> None:
         """nominal_posture as one point at time 0: the driver steps its target there (a PD hold of it)."""

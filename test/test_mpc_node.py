@@ -558,7 +558,12 @@ def test_input_thread_follows_remaps_and_the_control_thread_reports_its_scheduli
                          ros_args=['-r', 'joint_states:=/robot_a/joint_states'])
     try:
         assert harness.state() == 'active'
+        # node names travel by DDS discovery, which can lag the lifecycle service's answer on a loaded machine
+        deadline = time.monotonic() + 10.0
         names = {name for name, _ in harness.node.get_node_names_and_namespaces()}
+        while 'mpc_node_input' not in names and time.monotonic() < deadline:
+            time.sleep(0.1)
+            names = {name for name, _ in harness.node.get_node_names_and_namespaces()}
         assert 'mpc_node_input' in names, names
 
         remapped = harness.node.create_publisher(JointState, '/robot_a/joint_states', 10)

@@ -1,8 +1,9 @@
 """``hamwm bringup``: the node graph of ``ros2 launch`` in one process, without the launch package.
 
 Starts (as present in this build) ``sim_node`` (optional), ``balance_node`` (legged robots), ``world_model_node``
-and ``mpc_node`` in this process, each on its own thread with its own single-threaded executor (rclpy's
-``MultiThreadedExecutor`` busy-waits while a callback runs and starved the nodes' control threads), all reading the
+and ``mpc_node`` in this process, each on its own thread with its own one-thread executor (the one its ``executor``
+parameter names; rclpy's ``MultiThreadedExecutor`` busy-waits while a callback runs and starved the nodes' control
+threads), all reading the
 same parameter file as the launch files (``config/hamwm.yaml``; each node reads its own section). Lifecycle nodes are
 configured and activated unless ``--no-activate``. Runs until SIGINT (or ``--duration`` seconds), then deactivates
 and destroys every node.
@@ -165,11 +166,11 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
         0 after a clean stop, 1 if a node failed to start or to activate, 130 never (SIGINT is the normal stop).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
     import yaml
 
-    from hamwm_ros.nodes import spin_until_shutdown
+    from hamwm_ros.nodes import message_executor, spin_until_shutdown
 
     with tempfile.NamedTemporaryFile('w', prefix='hamwm_bringup_', suffix='.yaml', delete=False) as handle:
         yaml.safe_dump(params, handle)
@@ -199,7 +200,8 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
                 continue
             entry.lifecycle = hasattr(entry.node, 'trigger_configure')
             entry.state = 'running' if not entry.lifecycle else 'unconfigured'
-            executors.append(SingleThreadedExecutor())
+            # A node's read-only `executor` parameter chooses, as in its own process (sim_node has none).
+            executors.append(message_executor(getattr(entry.node, 'executor_kind', 'single_threaded')))
             executors[-1].add_node(entry.node)
             # spin_until_shutdown ends on `stop` or a shut-down context without raising
             spinners.append(threading.Thread(target=spin_until_shutdown, args=(executors[-1], 0.1, stop),

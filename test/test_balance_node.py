@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParametersAtomically
+from rcl_interfaces.srv import GetParameters, SetParametersAtomically
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Imu, JointState
@@ -36,8 +36,10 @@ SOLES = ('left_sole', 'right_sole')
 TIMEOUT = 30.0  # generous: only bounds a hang, never asserts speed
 
 
-def start_node(*params: str) -> subprocess.Popen:
+def start_node(*params: str, name: str | None = None) -> subprocess.Popen:
     args = [sys.executable, '-m', 'hamwm_ros.nodes.balance_node', '--ros-args']
+    if name is not None:
+        args += ['-r', f'__node:={name}']
     for p in params:
         args += ['-p', p]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
@@ -310,6 +312,7 @@ def test_parameters_are_validated(balance, wb):
     (('urdf_file:=/nonexistent/robot.urdf',), 'URDF file not found'),
     (('sole_frames:=[left_sole, no_such_sole]',), "sole frame 'no_such_sole' is not in the model"),
     (('sole_lengths:=[0.2, 0.2]', 'sole_widths:=[0.1, 0.0]'), 'sole sizes must be positive'),
+    (('executor:=multi_threaded',), "parameter executor must be one of events, single_threaded, got 'multi_threaded'"),
 ])
 def test_bad_configuration_refused_at_start(ros, params, message):
     process = start_node(*params)
@@ -318,14 +321,27 @@ def test_bad_configuration_refused_at_start(ros, params, message):
     assert message in output
 
 
-def test_sigint_exits_cleanly(ros):
-    process = start_node()
+@pytest.mark.parametrize('executor', ['events', 'single_threaded'])
+def test_either_executor_serves_the_node_and_sigint_exits_cleanly(ros, executor):
+    name = f'balance_{executor}'     # apart from the module's node, which runs alongside
+    process = start_node(f'executor:={executor}', name=name)
     lines = []
     for line in process.stdout:  # until the node reports its model (it is then spinning); EOF if it died
         lines.append(line)
         if 'loaded' in line:
             break
     assert process.poll() is None, ''.join(lines)
+    # The parameter service answers only if the chosen executor spins the node; the answer is the kind it runs.
+    node = rclpy.create_node(f'{name}_client')
+    try:
+        client = node.create_client(GetParameters, f'/{name}/get_parameters')
+        assert client.wait_for_service(timeout_sec=TIMEOUT)
+        future = client.call_async(GetParameters.Request(names=['executor']))
+        rclpy.spin_until_future_complete(node, future, timeout_sec=TIMEOUT)
+        assert future.done(), 'no answer from the parameter service'
+        assert future.result().values[0].string_value == executor
+    finally:
+        node.destroy_node()
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 0, output

@@ -533,6 +533,12 @@ def test_a_bad_value_in_the_parameter_file_fails_start_up_loudly(tmp_path):
                              str(params)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert 'cannot start' in result.stderr + result.stdout and 'control_rate' in result.stderr + result.stdout
+    params.write_text('mpc_node:\n  ros__parameters:\n    executor: multi_threaded\n')
+    result = subprocess.run([sys.executable, '-m', 'hamwm_ros.nodes.mpc_node', '--ros-args', '--params-file',
+                             str(params)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "cannot start: parameter executor must be one of events, single_threaded, got 'multi_threaded'" in (
+        result.stdout + result.stderr)
 
 
 def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path):

@@ -105,6 +105,32 @@ def test_spin_loop_ends_on_its_stop_event_and_on_a_context_shut_down_mid_spin():
         executor.shutdown()
 
 
+def test_message_executor_gives_the_kind_asked_for_and_refuses_others():
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from hamwm_ros.nodes import EXECUTOR_KINDS, message_executor
+
+    rclpy.init()
+    try:
+        with pytest.raises(ValueError, match="executor must be one of events, single_threaded, got 'multi'"):
+            message_executor('multi')
+        single = message_executor('single_threaded')
+        assert type(single) is SingleThreadedExecutor
+        events = message_executor('events')
+        try:
+            from rclpy.experimental import EventsExecutor   # noqa: F401 - present in this rclpy?
+            expected = 'EventsExecutor'    # rclpy's factory returns its C++ class of that name
+        except ImportError:     # this rclpy has none: the single-threaded one stands in
+            expected = 'SingleThreadedExecutor'
+        assert type(events).__name__ == expected
+        assert EXECUTOR_KINDS == ('events', 'single_threaded')
+        for executor in (single, events):
+            executor.shutdown()
+    finally:
+        rclpy.try_shutdown()
+
+
 def test_node_threads_carry_their_names_at_the_os_level():
     from hamwm_ros.nodes import name_os_thread
 

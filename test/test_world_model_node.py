@@ -350,3 +350,11 @@ def test_wrap_joints_must_name_joints_of_the_model(models):
     assert _Loaded(runtime, 'primary', [], []).wrap_joints == []
     with pytest.raises(MetadataError, match=r"wrap_joints names \['pole_hinge'\]"):
         _Loaded(runtime, 'primary', [], [joint, 'pole_hinge'])
+
+
+def test_an_unknown_executor_fails_start_up_with_the_choices():
+    result = subprocess.run([sys.executable, '-m', 'hamwm_ros.nodes.world_model_node', '--ros-args', '-p',
+                             'executor:=multi_threaded'], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot start: parameter executor must be one of events, single_threaded, got 'multi_threaded'" in (
+        result.stdout + result.stderr)

@@ -78,22 +78,40 @@ def dump_stacks_on_sigusr1() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
-def message_executor() -> Any:
-    """A one-thread executor for a node that takes many small messages: rclpy's C++ events executor if present.
+EXECUTOR_KINDS = ('events', 'single_threaded')
+
+
+def message_executor(kind: str = 'events') -> Any:
+    """A one-thread executor for a node that takes many small messages.
 
     balance_node and world_model_node do a little work per /joint_states message at the full joint-state rate, and
     mpc_node's executor takes every /clock message. With rclpy's Python single-threaded executor most of that CPU went
     into its own wait-set and take machinery (py-spy, session 11): balance_node alone beside the simulated humanoid at
-    250 Hz, 0.69 cores with it, 0.48 with the events executor, at the same message rate. Falls back to the
-    single-threaded executor where there is none.
-    """
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:  # pragma: no cover - rclpy without the events executor
-        from rclpy.executors import SingleThreadedExecutor
+    250 Hz, 0.69 cores with it, 0.48 with the events executor, at the same message rate. The nodes' read-only
+    ``executor`` parameter chooses (:func:`hamwm_ros.nodes.params.declare_executor`).
 
-        return SingleThreadedExecutor()
-    return EventsExecutor()
+    Parameters
+    ----------
+    kind
+        ``'events'``: rclpy's C++ events executor (``rclpy.experimental``), or the single-threaded one where this
+        rclpy has none; ``'single_threaded'``: rclpy's Python ``SingleThreadedExecutor``.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`EXECUTOR_KINDS`.
+    """
+    if kind not in EXECUTOR_KINDS:
+        raise ValueError(f'executor must be one of {", ".join(EXECUTOR_KINDS)}, got {kind!r}')
+    from rclpy.executors import SingleThreadedExecutor
+
+    if kind == 'events':
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:  # pragma: no cover - rclpy without the events executor
+            return SingleThreadedExecutor()
+        return EventsExecutor()
+    return SingleThreadedExecutor()
 
 
 def spin_until_shutdown(executor: Any, wake_period_s: float = WAKE_PERIOD_S,

@@ -29,7 +29,7 @@ import time
 from geometry_msgs.msg import Point, Point32, PointStamped, PolygonStamped
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException
@@ -42,21 +42,14 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
 from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
+from hamwm_ros.nodes.params import declare_executor
+from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
 from hamwm_ros.wholebody.model import Foot, WholeBodyError, WholeBodyModel
 
 NODE_NAME = 'balance_node'
 WARN_PERIOD_S = 2.0
 DEFAULT_URDF = Path(__file__).resolve().parent.parent / 'robots' / 'humanoid.urdf'
-
-
-def _descriptor(description: str, *, read_only: bool = False, float_range: tuple[float, float] | None = None,
-                constraints: str = '') -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=read_only, additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
-                                                              to_value=float(float_range[1]), step=0.0)]
-    return descriptor
 
 
 def _seconds(stamp) -> float:
@@ -74,6 +67,7 @@ class BalanceNode(Node):
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
+        self.executor_kind = declare_executor(self)
         description = self.declare_parameter('robot_description', '', _descriptor(
             'URDF XML (as robot_state_publisher takes it); wins over urdf_file', read_only=True)).value
         urdf_file = self.declare_parameter('urdf_file', '', _descriptor(
@@ -339,22 +333,23 @@ class BalanceNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run balance_node until SIGINT or an external shutdown; return the process exit code."""
     init_node_process(args)
-    executor = message_executor()
-    node = None
+    executor = node = None
     code = 0
     try:
         node = BalanceNode()
+        executor = message_executor(node.executor_kind)
         executor.add_node(node)
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except WholeBodyError as error:
+    except (WholeBodyError, ValueError) as error:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
         code = 2
     finally:
         if node is not None:
             node.destroy_node()
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         rclpy.try_shutdown()
     return code
 

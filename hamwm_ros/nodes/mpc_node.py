@@ -123,6 +123,7 @@ from hamwm_ros.mpc import (
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
+from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime, check_joint_order
 from hamwm_ros.safety import (
@@ -341,6 +342,7 @@ class MpcNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
+        self.executor_kind = declare_executor(self)
         d = self.declare_parameter
         d('model_dir', '', _descriptor('world-model directory (metadata.json, encoder.onnx, predictor.onnx); '
                                        'changing it while configured hot-loads the model (refused if invalid)'))
@@ -1610,9 +1612,10 @@ def main(args: list[str] | None = None) -> int:
     # ready in the wait set), holds the GIL most of the time and starved the control thread for 0.2-2.4 s on 2 cores.
     # The events executor (where rclpy has it) spends less of the interpreter lock on its own machinery per /clock
     # message than the single-threaded one.
-    executor = message_executor()
+    executor = None
     try:
         node = MpcNode()
+        executor = message_executor(node.executor_kind)
         executor.add_node(node)
         if node.get_parameter('autostart').value:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -1631,7 +1634,8 @@ def main(args: list[str] | None = None) -> int:
         faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
         if node is not None:
             node.destroy_node()
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         rclpy.try_shutdown()
         faulthandler.cancel_dump_traceback_later()
     return code

@@ -55,6 +55,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
 from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
+from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
 from hamwm_ros.throttle import EventThrottle
@@ -177,6 +178,7 @@ class WorldModelNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._throttle = EventThrottle(WARN_PERIOD_S)
+        self.executor_kind = declare_executor(self)
         declare = self.declare_parameter
         declare('model_dir', '', _descriptor(
             'model directory (metadata.json, encoder.onnx, predictor.onnx); loaded at configure, hot-loaded when '
@@ -764,20 +766,25 @@ def main(args: list[str] | None = None) -> int:
     request) when the model cannot be loaded.
     """
     init_node_process(args)
-    executor = message_executor()
-    node = None
+    executor = node = None
+    code = 0
     try:
         node = WorldModelNode()
+        executor = message_executor(node.executor_kind)
         executor.add_node(node)
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ValueError as error:     # a read-only parameter refused at start-up
+        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {error}')
+        code = 2
     finally:
         if node is not None:
             node.destroy_node()
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == '__main__':

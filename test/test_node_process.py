@@ -119,7 +119,7 @@ def test_message_executor_gives_the_kind_asked_for_and_refuses_others():
         assert type(single) is SingleThreadedExecutor
         events = message_executor('events')
         try:
-            from rclpy.experimental import EventsExecutor   # noqa: F401 - present in this rclpy?
+            from rclpy.experimental import EventsExecutor  # noqa: F401 - present in this rclpy?
             expected = 'EventsExecutor'    # rclpy's factory returns its C++ class of that name
         except ImportError:     # this rclpy has none: the single-threaded one stands in
             expected = 'SingleThreadedExecutor'

@@ -1,6 +1,6 @@
 """Reliability case 15: fuzzed camera images over real DDS never crash world_model_node or poison its outputs.
 
-world_model_node runs in its own process with the shipped camera model (``models/pendulum_camera``: two 32x32 rgb
+world_model_node runs in its own process with the shipped camera model (``models/pendulum_camera``: stacked 32x32 rgb
 frames 0.02 s apart, real onnxruntime). A feeder thread here plays the robot: /joint_states and valid 32x32 rgb8
 frames at 50 Hz. Hypothesis generates batches of sensor_msgs/Image with random sizes, encodings (valid ones, other
 ROS encodings, arbitrary text), step and data lengths that do or do not match, pixel values, big-endian flags, stamps

@@ -103,6 +103,38 @@ def test_joint_loss_terms():
     torch.testing.assert_close(terms['dynamics'], torch.tensor([0.125, 0.02, 0.0]))
 
 
+def test_rollout_loss_averages_the_errors_of_k_chained_steps():
+    ae = CoordinateAutoencoder()
+    windows = torch.zeros(2, 3, 2, 4, 4)          # two windows of K + 1 = 3 observations
+    for k in range(3):
+        windows[0, k, 0, 0, :2] = torch.tensor([0.1 * k, 0.1])      # moving at z_p = 0.1 per frame
+        windows[1, k, 0, 0, :2] = torch.tensor([0.5, 0.0])          # at rest
+    terms = pixels.rollout_losses(ae, pixels.Stepper(Rotation(scale=0.0)), windows)   # a step predicting no motion
+    torch.testing.assert_close(terms['recon'], torch.zeros(2))
+    torch.testing.assert_close(terms['canon'], torch.zeros(2))
+    # window 0: the k-step prediction is off by 0.1 k in z_q: mean over k = 1, 2 of (0.1 k)^2 / 2
+    torch.testing.assert_close(terms['dynamics'], torch.tensor([(0.01 / 2 + 0.04 / 2) / 2, 0.0]))
+    # one step ahead it is the paper's loss on the window's first pair
+    pair = pixels.rollout_losses(ae, pixels.Stepper(Rotation(scale=0.3)), windows[:, :2])
+    paper = pixels.joint_losses(ae, pixels.Stepper(Rotation(scale=0.3)), windows[:, 0], windows[:, 1])
+    for name in ('recon', 'canon', 'dynamics'):
+        torch.testing.assert_close(pair[name], paper[name])
+
+
+def test_a_multi_step_loss_needs_episodes_long_enough():
+    proto = pixels.PixelProtocol.quick()            # rollout_steps 2
+    ae = evaluate.PixelAutoencoder(proto.hidden)
+    ours = evaluate.make_method('ours', 2, 0, hidden=8, dt=1.0, substeps=1)
+    x = torch.rand(4, 2, 28, 28)
+    with pytest.raises(ValueError, match='a 2-step loss needs episodes of more than 2 observations'):
+        pixels.fit_joint(ae, ours, x, x, proto, 0)
+    with pytest.raises(ValueError, match='a 2-step loss needs episodes'):
+        pixels.fit_joint(ae, ours, x, x, proto, 0, episodes=torch.rand(3, 2, 2, 28, 28))
+    # a baseline keeps the paper's one-step loss and needs no episodes
+    history = pixels.fit_joint(ae, Rotation(), x, x, pixels.PixelProtocol(steps=2, batch=4, rollout_steps=2), 0)
+    assert len(history) == 2 and all(np.isfinite(history))
+
+
 def test_energy_metric_decodes_reencodes_and_probes():
     # Pendulums at rest: the true energy is constant, so a field predicting no motion scores exactly 0 and one that
     # rotates the latents scores the energy it invents; the probe (here the identity) maps latents to (theta, p).
@@ -131,6 +163,7 @@ def test_quick_protocol_end_to_end():
                                                                              substeps=2),
                                 methods=('hnn', 'ours'), log=lambda msg: None)
     assert res['protocol']['train_samples'] == 5 * (proto.frames - 2)
+    assert res['protocol']['rollout_steps'] == 2          # ours trained on 2-step windows, the HNN on pairs
     assert res['protocol']['test_samples'] == 1 * (proto.frames - 2)
     for method in ('hnn', 'ours'):
         row = res[method]

@@ -15,6 +15,11 @@ What the paper measured, from its text (Section 5, Appendix C) and its code (``e
   coordinates (theta, 0.25 theta') with a linear map fitted by regression on the training latents, and compare the
   energy 1.9 (1 - cos theta) + p^2 with the true energy of the test episode's states (MSE over the frames).
 
+Ours (a method with its own integrator, :class:`Stepper`) trains its latent dynamics on a ``rollout_steps``-step loss
+(the product's ``hamwm train`` trains on multi-step rollouts too): the dynamics term is the mean over k = 1..K of
+||z(t+k) - step^k(z(t))||^2 on windows of K + 1 observations, with reconstruction and the canonical term on the
+window's first pair as in the paper. The paper's baselines keep its one-step loss (K = 1 is exactly the paper's).
+
 So the metric lives in the true (theta, 0.25 theta') space, reached from each method's own latent space through a
 probe fitted on training data only: it is comparable across methods, and the probe's own error is part of it
 (:func:`run_pixel_task` reports that floor: the same read-out applied to the true frames, with no dynamics).
@@ -53,12 +58,13 @@ class PixelProtocol:
     eval_frames: int = 100
     rtol: float = 1e-9           # the paper's integration tolerance
     average: float = 0.0         # > 0: evaluate an exponential moving average of the weights with this decay
+    rollout_steps: int = 4       # K of the latent loss of methods with their own integrator (ours); baselines: 1
 
     @classmethod
     def quick(cls) -> PixelProtocol:
         """Tiny sizes for tests; the numbers mean nothing."""
         return cls(trajectories=6, frames=12, steps=40, batch=32, hidden=32, eval_trajectories=3, eval_frames=10,
-                   rtol=1e-5)
+                   rtol=1e-5, rollout_steps=2)
 
 
 def observations(frames: np.ndarray) -> np.ndarray:
@@ -108,14 +114,44 @@ def joint_losses(ae: nn.Module, step: Callable[[torch.Tensor], torch.Tensor], x:
     return {'recon': recon, 'canon': canon, 'dynamics': dyn}
 
 
+def rollout_losses(ae: nn.Module, step: Callable[[torch.Tensor], torch.Tensor],
+                   windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-window terms with a K-step dynamics loss; ``windows`` (B, K + 1, 2, H, W) are consecutive observations.
+
+    Reconstruction and the canonical term are the paper's, on the window's first observation and pair; the dynamics
+    term is the mean over k = 1..K of ||z(t+k) - step^k(z(t))||^2 (K = 1 gives :func:`joint_losses`' terms).
+    """
+    batch, length = windows.shape[:2]
+    z = ae.encode(windows.reshape(-1, *windows.shape[2:])).reshape(batch, length, -1)
+    recon = ((ae.decode(z[:, 0]) - windows[:, 0]) ** 2).flatten(1).mean(1)
+    canon = (z[:, 0, 1] - (z[:, 1, 0] - z[:, 0, 0])) ** 2
+    predicted, errors = z[:, 0], []
+    for k in range(1, length):
+        predicted = step(predicted)
+        errors.append(((z[:, k] - predicted) ** 2).mean(1))
+    return {'recon': recon, 'canon': canon, 'dynamics': torch.stack(errors).mean(0)}
+
+
 def _total(terms: dict[str, torch.Tensor], weight: float) -> torch.Tensor:
     return terms['recon'] + terms['canon'] + weight * terms['dynamics']
 
 
 def fit_joint(ae: nn.Module, dyn: nn.Module, x: torch.Tensor, x_next: torch.Tensor, proto: PixelProtocol,
-              seed: int) -> list[float]:
-    """Train the autoencoder and the latent dynamics together (the paper's 10000 Adam steps); losses every 100."""
+              seed: int, episodes: torch.Tensor | None = None) -> list[float]:
+    """Train the autoencoder and the latent dynamics together (the paper's 10000 Adam steps); losses every 100.
+
+    ``x`` / ``x_next`` are the training pairs; ``episodes`` (N, T, 2, H, W) the same observations by episode, which a
+    method with its own integrator trains on in windows of ``proto.rollout_steps`` + 1 when that is above 1.
+
+    Raises
+    ------
+    ValueError
+        If windows are asked for without ``episodes`` or do not fit in them.
+    """
     step = Stepper(dyn)
+    steps_ahead = proto.rollout_steps if step.own_integrator else 1
+    if steps_ahead > 1 and (episodes is None or episodes.shape[1] <= steps_ahead):
+        raise ValueError(f'a {steps_ahead}-step loss needs episodes of more than {steps_ahead} observations')
     params = list(ae.parameters()) + list(dyn.parameters())
     opt = torch.optim.Adam(params, lr=proto.lr, weight_decay=proto.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -124,8 +160,15 @@ def fit_joint(ae: nn.Module, dyn: nn.Module, x: torch.Tensor, x_next: torch.Tens
     dyn.train()
     history = []
     for k in range(proto.steps):
-        idx = torch.randperm(len(x), generator=gen)[:proto.batch]
-        loss = _total(joint_losses(ae, step, x[idx], x_next[idx]), proto.dynamics_weight).mean()
+        if steps_ahead > 1:
+            episode = torch.randint(0, episodes.shape[0], (proto.batch,), generator=gen)
+            start = torch.randint(0, episodes.shape[1] - steps_ahead, (proto.batch,), generator=gen)
+            windows = episodes[episode[:, None], start[:, None] + torch.arange(steps_ahead + 1)]
+            terms = rollout_losses(ae, step, windows)
+        else:
+            idx = torch.randperm(len(x), generator=gen)[:proto.batch]
+            terms = joint_losses(ae, step, x[idx], x_next[idx])
+        loss = _total(terms, proto.dynamics_weight).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -232,7 +275,7 @@ def run_pixel_task(proto: PixelProtocol, seed: int, make_autoencoder: Callable[[
         torch.manual_seed(seed)
         np.random.seed(seed % (2 ** 32))
         ae, dyn = make_autoencoder(), make_dynamics(method)
-        history = fit_joint(ae, dyn, x, x_next, proto, seed)
+        history = fit_joint(ae, dyn, x, x_next, proto, seed, episodes=torch.as_tensor(obs[:split]))
         probe = fit_probe(_encode(ae, x), probe_coords)
         res = evaluate_method(ae, dyn, probe, test_obs, test_coords, proto.rtol)
         res['train_loss_x1e3'] = 1e3 * _mean_loss(ae, dyn, x, x_next, proto.dynamics_weight)

@@ -4,8 +4,8 @@ Starts (as present in this build) ``sim_node`` (optional), ``balance_node`` (leg
 and ``mpc_node`` in this process, each on its own thread with its own one-thread executor (the one its ``executor``
 parameter names; rclpy's ``MultiThreadedExecutor`` busy-waits while a callback runs and starved the nodes' control
 threads), all reading the same parameter file as the launch files (``config/hamwm.yaml``; each node reads its own
-section). Lifecycle nodes are configured and activated unless ``--no-activate``. Runs until SIGINT (or ``--duration`` seconds), then deactivates
-and destroys every node.
+section). Lifecycle nodes are configured and activated unless ``--no-activate``. Runs until SIGINT (or
+``--duration`` seconds), then deactivates and destroys every node.
 
 Examples::
 

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 
 from hamwm_ros.rosdomain import DOMAIN_RANGE
 from hamwm_ros.sim import robot_urdf_path
-from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, interrupt_process, sim_topics
+from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values, interrupt_process, node_command, sim_topics
 
 _HANDED_OUT: set[int] = set()
 
@@ -40,6 +40,30 @@ def urdf_joint_names(robot: str) -> list[str]:
     """Movable joints of a robot's URDF in file order, read straight from the XML."""
     root = ET.parse(robot_urdf_path(robot)).getroot()
     return [j.get('name') for j in root.iter('joint') if j.get('type') not in ('fixed', 'floating', 'planar')]
+
+
+def start_node_processes(nodes: dict[str, dict[str, Any]], params_file: Path, cwd: Path,
+                         tag: str) -> tuple[dict[str, subprocess.Popen], dict[str, Path]]:
+    """Start each node as ``ros2 launch`` would (its own process, ``params_file`` plus overrides); logs per node.
+
+    Returns the processes and their log files (``/tmp/hamwm_<tag>_<pid>_<node>.log``), both by node name; stop the
+    processes with :func:`hamwm_ros.sim.cli.interrupt_process`. If one fails to start, those already started are
+    stopped before the error propagates.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED='1', MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
+    processes: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Path] = {}
+    try:
+        for name, parameters in nodes.items():
+            logs[name] = Path(f'/tmp/hamwm_{tag}_{os.getpid()}_{name}.log')
+            processes[name] = subprocess.Popen(node_command(name, parameters, params_file), cwd=cwd, env=env,
+                                               stdout=logs[name].open('w'), stderr=subprocess.STDOUT,
+                                               start_new_session=True)
+    except BaseException:
+        for process in processes.values():
+            interrupt_process(process)
+        raise
+    return processes, logs
 
 
 class SimHarness:

@@ -11,16 +11,16 @@ rod and a 5 cm bob as about one pixel, and that model's one-step error was 0.44 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import subprocess
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
+from ros_probe import start_node_processes
 
 from hamwm_ros.runtime import MetadataError, load_metadata
-from hamwm_ros.sim.cli import TopicProbe, interrupt_process, node_command
+from hamwm_ros.sim.cli import TopicProbe, interrupt_process
 
 pytestmark = pytest.mark.ros
 
@@ -49,16 +49,10 @@ def test_the_camera_model_forecasts_the_simulated_pendulum_from_its_frames():
                      'camera_rate': 1.0 / meta.dt, 'initial_positions': [1.0]},
         'world_model_node': {'model_dir': str(MODEL), 'autostart': True, 'use_sim_time': True},
     }
-    env = dict(os.environ, PYTHONUNBUFFERED='1', MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     processes: dict[str, subprocess.Popen] = {}
-    logs: dict[str, Path] = {}
     with TopicProbe({'/diagnostics': DiagnosticArray}, name='camera_model_probe', keep=2000) as probe:
         try:
-            for name, parameters in nodes.items():
-                logs[name] = Path(f'/tmp/hamwm_camera_graph_{os.getpid()}_{name}.log')
-                processes[name] = subprocess.Popen(node_command(name, parameters, PARAMS), cwd=ROOT, env=env,
-                                                   stdout=logs[name].open('w'), stderr=subprocess.STDOUT,
-                                                   start_new_session=True)
+            processes, logs = start_node_processes(nodes, PARAMS, ROOT, 'camera_graph')
 
             def tail() -> str:
                 return '\n'.join(f'--- {n}\n{p.read_text()[-2000:]}' for n, p in logs.items())

@@ -12,17 +12,17 @@ PD hold through DDS with the robot's gains is unstable at 2 ms of delay, and a s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import subprocess
 import time
 
 import numpy as np
 import pytest
+from ros_probe import start_node_processes
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from hamwm_ros.sim.cli import TopicProbe, interrupt_process, node_command
+from hamwm_ros.sim.cli import TopicProbe, interrupt_process
 
 pytestmark = pytest.mark.ros
 
@@ -45,16 +45,10 @@ def test_the_default_humanoid_graph_stands_and_commands_through_the_driver():
              'balance_node': {'use_sim_time': True},
              'world_model_node': {'model_dir': str(model), 'autostart': True, 'use_sim_time': True},
              'mpc_node': {'model_dir': str(model), 'autostart': True, 'use_sim_time': True}}
-    env = dict(os.environ, PYTHONUNBUFFERED='1', MUJOCO_GL=os.environ.get('MUJOCO_GL', 'egl'))
     processes: dict[str, subprocess.Popen] = {}
-    logs: dict[str, Path] = {}
     with TopicProbe(topics, name='default_graph_probe', keep=20000) as probe:
         try:
-            for name, parameters in nodes.items():
-                logs[name] = Path(f'/tmp/hamwm_default_graph_{os.getpid()}_{name}.log')
-                processes[name] = subprocess.Popen(node_command(name, parameters, PARAMS), cwd=ROOT, env=env,
-                                                   stdout=logs[name].open('w'), stderr=subprocess.STDOUT,
-                                                   start_new_session=True)
+            processes, logs = start_node_processes(nodes, PARAMS, ROOT, 'default_graph')
             first = probe.wait_for('/odom', timeout=90.0)
             assert first is not None, logs['sim_node'].read_text()[-3000:]
             push = WrenchStamped()

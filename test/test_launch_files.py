@@ -55,10 +55,19 @@ def console_scripts() -> set[str]:
 def declared_parameters(module: Path) -> set[str] | None:
     """Parameter names a node module declares with constant names; None when it declares any dynamically."""
     names: set[str] = set()
-    for call in (n for n in ast.walk(ast.parse(module.read_text())) if isinstance(n, ast.Call)):
+    tree = ast.parse(module.read_text())
+    # `d = self.declare_parameter` then `d('name', ...)`: calls through such an alias count as declarations
+    declaring = {'declare_parameter'} | {
+        target.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+        and isinstance(n.value, ast.Attribute) and n.value.attr == 'declare_parameter'
+        for target in n.targets if isinstance(target, ast.Name)}
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
         if _call_name(call) == 'declare_parameters':
             return None
-        if _call_name(call) == 'declare_parameter':
+        if _call_name(call) == 'declare_executor':     # hamwm_ros.nodes.params' helper declares this one
+            names.add('executor')
+            continue
+        if _call_name(call) in declaring:
             name = _constant(call.args[0]) if call.args else _constant(_keyword(call, 'name'))
             if name is None:
                 return None

@@ -6,21 +6,27 @@ shipped humanoid model through the real onnxruntime, MuJoCo in sim_node, over re
 graph does not keep real time; what must hold regardless: the robot stands (mpc_node's PD-residual plans and its
 fallback and safe hold all leave the stiff PD loop to the driver, over the trajectory interface), mpc_node plans at
 times, no effort command is published, and a 10 N s push at 3 s of simulated time (/sim/push) moves the robot without
-toppling it. Before session 10 the same graph toppled the robot within a second (the
-PD hold through DDS with the robot's gains is unstable at 2 ms of delay, and a safe hold commanded zero effort).
+toppling it. Each node's declared parameters, listed over its parameter service, are exactly those of its section of
+the file (every parameter is in ``config/hamwm.yaml``, set or, where its default depends on the robot, named in a
+comment; and the file sets none a node ignores). Before session 10
+the same graph toppled the robot within a second (the PD hold through DDS with the robot's gains is unstable at 2 ms
+of delay, and a safe hold commanded zero effort).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+import re
 import subprocess
 import time
 
 import numpy as np
 import pytest
+from rcl_interfaces.srv import ListParameters
 from ros_probe import start_node_processes
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
+import yaml
 
 from hamwm_ros.sim.cli import TopicProbe, interrupt_process
 
@@ -29,7 +35,21 @@ pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / 'config' / 'hamwm.yaml'
 STANDING = 0.5              # m, pelvis height; the robot stands at 0.59, a fallen one lies below 0.3
+# rclpy declares these on every node by itself; the file need not set them
+RCLPY_DECLARED = {'use_sim_time', 'start_type_description_service'}
 PUSH_N = 50.0               # N forward; the PD hold alone survives ~27 N s in-process (the demo's push stage)
+
+
+def commented_parameters(path: Path) -> dict[str, set[str]]:
+    """Per node section, the parameters a file names only in a comment (``    # name: [...]``, robot-dependent)."""
+    found: dict[str, set[str]] = {}
+    section = None
+    for line in path.read_text().splitlines():
+        if re.match(r'^[a-z_]+:', line):
+            section = line.split(':')[0]
+        elif section and (match := re.match(r'^\s{4}# ([a-z_][a-z0-9_.]*):', line)):
+            found.setdefault(section, set()).add(match.group(1))
+    return found
 
 
 def test_the_default_humanoid_graph_stands_and_commands_through_the_driver():
@@ -65,6 +85,8 @@ def test_the_default_humanoid_graph_stands_and_commands_through_the_driver():
                     pusher.publish(push)
                     pushed_at = probe.latest('/odom').header.stamp.sec
                 time.sleep(0.2)
+            declared = {name: set(probe.call(ListParameters, f'/{name}/list_parameters',
+                                             ListParameters.Request()).result.names) for name in nodes}
         finally:
             codes = {name: interrupt_process(p) for name, p in reversed(processes.items())}
         odom = probe.recent('/odom')
@@ -80,5 +102,13 @@ def test_the_default_humanoid_graph_stands_and_commands_through_the_driver():
     assert efforts == 0, 'the trajectory interface must leave the effort topic alone'
     assert any(m.startswith('PLANNING') for m in modes) or 'PLANNING: following' in mpc_log, mpc_log[-3000:]
     assert targets and all(len(t.points) <= 1 for t in targets), 'expected one-point PD targets and holds'
+    sections, commented = yaml.safe_load(PARAMS.read_text()), commented_parameters(PARAMS)
+    for name, names in declared.items():
+        in_file = set(sections[name]['ros__parameters'])
+        assert not in_file & commented.get(name, set()), 'a parameter both set and commented'
+        in_file |= commented.get(name, set())
+        assert not in_file - names, f'{PARAMS.name} sets parameters {name} does not declare: {in_file - names}'
+        assert not names - in_file - RCLPY_DECLARED, f'{name} declares parameters missing from {PARAMS.name}: ' \
+                                                     f'{names - in_file - RCLPY_DECLARED}'
     for name in logs:
         logs[name].unlink(missing_ok=True)

@@ -1,12 +1,14 @@
 """The shipped camera model follows the simulated pendulum from its camera alone, over ROS.
 
-sim_node (MuJoCo, the pendulum swinging from 1 rad, its scene camera rendered at the model's 32x32 pixels and 50 Hz,
-the model's frame spacing) and world_model_node on ``models/pendulum_camera`` (three stacked frames -> latent; real
-onnxruntime), each in its own process over real DDS. world_model_node's validity monitor re-runs the model from the
-frames of 0.2 s ago and compares its forecast with the joint states that followed: the forecast must stay within the
-monitor's warning threshold, in units of the observation's standard deviation, and well below the error of assuming
-that nothing moves. Until session 12 the camera saw a 1 cm
-rod and a 5 cm bob as about one pixel, and that model's one-step error was 0.44 (MSE) against 0.002 for holding still.
+The graph ``launch/camera.launch.py`` starts, from its parameter file ``config/camera_pendulum.yaml``: sim_node
+(MuJoCo, the pendulum swinging from 1 rad, its scene camera rendered at the model's 32x32 pixels and 50 Hz, the
+model's frame spacing: the test checks the file's camera settings against the model's metadata) and
+world_model_node on ``models/pendulum_camera`` (three stacked frames -> latent; real onnxruntime), each in its own
+process over real DDS. world_model_node's validity monitor re-runs the model from the frames of 0.2 s ago and compares
+its forecast with the joint states that followed: the forecast must stay within the monitor's warning threshold, in
+units of the observation's standard deviation, and well below the error of assuming that nothing moves. Until
+session 12 the camera saw a 1 cm rod and a 5 cm bob as about one pixel, and that model's one-step error was 0.44
+(MSE) against 0.002 for holding still.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 from ros_probe import start_node_processes
+import yaml
 
 from hamwm_ros.runtime import MetadataError, load_metadata
 from hamwm_ros.sim.cli import TopicProbe, interrupt_process
@@ -25,7 +28,7 @@ from hamwm_ros.sim.cli import TopicProbe, interrupt_process
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS = ROOT / 'config' / 'hamwm.yaml'
+PARAMS = ROOT / 'config' / 'camera_pendulum.yaml'
 MODEL = ROOT / 'models' / 'pendulum_camera'
 STATUS = 'world_model_node: model validity'
 WATCH_S = 8.0                 # wall seconds of reports judged, after the monitor's first verdict
@@ -43,12 +46,13 @@ def test_the_camera_model_forecasts_the_simulated_pendulum_from_its_frames():
         meta = load_metadata(MODEL, check_files=True)
     except MetadataError as error:
         pytest.skip(f'{MODEL} not built: {error}')
-    frames, height, width = meta.images.frames, meta.images.height, meta.images.width
-    nodes = {
-        'sim_node': {'robot': 'pendulum', 'camera_width': width, 'camera_height': height,
-                     'camera_rate': 1.0 / meta.dt, 'initial_positions': [1.0]},
-        'world_model_node': {'model_dir': str(MODEL), 'autostart': True, 'use_sim_time': True},
-    }
+    frames = meta.images.frames
+    sim = yaml.safe_load(PARAMS.read_text())['sim_node']['ros__parameters']
+    assert (sim['camera_width'], sim['camera_height']) == (meta.images.width, meta.images.height), sim
+    assert sim['camera_rate'] == pytest.approx(1.0 / meta.dt), (sim['camera_rate'], meta.dt)
+    # the launch file's overrides: the model, autostart and simulated time
+    nodes = {'sim_node': {},
+             'world_model_node': {'model_dir': str(MODEL), 'autostart': True, 'use_sim_time': True}}
     processes: dict[str, subprocess.Popen] = {}
     with TopicProbe({'/diagnostics': DiagnosticArray}, name='camera_model_probe', keep=2000) as probe:
         try:

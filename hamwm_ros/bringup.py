@@ -30,6 +30,8 @@ import threading
 import time
 from typing import Any
 
+from hamwm_ros.cli import HelpFormatter
+
 # node name -> (module, class). The order is the start order: the simulator first, so the others see its topics.
 NODE_CLASSES: dict[str, tuple[str, str]] = {
     'sim_node': ('hamwm_ros.nodes.sim_node', 'SimNode'),
@@ -246,7 +248,8 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hamwm bringup [--robot R] [--no-sim] [--model-dir DIR] [--params-file F] [--nodes ...] [--duration S]``."""
-    parser = argparse.ArgumentParser(prog='hamwm bringup', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm bringup', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--params-file', type=Path, default=None,
                         help='parameter file (default: config/swingup_<robot>.yaml where one exists, else '
                              'config/hamwm.yaml)')

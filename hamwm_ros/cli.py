@@ -6,9 +6,26 @@ torch and ``hamwm train`` never imports rclpy. A verb whose module is not part o
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import sys
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every verb's ``--help`` format: each option's default appended to its help.
+
+    Not where the default is unset (None, False, empty) or the help text already says what it does.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        default = action.default
+        if 'default' in text or default is None or default is False or default == () or default == [] \
+                or default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
 
 # verb -> (module, function, one-line help). Each function takes the remaining argv list and returns an exit code.
 VERBS: dict[str, tuple[str, str, str]] = {

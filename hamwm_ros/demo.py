@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from hamwm_ros.cli import HelpFormatter
+
 EXIT_OK, EXIT_STAGE_FAILED = 0, 1
 
 
@@ -558,7 +560,8 @@ def write_report(out: Path, figures: dict[str, Any], swing_logs: dict[str, list]
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str]) -> int:
     """Run the demo; returns the process exit code (1 when a stage could not run or errored)."""
-    parser = argparse.ArgumentParser(prog='hamwm demo', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm demo', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--quick', action='store_true', help='smoke-test size: 1 short episode per stage')
     parser.add_argument('--models', type=Path, default=None,
                         help="shipped models root (default: the checkout's or installed package's models/)")

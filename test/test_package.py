@@ -55,3 +55,56 @@ def test_torch_pinned_in_setup():
     text = (ROOT / 'setup.py').read_text()
     assert "'torch==2.13.0'" in text
     assert "torch==2.13.0" in (ROOT / 'scripts' / 'setup_venv.sh').read_text()
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing: carries the parser a verb built."""
+
+    def __init__(self, parser) -> None:
+        super().__init__(parser.prog)
+        self.parser = parser
+
+
+def _verb_parsers():
+    from hamwm_ros.bench import BENCHMARKS
+    from hamwm_ros.cli import VERBS
+
+    verbs = [[verb] for verb in VERBS if verb != 'bench'] + [['bench', name] for name in BENCHMARKS]
+    return [pytest.param(v, id=' '.join(v)) for v in verbs]
+
+
+@pytest.mark.parametrize('verb', _verb_parsers())
+def test_every_cli_option_says_what_it_does(verb, monkeypatch):
+    """``hamwm <verb> --help`` explains every option and uses the shared format (defaults shown)."""
+    import argparse
+
+    from hamwm_ros.cli import HelpFormatter
+    from hamwm_ros.cli import main as hamwm
+
+    def capture(self, *args, **kwargs):
+        raise _Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', capture)
+    with pytest.raises(_Parsed) as parsed:
+        hamwm([*verb, '--help'])
+    parser = parsed.value.parser
+    assert parser.formatter_class is HelpFormatter, f'{parser.prog}: formatter {parser.formatter_class.__name__}'
+    silent = [a.option_strings[-1] if a.option_strings else a.dest for a in parser._actions
+              if not (a.help or '').strip() and not isinstance(a, argparse._HelpAction)]
+    assert not silent, f'{parser.prog}: options without help: {silent}'
+
+
+def test_help_format_shows_set_defaults_only():
+    import argparse
+
+    from hamwm_ros.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog='x', formatter_class=HelpFormatter)
+    parser.add_argument('--rate', type=float, default=2.5, help='Hz')
+    parser.add_argument('--out', default=None, help='folder')
+    parser.add_argument('--quick', action='store_true', help='small')
+    parser.add_argument('--mode', default='a', help='how (default: the fast one)')
+    text = ' '.join(parser.format_help().split())
+    assert '--rate RATE Hz (default: 2.5)' in text
+    assert 'folder (default' not in text and 'small (default' not in text
+    assert 'how (default: the fast one) (default' not in text

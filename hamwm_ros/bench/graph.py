@@ -28,12 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from hamwm_ros.cli import HelpFormatter
+
 NODES = ('sim_node', 'balance_node', 'world_model_node', 'mpc_node')
 STANDING_M = 0.5            # pelvis height; the humanoid stands at 0.59 m, a fallen one lies below 0.3 m
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='hamwm bench graph', description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='hamwm bench graph', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--runs', type=int, default=2, help='runs per arm (default 2)')
     p.add_argument('--seconds', type=float, default=20.0, help='wall seconds per run after the first /odom (20)')
     p.add_argument('--push-ns', type=float, default=22.0, help='forward push at mid-run, N s (default 22; 0: none)')

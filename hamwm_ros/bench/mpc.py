@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.mpc import (
     BatchedRollout,
     EffortCritic,
@@ -50,7 +51,8 @@ INFEASIBLE = 1.0e6
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='hamwm bench mpc', description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='hamwm bench mpc', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--samples', type=int, default=1024, help='MPPI samples B (default 1024)')
     p.add_argument('--horizon', type=int, default=32, help='planning steps H (default 32)')
     p.add_argument('--iterations', type=int, default=100, help='timed iterations per implementation (default 100)')
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--hidden', type=int, default=32, help='test model: potential MLP width (default 32)')
     p.add_argument('--max-seconds', type=float, default=120.0,
                    help='stop timing early after this long (at least 10 timed iterations); default 120')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='seed of the test model (--test-model) and of the MPPI samples')
     p.add_argument('--json', type=Path, default=None, help='also write the figures as JSON here')
     p.add_argument('--no-gflops', dest='gflops', action='store_false',
                    help='skip the FLOP count and the measured-peak matmul (shipped models only)')

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 
 ELEMENTWISE = {'Add', 'Sub', 'Mul', 'Div', 'Neg', 'Tanh', 'Sigmoid', 'Softplus', 'Exp', 'Log', 'Sqrt', 'Pow', 'Clip',
@@ -244,16 +245,19 @@ def _fmt_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns 0, or 1 when no model could be benchmarked."""
-    parser = argparse.ArgumentParser(prog='hamwm bench predictor', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm bench predictor', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--models', type=Path, default=Path('models'), help='shipped models root')
     parser.add_argument('--robots', nargs='+', default=['cartpole', 'humanoid'], help='model directory names')
-    parser.add_argument('--batch', type=int, default=1024)
-    parser.add_argument('--horizon', type=int, default=32)
+    parser.add_argument('--batch', type=int, default=1024, help='rollouts per predictor call')
+    parser.add_argument('--horizon', type=int, default=32, help='steps per rollout')
     parser.add_argument('--threads', type=int, default=2, help='onnxruntime intra-op and torch threads')
-    parser.add_argument('--repeats', type=int, default=15)
-    parser.add_argument('--providers', nargs='+', default=['cpu'], choices=['tensorrt', 'cuda', 'cpu'])
+    parser.add_argument('--repeats', type=int, default=15, help='timed calls per figure (medians)')
+    parser.add_argument('--providers', nargs='+', default=['cpu'], choices=['tensorrt', 'cuda', 'cpu'],
+                        help='onnxruntime providers to time (cuda/tensorrt also time a 4096 x 64 rollout)')
     parser.add_argument('--no-sweep', action='store_true', help='skip the session-option sweep')
-    parser.add_argument('--json', type=Path, default=Path('reports/bench_predictor.json'))
+    parser.add_argument('--json', type=Path, default=Path('reports/bench_predictor.json'),
+                        help='where the figures are written')
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
 
     rows = []

@@ -27,6 +27,8 @@ import statistics
 import time
 from typing import Any
 
+from hamwm_ros.cli import HelpFormatter
+
 ROBOTS = ('pendulum', 'cartpole', 'acrobot', 'humanoid')
 
 
@@ -109,8 +111,9 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns 0 when every node run exited cleanly."""
-    parser = argparse.ArgumentParser(prog='hamwm bench sim', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--robots', nargs='+', choices=ROBOTS, default=list(ROBOTS))
+    parser = argparse.ArgumentParser(prog='hamwm bench sim', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument('--robots', nargs='+', choices=ROBOTS, default=list(ROBOTS), help='robots to measure')
     parser.add_argument('--repeats', type=int, default=3, help='measurement windows per configuration')
     parser.add_argument('--window', type=float, default=1.5, help='seconds per window')
     parser.add_argument('--no-ros', action='store_true', help='bare library only')

@@ -37,12 +37,15 @@ import tempfile
 import time
 from typing import Any
 
+from hamwm_ros.cli import HelpFormatter
+
 ROOT = Path(__file__).resolve().parents[2]
 SILENCE_S = 10.0        # no mpc_node diagnostics for this long counts as a dead node
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='hamwm bench soak', description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='hamwm bench soak', description=__doc__.split('\n\n')[0],
+                                formatter_class=HelpFormatter)
     p.add_argument('--minutes', type=float, default=10.0, help='soak duration in minutes (default 10)')
     p.add_argument('--control-rate', type=float, default=500.0, help='mpc_node control_rate, Hz (default 500)')
     p.add_argument('--planner-rate', type=float, default=50.0, help='mpc_node planner_rate, Hz (default 50)')

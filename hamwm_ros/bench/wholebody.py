@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pinocchio as pin
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.wholebody.batch import BatchedBalance
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement
 from hamwm_ros.wholebody.model import WholeBodyModel
@@ -194,11 +195,12 @@ def batched(wb: WholeBodyModel, batch: int, horizon: int, repeats: int) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables; return 0 (1 if a target is missed and ``--strict``)."""
-    parser = argparse.ArgumentParser(prog='hamwm bench wholebody', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm bench wholebody', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--calls', type=int, default=2000, help='calls per timing block')
     parser.add_argument('--repeats', type=int, default=15, help='timing blocks (median over them)')
-    parser.add_argument('--batch', type=int, default=1024)
-    parser.add_argument('--horizon', type=int, default=32)
+    parser.add_argument('--batch', type=int, default=1024, help='predicted trajectories per batched evaluation')
+    parser.add_argument('--horizon', type=int, default=32, help='steps per predicted trajectory')
     parser.add_argument('--proof', action='store_true', help='also run the MuJoCo ZMP-vs-CoP scenarios (~40 s)')
     parser.add_argument('--strict', action='store_true', help='exit 1 when a target (30 us, 1.5x) is missed')
     parser.add_argument('--json', action='store_true', help='also print the raw results as JSON')

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any
 
+from hamwm_ros.cli import HelpFormatter
+
 PACKAGE = 'hamwm_ros'
 ROBOT_CHOICES = ('pendulum', 'cartpole', 'acrobot', 'humanoid')   # == hamwm_ros.sim.ROBOTS
 
@@ -462,11 +464,14 @@ def format_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``hamwm sim``: run sim_node for a robot, print a table of what it published; 0 on a clean run."""
     parser = argparse.ArgumentParser(prog='hamwm sim',
-                                     description='Run a simulated robot over ROS 2 and report what it published.')
+                                     description='Run a simulated robot over ROS 2 and report what it published.',
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--robot', choices=ROBOT_CHOICES, default='humanoid', help='robot to simulate')
     parser.add_argument('--duration', type=float, default=5.0, help='measurement window in wall seconds')
-    parser.add_argument('--camera-rate', type=float, default=None, help='Hz; 0 disables rendering')
-    parser.add_argument('--joint-states-rate', type=float, default=None, help='Hz of simulated time')
+    parser.add_argument('--camera-rate', type=float, default=None,
+                        help="Hz of simulated time; 0 disables rendering (default: the parameter file's)")
+    parser.add_argument('--joint-states-rate', type=float, default=None,
+                        help="Hz of simulated time (default: the parameter file's)")
     parser.add_argument('--free-running', action='store_true', help='real_time:=false (as fast as possible)')
     parser.add_argument('--params-file', type=Path, default=None, help='default: config/hamwm.yaml')
     parser.add_argument('--domain-id', type=int, default=None,

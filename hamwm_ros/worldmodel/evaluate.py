@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.runtime.metadata import SpreadCalibration
 
 from . import metrics
@@ -747,7 +748,7 @@ def _jsonable(obj: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The ``hamwm eval`` argument parser."""
     parser = argparse.ArgumentParser(prog='hamwm eval', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('suite', choices=SUITES + ('all',), help='what to evaluate')
     parser.add_argument('--seed', type=int, default=0, help='seed for data, initialisation and batches')
     parser.add_argument('--out', type=Path, default=None, help='output directory (default reports/eval-<suite>)')

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.runtime.metadata import ImageSpec, ModelMetadata, TensorSpec, expected_signatures, sha256_file
 from hamwm_ros.worldmodel.model import HamiltonianWorldModel, _affine, lean_energy, lean_rollout
 
@@ -421,13 +422,14 @@ def _load_model(path: Path) -> HamiltonianWorldModel:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hamwm export``: export a saved world model (``model.save`` directory or ``model.pt``)."""
-    parser = argparse.ArgumentParser(prog='hamwm export', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm export', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('model', type=Path, help='directory written by HamiltonianWorldModel.save, or its model.pt')
     parser.add_argument('--out', type=Path, required=True, help='output model directory (e.g. models/cartpole)')
     parser.add_argument('--robot', help="robot name (default: from the model's info, e.g. data source sim:<robot>)")
     parser.add_argument('--joint-names', nargs='+', help="joint order (default: the model's info['joint_names'])")
     parser.add_argument('--horizon', type=int, default=DEFAULT_HORIZON, help='steps unrolled in predictor.onnx')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset of both graphs')
     parser.add_argument('--data-hash', help="training-data hash (default: the model's info['data_sha256'])")
     parser.add_argument('--metrics', type=Path, help='JSON file of evaluation metrics to record')
     parser.add_argument('--no-checkpoint', action='store_true', help='do not copy the torch checkpoint')

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hamwm_ros.cli import HelpFormatter
 from hamwm_ros.mpc.swingup import wrap_angle
 from hamwm_ros.runtime import ModelMetadata, SessionConfig, WorldModelRuntime, load_metadata
 from hamwm_ros.worldmodel.data import TrajectoryData, load_sim
@@ -399,7 +400,8 @@ def write_readme(rows: Sequence[dict[str, Any]], out_root: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hamwm models [--only NAME ...] [--out DIR] [--quick]``."""
-    parser = argparse.ArgumentParser(prog='hamwm models', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='hamwm models', description=__doc__.split('\n\n')[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('models'), help='root directory (default: models)')
     parser.add_argument('--only', nargs='+', choices=sorted(RECIPES), help='regenerate only these models')
     parser.add_argument('--quick', action='store_true', help='tiny data and training (smoke test, not for shipping)')

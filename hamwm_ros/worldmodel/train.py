@@ -42,6 +42,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from hamwm_ros.cli import HelpFormatter
+
 from .baselines import trajectory_bootstrap
 from .data import DataError, TrajectoryData, WindowDataset, load_data
 from .metrics import fit_spread_calibration
@@ -476,31 +478,38 @@ def _indices(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``hamwm train`` argument parser."""
     p = argparse.ArgumentParser(prog='hamwm train', description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument('--data', required=True, help='sim:<robot> | bag:<path>[,<path>...] | npz:<file>')
     p.add_argument('--out', required=True, help='output model directory')
     p.add_argument('--resume', action='store_true', help='continue from OUT/checkpoint.pt')
     g = p.add_argument_group('simulated data (sim:)')
-    g.add_argument('--trajectories', type=int, default=64)
+    g.add_argument('--trajectories', type=int, default=64, help='simulated trajectories (exciting random inputs)')
     g.add_argument('--steps', type=int, default=200, help='control steps per trajectory')
-    g.add_argument('--control-dt', type=float, default=0.02)
+    g.add_argument('--control-dt', type=float, default=0.02, help='s per control step, the model step dt')
     g.add_argument('--render', default=None, metavar='WxH', help='also render frames of this size')
     g = p.add_argument_group('ROS 2 bags (bag:)')
-    g.add_argument('--joint-topic', default='/joint_states')
+    g.add_argument('--joint-topic', default='/joint_states', help='sensor_msgs/JointState topic')
     g.add_argument('--command-topic', default=None, help='Float64MultiArray effort commands (default: auto-detect)')
     g.add_argument('--command-joints', default=None, help='comma-separated joint of each command entry')
     g.add_argument('--joints', default=None, help='comma-separated model joint order (default: first message)')
-    g.add_argument('--image-topic', default=None)
-    g.add_argument('--image-size', default=None, metavar='WxH')
+    g.add_argument('--image-topic', default=None, help='sensor_msgs/Image topic for camera encoders (default: none)')
+    g.add_argument('--image-size', default=None, metavar='WxH',
+                   help='resize frames to this size (default: as recorded)')
     g.add_argument('--bag-dt', type=float, default=None, help='resampling period (default: median JointState period)')
     g = p.add_argument_group('model')
     g.add_argument('--latent-dim', type=int, default=None, help='size of q (and of p); default obs_dim / 2')
-    g.add_argument('--encoder', choices=ENCODERS, default='mlp')
-    g.add_argument('--hamiltonian', choices=HAMILTONIANS, default='separable')
-    g.add_argument('--integrator', choices=INTEGRATORS, default='leapfrog')
-    g.add_argument('--mass-matrix', choices=('state', 'constant'), default='state')
-    g.add_argument('--input-map', choices=('state', 'constant'), default='state')
-    g.add_argument('--damping-map', choices=('state', 'constant'), default='state')
+    g.add_argument('--encoder', choices=ENCODERS, default='mlp',
+                   help='mlp: joint states; identity: observations are (q, p) already; image: stacked camera frames; '
+                        'fused: frames and joint states')
+    g.add_argument('--hamiltonian', choices=HAMILTONIANS, default='separable',
+                   help='separable: H = 1/2 p^T M(q)^-1 p + V(q); general: an MLP of (q, p)')
+    g.add_argument('--integrator', choices=INTEGRATORS, default='leapfrog',
+                   help='leapfrog (generalised Stormer-Verlet), midpoint (implicit), symplectic_euler (separable H '
+                        'with a constant mass only)')
+    g.add_argument('--mass-matrix', choices=('state', 'constant'), default='state',
+                   help='M(q) or a constant M (constants make the MPPI predictor cheaper)')
+    g.add_argument('--input-map', choices=('state', 'constant'), default='state', help='G(q) or a constant G')
+    g.add_argument('--damping-map', choices=('state', 'constant'), default='state', help='R(q) or a constant R')
     g.add_argument('--damping-param', choices=DAMPING_PARAMS, default='softplus',
                    help="damping parametrisation; 'square' can learn exactly zero damping (ModelConfig.damping_param)")
     g.add_argument('--ignorable', type=_indices, default=(), metavar='I,J',
@@ -508,39 +517,44 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--periodic', type=_indices, default=(), metavar='I,J',
                    help='indices into q of angles in radians, seen as (cos, sin) (use with --encoder identity, where q '
                         'holds the joint angles; ModelConfig.periodic)')
-    g.add_argument('--hidden', type=int, default=64)
-    g.add_argument('--layers', type=int, default=2)
-    g.add_argument('--activation', choices=('tanh', 'softplus'), default='tanh')
-    g.add_argument('--ensemble', type=int, default=1)
-    g.add_argument('--n-frames', type=int, default=2)
-    g.add_argument('--substeps', type=int, default=1)
-    g.add_argument('--solver-iters', type=int, default=2)
-    g.add_argument('--no-dissipation', action='store_true')
-    g.add_argument('--no-control', action='store_true')
-    g.add_argument('--no-residual', action='store_true')
+    g.add_argument('--hidden', type=int, default=64, help='width of every MLP')
+    g.add_argument('--layers', type=int, default=2, help='hidden layers of every MLP')
+    g.add_argument('--activation', choices=('tanh', 'softplus'), default='tanh', help='activation of every MLP')
+    g.add_argument('--ensemble', type=int, default=1, help='ensemble members (mean and spread of predictions)')
+    g.add_argument('--n-frames', type=int, default=2, help='consecutive frames the image encoder stacks')
+    g.add_argument('--substeps', type=int, default=1, help='integrator substeps per model step')
+    g.add_argument('--solver-iters', type=int, default=2, help='fixed-point iterations of the implicit integrators')
+    g.add_argument('--no-dissipation', action='store_true', help='no dissipation term R (a lossless model)')
+    g.add_argument('--no-control', action='store_true', help='no input term G u (an unforced model)')
+    g.add_argument('--no-residual', action='store_true', help='no residual term r (structure only)')
     g = p.add_argument_group('training')
     defaults = TrainOptions()
-    g.add_argument('--epochs', type=int, default=defaults.epochs)
-    g.add_argument('--batch-size', type=int, default=defaults.batch_size)
-    g.add_argument('--lr', type=float, default=defaults.lr)
-    g.add_argument('--weight-decay', type=float, default=defaults.weight_decay)
+    g.add_argument('--epochs', type=int, default=defaults.epochs, help='passes over the training windows')
+    g.add_argument('--batch-size', type=int, default=defaults.batch_size, help='windows per optimiser step')
+    g.add_argument('--lr', type=float, default=defaults.lr, help='Adam learning rate')
+    g.add_argument('--weight-decay', type=float, default=defaults.weight_decay, help="Adam's L2 weight decay")
     g.add_argument('--horizon', type=int, default=defaults.horizon, help='rollout-loss horizon (steps)')
     g.add_argument('--stride', type=int, default=defaults.stride, help='step between training windows')
-    g.add_argument('--val-fraction', type=float, default=defaults.val_fraction)
-    g.add_argument('--recon-weight', type=float, default=defaults.recon_weight)
-    g.add_argument('--latent-weight', type=float, default=defaults.latent_weight)
+    g.add_argument('--val-fraction', type=float, default=defaults.val_fraction,
+                   help='share of trajectories held out for validation (the best validation epoch is kept)')
+    g.add_argument('--recon-weight', type=float, default=defaults.recon_weight,
+                   help='weight of the decoded observations against the data')
+    g.add_argument('--latent-weight', type=float, default=defaults.latent_weight,
+                   help='weight of the rolled-out latent against the encoded later observations')
     g.add_argument('--derivative-weight', type=float, default=defaults.derivative_weight,
                    help='weight of the obs_dot loss (npz data with obs_dot, identity encoder)')
-    g.add_argument('--image-weight', type=float, default=defaults.image_weight)
-    g.add_argument('--residual-weight', type=float, default=defaults.residual_weight)
-    g.add_argument('--grad-clip', type=float, default=defaults.grad_clip)
+    g.add_argument('--image-weight', type=float, default=defaults.image_weight,
+                   help='weight of the decoded frames against the data (camera encoders)')
+    g.add_argument('--residual-weight', type=float, default=defaults.residual_weight,
+                   help='L2 penalty on the residual term r')
+    g.add_argument('--grad-clip', type=float, default=defaults.grad_clip, help='gradient norm clip (0: off)')
     g.add_argument('--batches-per-epoch', type=int, default=0, help='cap on batches per epoch (0: all)')
     g.add_argument('--no-bootstrap', action='store_true', help='train ensemble members on identical batches')
     g.add_argument('--no-calibration', action='store_true',
                    help='keep the raw ensemble spread (no calibration on the validation trajectories)')
     g.add_argument('--calibration-horizon', type=int, default=defaults.calibration_horizon,
                    help='longest rollout (steps) the spread calibration is fitted over')
-    g.add_argument('--seed', type=int, default=0)
+    g.add_argument('--seed', type=int, default=0, help='seed for data, initialisation and batches')
     g.add_argument('--device', default='auto', help='auto (CUDA when present), cpu, cuda, cuda:1, ...')
     g.add_argument('--checkpoint-every', type=int, default=1, help='epochs between checkpoints')
     g.add_argument('--threads', type=int, default=1, help='torch CPU threads per process (0: torch default)')

@@ -4,7 +4,8 @@ Starts (as present in this build) ``sim_node`` (optional), ``balance_node`` (leg
 and ``mpc_node`` in this process, each on its own thread with its own one-thread executor (the one its ``executor``
 parameter names; rclpy's ``MultiThreadedExecutor`` busy-waits while a callback runs and starved the nodes' control
 threads), all reading the same parameter file as the launch files (``config/hamwm.yaml``; each node reads its own
-section). Lifecycle nodes are configured and activated unless ``--no-activate``. Runs until SIGINT (or
+section). Lifecycle nodes are configured and activated unless ``--no-activate`` (bring-up drives their lifecycle:
+their own ``autostart`` parameter is overridden to false). Runs until SIGINT (or
 ``--duration`` seconds), then deactivates and destroys every node.
 
 Examples::
@@ -268,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = merged_parameters(params_file, {})
         robot = args.robot or (base.get('sim_node', {}) or {}).get('ros__parameters', {}).get('robot', 'humanoid')
         nodes = plan_nodes(robot, not args.no_sim, args.nodes)
+        if 'sim_node' in nodes:
+            from hamwm_ros.sim.robots import ROBOTS
+
+            if robot not in ROBOTS:
+                raise ValueError(f"cannot simulate robot '{robot}': choose one of {', '.join(ROBOTS)}")
     except (OSError, ValueError) as err:
         print(f'hamwm bringup: {err}', file=sys.stderr)
         return 2
@@ -283,8 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FileNotFoundError:
             model_dir = None
     for name in MODEL_NODES:
-        if name in nodes and model_dir is not None:
-            overrides[name] = {'model_dir': str(Path(model_dir).resolve())}
+        if name in nodes:
+            # bring-up drives the lifecycle (or, with --no-activate, leaves it to the user): no node's own autostart
+            overrides[name] = {'autostart': False}
+            if model_dir is not None:
+                overrides[name]['model_dir'] = str(Path(model_dir).resolve())
     if 'sim_node' in nodes:
         # Simulated robot: stamps are simulated time (sim_node publishes /clock), so everyone else runs on it too.
         for name in nodes:

@@ -103,3 +103,38 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
     if 'mpc_node' in nodes:
         assert 'mpc_node          active' in output, output[-4000:]
     assert 'bringup: stopped' in output and 'Traceback' not in output, output[-4000:]
+
+
+def _bringup(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_an_unknown_robot_is_refused_before_anything_starts():
+    result = _bringup('--robot', 'no_such_robot', '--duration', '1')
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot simulate robot 'no_such_robot'" in result.stderr
+    assert 'running' not in result.stdout
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('activate', [True, False], ids=['activated', 'no-activate'])
+def test_bringup_owns_the_lifecycle_even_where_the_file_says_autostart(activate):
+    """Bring-up drives world_model_node's lifecycle although hamwm.yaml sets its autostart (for ros2 launch).
+
+    The node's own autostart must neither race bring-up's transitions (an error about a failed configure on an
+    active node, seen before) nor override --no-activate.
+    """
+    sections = yaml.safe_load((ROOT / 'config' / 'hamwm.yaml').read_text())
+    assert sections['world_model_node']['ros__parameters']['autostart'] is True
+    if not (ROOT / 'models' / 'humanoid' / 'metadata.json').is_file():
+        pytest.skip('models/humanoid is not built')
+    result = _bringup('--no-sim', '--nodes', 'world_model_node', '--duration', '3',
+                      *([] if activate else ['--no-activate']))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    state = 'active' if activate else 'unconfigured'
+    assert f'  world_model_node  {state}' in output, output[-3000:]
+    assert 'ERROR' not in output and 'autostart' not in output, output[-3000:]
+    assert ('model ' in output and 'latent 48' in output) == activate, output[-3000:]   # configure logs the model

@@ -288,6 +288,9 @@ class WorldModelNode(LifecycleNode):
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         self._autostart_timer = None
+        if self._pubs:     # configured already, by a lifecycle manager or a bring-up that drives the transitions
+            self.get_logger().info('autostart: already configured; left as it is')
+            return
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
         else:

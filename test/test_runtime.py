@@ -240,6 +240,28 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_log(toy_model, caplog):
     assert ort.get_device() in ('CPU', 'GPU')
 
 
+def test_a_provider_that_failed_is_not_tried_again_in_the_process(toy_model):
+    """Several models on a machine without a usable GPU: onnxruntime's CUDA error appears once, not per file."""
+    directory, _ = toy_model
+    code = (
+        'import logging, sys\n'
+        'logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")\n'
+        'import hamwm_ros.runtime as rt\n'
+        'config = rt.SessionConfig(providers=("cuda", "cpu"), intra_op_threads=1)\n'
+        f'for _ in range(3):\n    wm = rt.WorldModelRuntime.load({str(directory)!r}, config=config)\n'
+        'print("PROVIDERS", wm.providers)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if 'CUDAExecutionProvider' in result.stdout.split('PROVIDERS')[-1]:
+        pytest.skip('CUDA works here: nothing fails')
+    failures = result.stdout.count('failed to initialise;')
+    assert failures <= 1, result.stdout          # at most the first file tries (and fails); 6 files are loaded
+    if 'CUDAExecutionProvider' in result.stdout.split('PROVIDERS')[0] and failures == 1:   # a GPU build, no GPU
+        assert 'not tried again' in result.stdout
+        assert result.stderr.count('Failed to create CUDAExecutionProvider') <= 1, result.stderr[-3000:]
+
+
 def test_session_config_rejects_unknown_values():
     with pytest.raises(ValueError, match='unknown providers'):
         SessionConfig(providers=('tpu',))

@@ -5,7 +5,8 @@ What it adds over a bare ``onnxruntime.InferenceSession``:
 * the file's sha256 is checked against the metadata *before* onnxruntime parses it;
 * execution providers come from configuration in priority order (``tensorrt``, ``cuda``, ``cpu``); a provider that
   is missing from this build or fails to initialise (no driver, no libcudart) is logged and skipped, and the
-  providers actually in use are reported in :attr:`OrtSession.providers`;
+  providers actually in use are reported in :attr:`OrtSession.providers`. A provider that failed to initialise is
+  not tried again in the same process (onnxruntime prints its reason once, not once per model file);
 * input/output names, ranks, fixed dimensions and dtypes are compared with the metadata at load; any mismatch raises
   :class:`ModelLoadError` and no session object escapes;
 * one warm-up run at load (allocations, kernel selection, TensorRT engine build happen there, not in the loop);
@@ -38,6 +39,10 @@ PROVIDERS = {
 DEFAULT_PROVIDERS = ('cuda', 'cpu')
 _ORT_TO_NUMPY = {ort_type: np.dtype(name) for name, ort_type in DTYPES.items()}
 _OPT_LEVELS = ('disable', 'basic', 'extended', 'all')
+# Providers that failed to initialise in this process (missing CUDA libraries, no GPU): a library-load failure does
+# not heal while the process runs, and each new attempt repeats onnxruntime's multi-line error on stderr.
+_FAILED_PROVIDERS: set[str] = set()
+_FAILED_LOCK = threading.Lock()
 
 
 class ModelLoadError(MetadataError):
@@ -113,6 +118,11 @@ def resolve_providers(config: SessionConfig) -> list[str | tuple[str, dict]]:
         if name not in available:
             LOG.warning('execution provider %s requested but not in this onnxruntime build; falling back', name)
             continue
+        with _FAILED_LOCK:
+            failed_before = name in _FAILED_PROVIDERS
+        if failed_before:
+            LOG.warning('execution provider %s failed to initialise earlier in this process; not tried again', name)
+            continue
         if key == 'cuda':
             chosen.append((name, {'device_id': config.device_id}))
         elif key == 'tensorrt':
@@ -185,8 +195,10 @@ class OrtSession:
         wanted = [c if isinstance(c, str) else c[0] for c in requested]
         dropped = [p for p in wanted if p not in self.providers]
         if dropped:
-            LOG.warning('%s: providers %s failed to initialise; running on %s', self.path.name, dropped,
-                        list(self.providers))
+            with _FAILED_LOCK:
+                _FAILED_PROVIDERS.update(dropped)
+            LOG.warning('%s: providers %s failed to initialise; running on %s (not tried again in this process)',
+                        self.path.name, dropped, list(self.providers))
         self._check_signature(session)
         self._session = session
         self._on_gpu = self.providers[0] in (PROVIDERS['cuda'], PROVIDERS['tensorrt'])

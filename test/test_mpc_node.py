@@ -548,6 +548,10 @@ def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path
         assert harness.state() == 'active'        # the service answers once the node is up (and autostarted)
         diagnostics = harness.diagnostics()      # the latched mode may have gone out before the probe subscribed
         assert diagnostics['mode'] == 'WAITING_FOR_STATE' and 'no joint states' in diagnostics['reason']
+        # configure timed one predictor rollout of the planner's samples against the planner period
+        assert 0.0 < float(diagnostics['predictor_ms_at_configure']) < 1e4, diagnostics
+        assert 'planner budget: one predictor rollout of 16 samples x' in harness.log()
+        assert 'of the 100.0 ms planner period' in harness.log()
         commands = harness.commands_after(0.5)
         assert commands.shape[0] > 0 and np.all(commands == 0.0)
     finally:

@@ -262,6 +262,16 @@ def test_a_provider_that_failed_is_not_tried_again_in_the_process(toy_model):
         assert result.stderr.count('Failed to create CUDAExecutionProvider') <= 1, result.stderr[-3000:]
 
 
+def test_time_rollout_measures_a_rollout_and_refuses_bad_sizes(toy_model):
+    directory, _ = toy_model
+    wm = WorldModelRuntime.load(directory, config=CPU)
+    seconds = wm.time_rollout(8, HORIZON + 3)         # longer than the export horizon: chained calls
+    assert 0.0 < seconds < 10.0
+    for bad in ((0, None, 3), (8, 0, 3), (8, None, 0)):
+        with pytest.raises(ValueError, match='must be >= 1'):
+            wm.time_rollout(*bad)
+
+
 def test_session_config_rejects_unknown_values():
     with pytest.raises(ValueError, match='unknown providers'):
         SessionConfig(providers=('tpu',))

@@ -3,6 +3,7 @@
 Imports neither rclpy nor torch; ``hamwm_ros.nodes.mpc_node`` wraps it for ROS 2.
 """
 
+from hamwm_ros.mpc.budget import PlannerBudget, planner_budget
 from hamwm_ros.mpc.critics import (
     INFEASIBLE_COST,
     BalanceCritic,
@@ -25,6 +26,6 @@ from hamwm_ros.mpc.settings import MPPISettings, SettingsError
 __all__ = [
     'INFEASIBLE_COST', 'BalanceCritic', 'BatchedRollout', 'Critic', 'CriticContext', 'CriticError', 'EffortCritic',
     'EnergyCritic', 'JointLimitsCritic', 'MPPIOptimizer', 'MPPISettings', 'NoiseGenerator', 'PDHoldFallback',
-    'PlanResult', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError', 'SmoothnessCritic',
-    'TerminalCostCritic', 'TrackingCritic', 'check_rollout',
+    'PlanResult', 'PlannerBudget', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError',
+    'SmoothnessCritic', 'TerminalCostCritic', 'TrackingCritic', 'check_rollout', 'planner_budget',
 ]

@@ -119,6 +119,7 @@ from hamwm_ros.mpc import (
     PDHoldFallback,
     SmoothnessCritic,
     TrackingCritic,
+    planner_budget,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
@@ -302,6 +303,7 @@ class MpcNode(Node):
         # receipt -> plan handed to the supervisor, s (planner thread only): sets the committed steps
         self._plan_latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._committed = 0
+        self._predictor_ms = math.nan       # one rollout of a worker's samples, timed at configure
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -1022,8 +1024,24 @@ class MpcNode(Node):
             f"configured: model {self._param('model_dir')} ({meta.robot}, {len(meta.joint_names)} joints, dt "
             f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}'
             + (f', balance critic on soles {[f.frame for f in balance.wb.feet]}' if balance is not None else ''))
+        self._check_planner_budget(controller)
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
+
+    def _check_planner_budget(self, controller: _Controller) -> None:
+        """Time one predictor rollout of a worker's samples and say how much of the planner period it takes."""
+        settings = controller.optimizer.settings
+        samples = math.ceil(settings.num_samples / settings.workers)
+        try:
+            rollout_s = controller.runtime.time_rollout(samples, settings.horizon)
+            budget = planner_budget(rollout_s, self._planner_period, samples, settings.horizon,
+                                    controller.runtime.metadata.training.get('model_config'))
+        except Exception as error:  # noqa: BLE001 - a check only: configure already validated the model
+            self._predictor_ms = math.nan
+            self.get_logger().warning(f'planner budget not measured: {type(error).__name__}: {error}')
+            return
+        self._predictor_ms = 1e3 * rollout_s
+        (self.get_logger().warning if budget.over else self.get_logger().info)(budget.message)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         controller = self._controller
@@ -1535,6 +1553,7 @@ class MpcNode(Node):
                 'missed_deadlines': str(stats['missed']), 'control_scheduling': stats['scheduling'],
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
+                'predictor_ms_at_configure': f'{self._predictor_ms:.2f}',
                 'planner_ms_max': f'{1e3 * float(np.max(planner)):.2f}',
                 # joint state receipt -> first command from the plan made on it (last 2000 plans)
                 'state_to_command_ms_p50': f'{1e3 * float(np.median(latency)):.2f}',

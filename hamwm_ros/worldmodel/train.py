@@ -609,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.distributed.destroy_process_group()
     say(f'model written to {args.out} (best {metrics["best_score_kind"]} {metrics["best_score"]:.4g} at epoch '
         f'{metrics["best_epoch"] + 1})')
+    say(f'next: hamwm export {args.out} --out models/<name>   (ONNX + metadata for the nodes)')
     return 0
 
 

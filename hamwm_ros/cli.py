@@ -37,6 +37,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     'models': ('hamwm_ros.worldmodel.shipped', 'main', 'regenerate the shipped models in models/ from fixed seeds'),
     'bringup': ('hamwm_ros.bringup', 'main', 'start the node graph from config/hamwm.yaml without ros2 launch'),
     'bench': ('hamwm_ros.bench', 'main', 'benchmarks: sim, wholebody, predictor, mpc (ratios against baselines)'),
+    'doctor': ('hamwm_ros.doctor', 'main', 'check this machine: DDS, MuJoCo rendering, Pinocchio, models, providers'),
 }
 
 

@@ -1,0 +1,65 @@
+"""``hamwm doctor``: every check runs against the real component and a broken one is reported, not crashed on."""
+
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hamwm_ros import doctor
+from hamwm_ros.doctor import FAIL, OK, WARN, Check, check_models, format_checks, run_checks
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / 'models'
+
+
+@pytest.mark.ros
+def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
+    result = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'doctor'], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[1]: line.split()[0] for line in result.stdout.splitlines()[:-1]}
+    for name in ('python', 'ros2', 'pinocchio', 'onnxruntime', 'real-time', 'torch', 'mujoco'):
+        assert name in lines, result.stdout
+    assert lines['ros2'] == OK and lines['pinocchio'] == OK, result.stdout     # DDS round trip; RNEA = M a + nle
+    assert lines['onnxruntime'] in (OK, WARN), result.stdout                  # CPU runs; a GPU is optional
+    if (MODELS / 'pendulum' / 'metadata.json').is_file():
+        assert lines['model'] == OK, result.stdout
+    assert result.stdout.splitlines()[-1].endswith('0 failed'), result.stdout
+    assert 'EP Error' not in result.stdout + result.stderr      # provider probing stays quiet
+
+
+def test_a_corrupt_or_missing_model_is_a_failure_with_the_command_that_fixes_it(tmp_path):
+    if not (MODELS / 'pendulum' / 'metadata.json').is_file():
+        pytest.skip('models/pendulum is not built')
+    assert check_models(tmp_path)[0].status == FAIL and 'hamwm models' in check_models(tmp_path)[0].detail
+    good, bad = tmp_path / 'pendulum', tmp_path / 'broken'
+    shutil.copytree(MODELS / 'pendulum', good)
+    shutil.copytree(MODELS / 'pendulum', bad)
+    with open(bad / 'predictor.onnx', 'r+b') as handle:    # one flipped byte: the recorded sha256 no longer matches
+        first = handle.read(1)
+        handle.seek(0)
+        handle.write(bytes([first[0] ^ 0xFF]))
+    checks = {c.name: c for c in check_models(tmp_path)}
+    assert checks['model pendulum'].status == OK and 'hashes match' in checks['model pendulum'].detail
+    assert checks['model broken'].status == FAIL
+    assert 'sha256' in checks['model broken'].detail and 'hamwm models --only broken' in checks['model broken'].detail
+
+
+def test_a_check_that_crashes_is_reported_as_failed(tmp_path, monkeypatch):
+    def broken() -> Check:
+        raise RuntimeError('boom')
+
+    monkeypatch.setattr(doctor, 'check_torch', broken)
+    checks = run_checks(tmp_path, ros=False)
+    crashed = [c for c in checks if 'the check itself failed' in c.detail]
+    assert len(crashed) == 1 and crashed[0].status == FAIL and 'RuntimeError: boom' in crashed[0].detail
+    assert doctor.main(['--models', str(tmp_path), '--no-ros']) == 1      # no models there: a failure, exit 1
+
+
+def test_the_report_aligns_and_counts():
+    text = format_checks([Check('a', OK, 'fine'), Check('longer', WARN, 'hm'), Check('b', FAIL, 'no')])
+    lines = text.splitlines()
+    assert lines[0] == 'OK    a       fine' and lines[1] == 'WARN  longer  hm' and lines[2] == 'FAIL  b       no'
+    assert lines[-1] == '1 ok, 1 warnings, 1 failed'

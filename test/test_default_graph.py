@@ -16,11 +16,11 @@ of delay, and a safe hold commanded zero effort).
 from __future__ import annotations
 
 from pathlib import Path
-import re
 import subprocess
 import time
 
 import numpy as np
+from param_files import commented_parameters
 import pytest
 from rcl_interfaces.srv import ListParameters
 from ros_probe import start_node_processes
@@ -38,18 +38,6 @@ STANDING = 0.5              # m, pelvis height; the robot stands at 0.59, a fall
 # rclpy declares these on every node by itself; the file need not set them
 RCLPY_DECLARED = {'use_sim_time', 'start_type_description_service'}
 PUSH_N = 50.0               # N forward; the PD hold alone survives ~27 N s in-process (the demo's push stage)
-
-
-def commented_parameters(path: Path) -> dict[str, set[str]]:
-    """Per node section, the parameters a file names only in a comment (``    # name: [...]``, robot-dependent)."""
-    found: dict[str, set[str]] = {}
-    section = None
-    for line in path.read_text().splitlines():
-        if re.match(r'^[a-z_]+:', line):
-            section = line.split(':')[0]
-        elif section and (match := re.match(r'^\s{4}# ([a-z_][a-z0-9_.]*):', line)):
-            found.setdefault(section, set()).add(match.group(1))
-    return found
 
 
 def test_the_default_humanoid_graph_stands_and_commands_through_the_driver():

@@ -259,6 +259,8 @@ class TestWithSimulatedPendulum:
             moved = mpc.probe.wait_for('/joint_states', lambda m: 'hinge' in m.name and
                                        m.position[list(m.name).index('hinge')] > 0.25, timeout=30.0)
             assert moved is not None, mpc.log()[-3000:]
+            # the hot-loaded model's predictor was timed against the planner period too
+            assert mpc.log().count('planner budget: one predictor rollout of') >= 2, mpc.log()[-3000:]
             # Critic weights change at run time; a bad hot-load is refused and the old model keeps running.
             assert mpc.set(critics__effort__weight=0.05)[0].successful
             # The planner splits its samples over two worker threads at run time and still tracks a new goal

@@ -781,6 +781,10 @@ class MpcNode(Node):
                     self._pending_settings = self._mppi_settings(controller.limits, runtime.horizon)
             if 'model_dir' in names:
                 self.get_logger().info(f"model {self._param('model_dir')} validated; the planner switches to it")
+                with self._lock:
+                    runtime = self._pending_runtime
+                if runtime is not None:
+                    self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon))
         self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value}' for p in parameters))
 
     # ------------------------------------------------------------------ configure helpers
@@ -1024,18 +1028,21 @@ class MpcNode(Node):
             f"configured: model {self._param('model_dir')} ({meta.robot}, {len(meta.joint_names)} joints, dt "
             f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}'
             + (f', balance critic on soles {[f.frame for f in balance.wb.feet]}' if balance is not None else ''))
-        self._check_planner_budget(controller)
+        self._check_planner_budget(controller.runtime, controller.optimizer.settings)
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
 
-    def _check_planner_budget(self, controller: _Controller) -> None:
-        """Time one predictor rollout of a worker's samples and say how much of the planner period it takes."""
-        settings = controller.optimizer.settings
+    def _check_planner_budget(self, runtime: WorldModelRuntime, settings: MPPISettings) -> None:
+        """Time one predictor rollout of a worker's samples and say how much of the planner period it takes.
+
+        At configure and when a new model is hot-loaded (rollouts are thread-safe: the planner may be using the
+        runtime meanwhile).
+        """
         samples = math.ceil(settings.num_samples / settings.workers)
         try:
-            rollout_s = controller.runtime.time_rollout(samples, settings.horizon)
+            rollout_s = runtime.time_rollout(samples, settings.horizon)
             budget = planner_budget(rollout_s, self._planner_period, samples, settings.horizon,
-                                    controller.runtime.metadata.training.get('model_config'))
+                                    runtime.metadata.training.get('model_config'))
         except Exception as error:  # noqa: BLE001 - a check only: configure already validated the model
             self._predictor_ms = math.nan
             self.get_logger().warning(f'planner budget not measured: {type(error).__name__}: {error}')

@@ -781,10 +781,9 @@ class MpcNode(Node):
                     self._pending_settings = self._mppi_settings(controller.limits, runtime.horizon)
             if 'model_dir' in names:
                 self.get_logger().info(f"model {self._param('model_dir')} validated; the planner switches to it")
-                with self._lock:
-                    runtime = self._pending_runtime
-                if runtime is not None:
-                    self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon))
+                with self._lock:    # the planner thread may have switched to it already
+                    runtime = self._pending_runtime or controller.runtime
+                self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon))
         self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value}' for p in parameters))
 
     # ------------------------------------------------------------------ configure helpers

@@ -66,6 +66,15 @@ def test_bad_stamps_are_ignored(stamp, kind):
     assert not verdict.accepted and verdict.kind == kind and verdict.reason
 
 
+def test_a_clock_that_has_not_started_is_not_called_a_future_stamp():
+    """use_sim_time before the first /clock: the ROS clock reads 0, so no stamp can be judged yet."""
+    w = Watchdog(timeout=0.01, max_future_stamp=0.2)
+    verdict = w.check_stamp(1.64, 0.0)
+    assert not verdict.accepted and verdict.kind == 'clock_not_started' and '/clock' in verdict.reason
+    assert w.check_stamp(1.65, 1.65).accepted          # once the clock runs, the same stream is used
+    assert w.check_stamp(0.0, 0.0).kind == 'zero_stamp'   # an unstamped message is still judged by its own rule
+
+
 def test_zero_stamp_accepted_under_accept_policy_with_a_warning():
     w = Watchdog(timeout=0.01, zero_stamp='accept')
     verdict = w.check_stamp(0.0, 10.0)

@@ -1128,7 +1128,10 @@ class MpcNode(Node):
             with self._stamps_lock:
                 self._stamps.append((receipt, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
             self._state_arrived.set()      # planner_trigger state: the planner waits on it
-        if verdict.kind:
+        if verdict.kind == 'clock_not_started':    # expected while a simulator's /clock is not yet heard
+            if self._throttle.due(verdict.kind):
+                self.get_logger().info(f'/joint_states: {verdict.reason}')
+        elif verdict.kind:
             count = self._throttle.due(verdict.kind)
             if count:
                 what = 'used' if verdict.ok else 'ignored'

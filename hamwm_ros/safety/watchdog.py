@@ -6,7 +6,9 @@ Two clocks, because either alone can be fooled:
   :meth:`Watchdog.check_stamp`. A stamp older than ``max_stamp_age``, further in the future than
   ``max_future_stamp``, or not newer than the last accepted stamp is **ignored** (the message is not used and does
   not count as fresh). A zero stamp (a driver that never sets it) follows ``zero_stamp``: ``'reject'`` ignores it,
-  ``'accept'`` uses it and lets receipt time alone judge freshness (the caller should warn).
+  ``'accept'`` uses it and lets receipt time alone judge freshness (the caller should warn). While the ROS clock
+  reads zero (``use_sim_time`` before the first ``/clock`` message) a stamped message cannot be judged and is
+  ignored as ``clock_not_started``: an expected start-up condition, not a stamp fault.
 * **Receipt time** on a monotonic clock, checked on every control tick by :meth:`Watchdog.update`: when no accepted
   message arrived for ``timeout`` seconds the state is stale. This catches a dead publisher even when ROS time
   stands still (a simulator that stopped publishing ``/clock``).
@@ -122,6 +124,9 @@ class Watchdog:
             return StampVerdict(True, 'zero_stamp', 'zero stamp accepted; freshness judged by receipt time only')
         if not math.isfinite(stamp) or not math.isfinite(now):
             return StampVerdict(False, 'old_stamp', f'stamp {stamp} or clock {now} is not finite')
+        if now == 0.0 < stamp:
+            return StampVerdict(False, 'clock_not_started', 'the ROS clock reads 0 (use_sim_time and no /clock '
+                                                            'message yet): ignored until it starts')
         if now - stamp > self.max_stamp_age:
             return StampVerdict(False, 'old_stamp', f'stamp {now - stamp:.3f} s old (max_stamp_age '
                                                     f'{self.max_stamp_age:g} s): ignored')

@@ -74,6 +74,23 @@ def test_effort_rollout_feeds_zero_effort_to_the_passive_pole():
         EffortRollout(runtime, actuated=[2])
 
 
+@pytest.mark.parametrize('actuated', [list(range(24)), [3, 4, 5], [0, 2, 7], [5, 1, 0]],
+                         ids=['all', 'block', 'gaps', 'permuted'])
+def test_effort_rollout_input_is_the_offset_plus_each_action_on_its_joint(actuated):
+    """Every index layout (the contiguous block is written through a slice, others by index) gives the same input."""
+    runtime = WorldModelRuntime.load(_model('humanoid'), config=SessionConfig(providers=('cpu',), intra_op_threads=1))
+    rollout = EffortRollout(runtime, actuated=actuated)
+    rng = np.random.default_rng(1)
+    offset = rng.normal(size=24).astype(np.float32)
+    rollout.set_offset(offset)
+    actions = rng.normal(size=(6, 5, len(actuated))).astype(np.float32)
+    expected = np.broadcast_to(offset, (6, 5, 24)).copy()
+    for column, joint in enumerate(actuated):
+        expected[..., joint] = offset[joint] + actions[..., column]
+    for _ in range(2):      # the second call reuses the buffer the first one filled
+        assert np.array_equal(rollout.full_actions(actions), expected)
+
+
 def test_pendulum_swings_up_on_the_learned_model():
     """A seeded 5 s episode: MPPI on the shipped pendulum model pumps energy and brings the pole upright.
 

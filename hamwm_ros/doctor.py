@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Callable, Sequence
 import contextlib
 from dataclasses import dataclass
+import functools
 import io
 import logging
 import os
@@ -236,14 +237,14 @@ def run_checks(models_root: Path, *, ros: bool = True) -> list[Check]:
     steps: list[Callable[[], Check | list[Check]]] = [check_python]
     if ros:
         steps.append(check_ros)
-    steps += [check_mujoco, check_pinocchio, lambda: check_models(models_root),
-              lambda: check_onnxruntime(models_root / 'pendulum'), check_realtime, check_torch]
+    steps += [check_mujoco, check_pinocchio, functools.partial(check_models, models_root),
+              functools.partial(check_onnxruntime, models_root / 'pendulum'), check_realtime, check_torch]
     checks: list[Check] = []
     for step in steps:
         try:
             outcome = step()
         except Exception as error:  # noqa: BLE001 - a check that crashes is itself a finding, not a doctor crash
-            name = getattr(step, '__name__', 'check').removeprefix('check_')
+            name = getattr(getattr(step, 'func', step), '__name__', 'check').removeprefix('check_')
             outcome = Check(name, FAIL, f'the check itself failed: {type(error).__name__}: {error}')
         checks.extend(outcome if isinstance(outcome, list) else [outcome])
     return checks

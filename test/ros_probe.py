@@ -172,6 +172,14 @@ class MpcProcess:
         self._log.flush()
         return Path(self._log.name).read_text(errors='replace')
 
+    def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until ``text`` is in the node's output (AssertionError with the log's tail on timeout)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'{text!r} not logged within {timeout} s:\n{self.log()[-3000:]}')
+            time.sleep(0.05)
+
     def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
         """The service's response; TimeoutError (with the node's log) when it is missing or silent."""
         try:

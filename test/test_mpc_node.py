@@ -551,9 +551,24 @@ def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path
         diagnostics = harness.diagnostics()      # the latched mode may have gone out before the probe subscribed
         assert diagnostics['mode'] == 'WAITING_FOR_STATE' and 'no joint states' in diagnostics['reason']
         # configure timed one predictor rollout of the planner's samples against the planner period
-        assert 0.0 < float(diagnostics['predictor_ms_at_configure']) < 1e4, diagnostics
+        predictor_ms = float(diagnostics['predictor_ms'])
+        assert 0.0 < predictor_ms < 1e4, diagnostics
+        # of a 100 ms period: as many per cent as ms
+        assert float(diagnostics['planner_budget_percent']) == pytest.approx(predictor_ms, abs=0.6)
         assert 'planner budget: one predictor rollout of 16 samples x' in harness.log()
         assert 'of the 100.0 ms planner period' in harness.log()
+        # A new planner rate rescales the same measurement; new sampling settings are timed afresh.
+        assert harness.set(planner_rate=20.0)[0].successful
+        harness.wait_log('of the 50.0 ms planner period')
+        diagnostics = harness.diagnostics()
+        assert float(diagnostics['predictor_ms']) == predictor_ms, diagnostics
+        assert float(diagnostics['planner_budget_percent']) == pytest.approx(predictor_ms / 50.0 * 100.0, abs=0.6)
+        assert harness.set(mppi__num_samples=48)[0].successful
+        harness.wait_log('planner budget: one predictor rollout of 48 samples x')
+        # Over budget now (a warning where the lines before were info): said, and the node carries on.
+        assert all(r.successful for r in harness.set(planner_rate=100.0, mppi__num_samples=65536))
+        harness.wait_log('plans will overrun and the fallback will take over', timeout=60.0)
+        assert harness.state() == 'active'
         commands = harness.commands_after(0.5)
         assert commands.shape[0] > 0 and np.all(commands == 0.0)
     finally:

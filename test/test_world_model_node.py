@@ -358,3 +358,37 @@ def test_an_unknown_executor_fails_start_up_with_the_choices():
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot start: parameter executor must be one of events, single_threaded, got 'multi_threaded'" in (
         result.stdout + result.stderr)
+
+
+def test_autostart_leaves_a_node_that_is_already_configured_as_it_is(models, capfd):
+    """A lifecycle manager (or bring-up) that configures first wins: the autostart timer then neither re-configures
+    nor activates the node (it used to race the manager's own transitions)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter as RclpyParameter
+
+    from hamwm_ros.nodes.world_model_node import WorldModelNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(os.environ.get('ROS_DOMAIN_ID', '0')))
+    executor = SingleThreadedExecutor(context=context)
+    node = WorldModelNode(context=context, parameter_overrides=[
+        RclpyParameter('autostart', value=True), RclpyParameter('model_dir', value=str(models['primary']))])
+    try:
+        assert node._autostart_timer is not None
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        executor.add_node(node)
+        for _ in range(20):          # the autostart timer is due at once: give it every chance to run
+            executor.spin_once(timeout_sec=0.05)
+            if node._autostart_timer is None:
+                break
+        assert node._autostart_timer is None, 'the autostart timer never ran'
+        assert node._state_machine.current_state[1] == 'inactive'     # configured, not activated behind our back
+        log = capfd.readouterr()
+        assert 'autostart: already configured; left as it is' in log.out + log.err
+        assert 'configure failed' not in log.out + log.err
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)

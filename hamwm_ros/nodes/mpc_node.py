@@ -167,6 +167,8 @@ SAFE_HOLDS = ('zero_effort', 'driver_hold', 'nominal_hold')
 DRIVER_HOLD_MODES = (Mode.WAITING_FOR_STATE, Mode.SAFE_HOLD)    # ESTOP keeps zero effort: an e-stop cuts torque
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed',
                'noise_correlation', 'workers')
+# Settings that change the planner budget: its period, or the rollout a worker makes per iteration
+BUDGET_PARAMS = ('planner_rate', 'mppi.num_samples', 'mppi.horizon', 'mppi.workers')
 TASKS = ('track', 'swingup')
 # swing-up schedule settings changeable at run time (the others are read-only: they shape the critics at configure)
 SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode', 'terminal_value_weight')
@@ -303,7 +305,14 @@ class MpcNode(Node):
         # receipt -> plan handed to the supervisor, s (planner thread only): sets the committed steps
         self._plan_latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._committed = 0
-        self._predictor_ms = math.nan       # one rollout of a worker's samples, timed at configure
+        # The last budget check: one rollout of a worker's samples (ms), the runtime and (samples, horizon) it timed,
+        # and its share of the planner period
+        self._predictor_ms = math.nan
+        self._budget_timed: tuple[Any, int, int] | None = None
+        self._budget_percent = math.nan
+        # Run-time checks run on their own (daemon) threads, one at a time, so a parameter change returns at once:
+        # checking a large sample count can take seconds, and must not hold up the node's exit either
+        self._budget_lock = threading.Lock()
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -779,11 +788,11 @@ class MpcNode(Node):
                 with self._lock:
                     runtime = self._pending_runtime or controller.runtime
                     self._pending_settings = self._mppi_settings(controller.limits, runtime.horizon)
+            if names & set(BUDGET_PARAMS) and 'model_dir' not in names:
+                self._check_planner_budget_later(reuse=True)
             if 'model_dir' in names:
                 self.get_logger().info(f"model {self._param('model_dir')} validated; the planner switches to it")
-                with self._lock:    # the planner thread may have switched to it already
-                    runtime = self._pending_runtime or controller.runtime
-                self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon))
+                self._check_planner_budget_later()
         self.get_logger().info('parameters set: ' + ', '.join(f'{p.name}={p.value}' for p in parameters))
 
     # ------------------------------------------------------------------ configure helpers
@@ -1031,23 +1040,56 @@ class MpcNode(Node):
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
 
-    def _check_planner_budget(self, runtime: WorldModelRuntime, settings: MPPISettings) -> None:
+    def _check_planner_budget_later(self, reuse: bool = False) -> None:
+        """:meth:`_check_planner_budget` on a thread of its own (run-time changes: the caller does not wait).
+
+        The thread reads the model and settings in force when it runs, so of several quick changes the last check
+        is of the final settings, whatever order the threads take the lock in.
+        """
+        def check() -> None:
+            with self._budget_lock:
+                controller = self._controller
+                if controller is None:
+                    return
+                with self._lock:    # a hot-loaded model the planner has not switched to yet counts already
+                    runtime = self._pending_runtime or controller.runtime
+                self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon),
+                                           reuse=reuse)
+
+        threading.Thread(target=check, name='planner-budget', daemon=True).start()
+
+    def _check_planner_budget(self, runtime: WorldModelRuntime, settings: MPPISettings, *,
+                              reuse: bool = False) -> None:
         """Time one predictor rollout of a worker's samples and say how much of the planner period it takes.
 
-        At configure and when a new model is hot-loaded (rollouts are thread-safe: the planner may be using the
-        runtime meanwhile).
+        At configure, when a new model is hot-loaded and when a setting in :data:`BUDGET_PARAMS` changes (rollouts
+        are thread-safe: the planner may be using the runtime meanwhile). With ``reuse`` the last measurement
+        stands in when it timed the same runtime, samples and horizon (a new ``planner_rate`` only rescales it).
         """
         samples = math.ceil(settings.num_samples / settings.workers)
+        timed = self._budget_timed
         try:
-            rollout_s = runtime.time_rollout(samples, settings.horizon)
+            if reuse and timed is not None and timed[0] is runtime and timed[1:] == (samples, settings.horizon) \
+                    and math.isfinite(self._predictor_ms):
+                rollout_s = self._predictor_ms / 1e3
+            else:
+                rollout_s = runtime.time_rollout(samples, settings.horizon)
             budget = planner_budget(rollout_s, self._planner_period, samples, settings.horizon,
                                     runtime.metadata.training.get('model_config'))
         except Exception as error:  # noqa: BLE001 - a check only: configure already validated the model
-            self._predictor_ms = math.nan
+            self._predictor_ms = self._budget_percent = math.nan
+            self._budget_timed = None
             self.get_logger().warning(f'planner budget not measured: {type(error).__name__}: {error}')
             return
         self._predictor_ms = 1e3 * rollout_s
-        (self.get_logger().warning if budget.over else self.get_logger().info)(budget.message)
+        self._budget_timed = (runtime, samples, settings.horizon)
+        self._budget_percent = 100.0 * budget.fraction
+        # Two call sites: rclpy refuses one call site logging at two severities (ValueError, seen when a run-time
+        # change pushed the budget over after configure had logged it at info).
+        if budget.over:
+            self.get_logger().warning(budget.message)
+        else:
+            self.get_logger().info(budget.message)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         controller = self._controller
@@ -1562,7 +1604,9 @@ class MpcNode(Node):
                 'missed_deadlines': str(stats['missed']), 'control_scheduling': stats['scheduling'],
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
-                'predictor_ms_at_configure': f'{self._predictor_ms:.2f}',
+                # the last planner budget check (configure, hot-load, or a change of BUDGET_PARAMS)
+                'predictor_ms': f'{self._predictor_ms:.2f}',
+                'planner_budget_percent': f'{self._budget_percent:.0f}',
                 'planner_ms_max': f'{1e3 * float(np.max(planner)):.2f}',
                 # joint state receipt -> first command from the plan made on it (last 2000 plans)
                 'state_to_command_ms_p50': f'{1e3 * float(np.median(latency)):.2f}',

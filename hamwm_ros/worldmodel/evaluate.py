@@ -88,6 +88,9 @@ class Budget:
     se_steps: int = 500
     se_batch: int = 128
     se_hidden: int = 64
+    # Sample efficiency: each budget's training set is the first n trajectories of one draw (nested subsets, the usual
+    # learning-curve protocol) rather than an independent draw per budget.
+    se_nested: bool = False
     horizon_steps: int = 1000
     horizon_train_traj: int = 32
     ensemble: int = 5
@@ -546,7 +549,9 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
 
     ``methods`` picks from :data:`SE_METHODS` (default: mlp, ours and, on systems that declare ignorable or periodic
     coordinates, mlp_priors). ``efficiency`` is ours against the MLP (needs both); ``efficiency_by_method`` gives every
-    other method against the MLP and ``ours_vs_mlp_priors`` ours against the MLP given the same priors.
+    other method against the MLP and ``ours_vs_mlp_priors`` ours against the MLP given the same priors. With
+    ``budget.se_nested`` every budget trains on the first n trajectories of one draw (seed + 1000), so a larger set
+    contains every smaller one; otherwise each budget draws its own (seed + n).
 
     Raises
     ------
@@ -566,8 +571,10 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
         chosen = _se_methods(system, tuple(methods) if methods else None)
         curves: dict[str, list[float]] = {m: [] for m in chosen}
         damping: dict[str, float] = {}
+        pool = _control_data(system, max(budget.se_budgets), traj_len, seed + 1000) if budget.se_nested else None
         for n in budget.se_budgets:
-            data = _control_data(system, n, traj_len, seed + n)
+            data = _control_data(system, n, traj_len, seed + n) if pool is None else \
+                {'states': pool['states'][:n], 'actions': pool['actions'][:n]}
             for method in chosen:
                 t0 = time.time()
                 base, ignorable, periodic = _se_spec(system, method)
@@ -581,7 +588,8 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
                     damping[method] = _learned_damping(model, system, test['states'][:, 1:])
                 _log(f'{name:16s} {method:4s} n={n:3d} {horizon}-step MSE = {err:.4g} ({time.time() - t0:.0f} s)')
         results[name] = {'trajectories': list(budget.se_budgets), 'steps_per_trajectory': traj_len, 'dt': dt,
-                         'horizon': horizon, 'ignorable': list(system.ignorable), 'periodic': list(system.periodic),
+                         'horizon': horizon, 'nested': budget.se_nested, 'ignorable': list(system.ignorable),
+                         'periodic': list(system.periodic),
                          'ours_substeps': OURS_SUBSTEPS.get(name, 1), 'error': curves}
         if 'mlp' in curves:
             results[name]['efficiency_by_method'] = {
@@ -762,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
                              'plus mlp_priors, the MLP given the same priors, where the system declares ignorable or '
                              'periodic coordinates; ablations ours_plain, ours_ignorable, mlp_ignorable): methods to '
                              'train')
+    parser.add_argument('--nested', action='store_true',
+                        help='sample-efficiency: train each budget on the first n trajectories of one draw (nested '
+                             'subsets) instead of an independent draw per budget')
     parser.add_argument('--rollout-steps', type=int, default=None,
                         help='optimiser steps per model in sample-efficiency and horizons (default 500)')
     return parser
@@ -797,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
             print('hamwm eval: --rollout-steps must be >= 1', file=sys.stderr)
             return 2
         budget.se_steps = args.rollout_steps
+    budget.se_nested = args.nested
     suites = list(SUITES) if args.suite == 'all' else [args.suite]
     for suite in suites:
         out = args.out or Path('reports') / f'eval-{suite}'

@@ -361,8 +361,11 @@ def test_an_unknown_executor_fails_start_up_with_the_choices():
 
 
 def test_autostart_leaves_a_node_that_is_already_configured_as_it_is(models, capfd):
-    """A lifecycle manager (or bring-up) that configures first wins: the autostart timer then neither re-configures
-    nor activates the node (it used to race the manager's own transitions)."""
+    """A lifecycle manager (or bring-up) that configures first wins.
+
+    The autostart timer then neither re-configures nor activates the node (it used to race the manager's own
+    transitions).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn

@@ -26,7 +26,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 import pytest
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter, parameter_value_to_python
 from ros_probe import MpcProcess
 from sensor_msgs.msg import JointState
@@ -330,6 +331,73 @@ class TestWithSimulatedPendulum:
         assert mpc.transition(Transition.TRANSITION_CLEANUP)
         assert mpc.state() == 'unconfigured'
         assert mpc.estop(False).success          # unconfigured: the latch may be released
+
+    def test_every_writable_parameter_at_its_range_ends_leaves_the_node_planning(self, mpc, models):
+        """Tuning cannot crash the node: each run-time parameter goes to both ends of its range and just past them.
+
+        In range: accepted and read back (or, where another parameter forbids it, refused with a reason and the old
+        value kept). Out of range, NaN or of the wrong type: refused with a reason. Afterwards
+        (old values restored) the node plans again and its commands are finite and within the URDF limit. Only the
+        sampling sizes skip their maxima (65536 samples or 1000 steps would take the planner seconds per plan here).
+        """
+        heavy_maxima = {'mppi.num_samples', 'mppi.horizon', 'mppi.iterations', 'mppi.workers'}
+        assert mpc.set(model_dir=str(models['good']))[0].successful
+        assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()[-3000:]
+        assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()[-3000:]
+        sim = SimProcess('pendulum', {'camera_rate': 0.0, 'joint_states_rate': 250.0, 'clock_rate': 250.0},
+                         params_file=False)
+        try:
+            mpc.wait_mode('PLANNING', timeout=60.0)
+            names = mpc.call(ListParameters, '/mpc_node/list_parameters', ListParameters.Request()).result.names
+            descriptors = mpc.call(DescribeParameters, '/mpc_node/describe_parameters',
+                                   DescribeParameters.Request(names=names)).descriptors
+            swept = accepted = 0
+            refused: list[str] = []
+            for descriptor in descriptors:
+                name = descriptor.name
+                if descriptor.read_only or name == 'use_sim_time':
+                    continue
+                key = name.replace('.', '__')
+                ranges = list(descriptor.floating_point_range) or list(descriptor.integer_range)
+                if ranges:
+                    low, high = ranges[0].from_value, ranges[0].to_value
+                    original = mpc.get(name)
+                    ends = [low] if name in heavy_maxima else [low, high]
+                    in_force = original
+                    for value in ends:
+                        result = mpc.set(**{key: value})[0]
+                        if result.successful:
+                            assert mpc.get(name) == value, name
+                            in_force = value
+                            accepted += 1
+                        else:      # in range, but against another parameter (planner_rate <= control_rate, ...)
+                            assert result.reason and mpc.get(name) == in_force, (name, value, result.reason)
+                            refused.append(f'{name}={value}: {result.reason}')
+                    step = 1 if descriptor.integer_range else max(abs(high - low) * 1e-3, 1e-9)
+                    outside = [low - step, high + step] + ([math.nan] if descriptor.floating_point_range else [])
+                    for value in outside:
+                        result = mpc.set(**{key: value})[0]
+                        assert not result.successful and result.reason, (name, value)
+                    assert mpc.set(**{key: original})[0].successful, name
+                    swept += 1
+                wrong = 3 if descriptor.type == ParameterType.PARAMETER_STRING else 'three'
+                result = mpc.set(**{key: wrong})[0]
+                assert not result.successful and 'type' in result.reason, (name, result.reason)
+                assert mpc.process.poll() is None, f'mpc_node died at {name}:\n{mpc.log()[-4000:]}'
+            assert swept >= 30, swept        # the sweep reached the node's numeric parameters
+            assert len(refused) <= 3, refused      # cross-parameter refusals are the exception
+            deadline = time.monotonic() + 60.0
+            while mpc.diagnostics()['mode'] != 'PLANNING':
+                assert time.monotonic() < deadline, mpc.log()[-4000:]
+                time.sleep(0.2)
+            commands = mpc.commands_after(1.0)
+            assert commands.shape[0] > 0 and np.all(np.isfinite(commands)) and np.all(
+                np.abs(commands) <= EFFORT_LIMIT)
+            assert 'Traceback' not in mpc.log(), mpc.log()[-4000:]
+        finally:
+            sim_code = sim.stop()
+            sim_log = sim.log()
+        assert sim_code == 0, sim_log[-4000:]
 
 
 class Injector:

@@ -243,6 +243,8 @@ class TopicProbe:
         self.executor.add_node(self.node)
         self.records: dict[str, TopicRecord] = {}
         self._condition = threading.Condition()
+        self._clients: dict[tuple[type, str], Any] = {}
+        self._clients_lock = threading.Lock()
         for topic, message_type in topics.items():
             reliability = ReliabilityPolicy.BEST_EFFORT if topic in best_effort else ReliabilityPolicy.RELIABLE
             # Deep reliable queues: a probe counts rates, and a loaded host can stall its spin thread for a few hundred
@@ -347,19 +349,23 @@ class TopicProbe:
         TimeoutError
             If the service is not available, or does not answer, within ``timeout`` s.
         """
-        client = self.node.create_client(service_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'service {name} not available within {timeout:.0f} s')
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'service {name}: no answer within {timeout:.0f} s')
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        # One client per service for the probe's life: a client made for each call must be discovered by the server
+        # again each time, and a response sent before that completes is lost (seen as a rare 30 s silence in a test
+        # that made some 300 calls, the node idle in its wait set).
+        with self._clients_lock:
+            client = self._clients.get((service_type, name))
+            if client is None:
+                client = self._clients[(service_type, name)] = self.node.create_client(service_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {name} not available within {timeout:.0f} s')
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                client.remove_pending_request(future)
+                raise TimeoutError(f'service {name}: no answer within {timeout:.0f} s')
+            time.sleep(0.01)
+        return future.result()
 
     def close(self) -> None:
         """Stop spinning and shut the probe's context down."""

@@ -7,6 +7,9 @@ discovery come from conftest.py through the environment), records the node's top
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import math
 import os
 from pathlib import Path
 import random
@@ -15,6 +18,10 @@ import tempfile
 import time
 from typing import Any
 import xml.etree.ElementTree as ET
+
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
+from rclpy.parameter import Parameter, parameter_value_to_python
 
 from hamwm_ros.rosdomain import DOMAIN_RANGE
 from hamwm_ros.sim import robot_urdf_path
@@ -205,3 +212,70 @@ class MpcProcess:
             Path(self._log.name).unlink(missing_ok=True)
         return code
 
+
+@dataclass
+class ParameterSweep:
+    """What :func:`sweep_parameters` did.
+
+    Numeric parameters swept, in-range values accepted, and the refusals of in-range values (with their reasons).
+    """
+
+    swept: int = 0
+    accepted: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
+def sweep_parameters(call: Callable[[type, str, Any], Any], node: str, alive: Callable[[], bool],
+                     skip_maxima: frozenset[str] = frozenset()) -> ParameterSweep:
+    """Set every writable parameter of ``node`` to both ends of its range, just past them, NaN and a wrong type.
+
+    In range: accepted and read back, or (where another parameter forbids it) refused with a reason and the old value
+    kept. Out of range, NaN or of the wrong type: refused with a reason. Each parameter gets its old value back and
+    the node must still run (``alive``) after each. ``call(service_type, service_name, request)`` returns the
+    response; ``skip_maxima`` names parameters set to their minimum only (sizes whose maximum would only make the
+    node slow).
+
+    Raises
+    ------
+    AssertionError
+        On the first value handled otherwise.
+    """
+    def set_one(name: str, value: Any) -> Any:
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return call(SetParameters, f'{node}/set_parameters', request).results[0]
+
+    def get_one(name: str) -> Any:
+        return parameter_value_to_python(
+            call(GetParameters, f'{node}/get_parameters', GetParameters.Request(names=[name])).values[0])
+
+    names = call(ListParameters, f'{node}/list_parameters', ListParameters.Request()).result.names
+    descriptors = call(DescribeParameters, f'{node}/describe_parameters',
+                       DescribeParameters.Request(names=names)).descriptors
+    sweep = ParameterSweep()
+    for descriptor in descriptors:
+        name = descriptor.name
+        if descriptor.read_only or name == 'use_sim_time':
+            continue
+        ranges = list(descriptor.floating_point_range) or list(descriptor.integer_range)
+        if ranges:
+            low, high = ranges[0].from_value, ranges[0].to_value
+            original = in_force = get_one(name)
+            for value in [low] if name in skip_maxima else [low, high]:
+                result = set_one(name, value)
+                if result.successful:
+                    assert get_one(name) == value, name
+                    in_force = value
+                    sweep.accepted += 1
+                else:
+                    assert result.reason and get_one(name) == in_force, (name, value, result.reason)
+                    sweep.refused.append(f'{name}={value}: {result.reason}')
+            step = 1 if descriptor.integer_range else max(abs(high - low) * 1e-3, 1e-9)
+            for value in [low - step, high + step] + ([math.nan] if descriptor.floating_point_range else []):
+                result = set_one(name, value)
+                assert not result.successful and result.reason, (name, value)
+            assert set_one(name, original).successful, name
+            sweep.swept += 1
+        result = set_one(name, 3 if descriptor.type == ParameterType.PARAMETER_STRING else 'three')
+        assert not result.successful and 'type' in result.reason, (name, result.reason)
+        assert alive(), f'{node} died at {name}'
+    return sweep

@@ -23,6 +23,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParametersAtomically
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from ros_probe import sweep_parameters
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64, String
 from visualization_msgs.msg import MarkerArray
@@ -306,6 +307,31 @@ def test_parameters_are_validated(balance, wb):
     send_until_output(probe, joint_state(wb.joint_names, q, np.zeros(wb.n_joints), 400), 400)
     points = np.array([[p.x, p.y] for p in probe.stamped('/hamwm/support_polygon', 400)[0].polygon.points])
     assert np.ptp(points[:, 0]) == pytest.approx(0.3, abs=1e-3)  # the new sole length is in use
+
+
+def test_every_writable_parameter_at_its_range_ends_leaves_the_node_estimating(balance, wb):
+    """Tuning cannot crash the node (see ``ros_probe.sweep_parameters``); afterwards it still answers a state."""
+    process, probe = balance
+    clients: dict[str, object] = {}
+
+    def call(kind: type, name: str, request: object) -> object:
+        client = clients.get(name) or clients.setdefault(name, probe.node.create_client(kind, name))
+        probe.wait(client.service_is_ready, name)
+        future = client.call_async(request)
+        probe.wait(future.done, f'{name} response')
+        return future.result()
+
+    try:
+        sweep = sweep_parameters(call, '/balance_node', lambda: process.poll() is None)
+    finally:
+        for client in clients.values():
+            probe.node.destroy_client(client)
+    assert sweep.swept >= 5, sweep
+    assert not sweep.refused, sweep
+    q = posture(wb)
+    send_until_output(probe, joint_state(wb.joint_names, q, np.zeros(wb.n_joints), 500), 500)
+    com = probe.stamped('/hamwm/com', 500)[0].point
+    assert all(math.isfinite(v) for v in (com.x, com.y, com.z))
 
 
 @pytest.mark.parametrize(('params', 'message'), [

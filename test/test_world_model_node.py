@@ -24,6 +24,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from ros_probe import sweep_parameters
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -220,6 +221,21 @@ def test_active_node_publishes_finite_predictions(graph, models):
     assert math.isfinite(float(values['prediction_error']))
     if models['primary'].name == 'reference':   # the linearised pendulum is right about the real one near rest
         assert status.level == b'\x00', (status.message, values)
+
+
+def test_every_writable_parameter_at_its_range_ends_leaves_the_node_predicting(graph, models):
+    """Tuning cannot crash the node (see ``ros_probe.sweep_parameters``); afterwards it still predicts, finitely."""
+    graph.ensure_active(models['primary'])
+    sweep = sweep_parameters(lambda kind, name, request: graph.probe.call(kind, name, request, 20.0), NODE,
+                             lambda: graph.process.poll() is None)
+    assert sweep.swept >= 10, sweep
+    # in-range values refused only against another parameter (warn <= error pairs, error_step x dt <= 4 s)
+    assert sweep.accepted >= sweep.swept and len(sweep.refused) < sweep.swept // 2, sweep
+    after = graph.probe.seq('/hamwm/predicted_trajectory')
+    trajectory = graph.probe.wait_for('/hamwm/predicted_trajectory', timeout=15.0, after=after)
+    assert trajectory is not None, graph.log()[-4000:]
+    assert all(math.isfinite(x) for p in trajectory.points for x in (*p.positions, *p.velocities))
+    assert 'Traceback' not in graph.log(), graph.log()[-4000:]
 
 
 def test_nan_joint_states_are_dropped_and_nothing_non_finite_is_published(graph, models):

@@ -217,12 +217,14 @@ class MpcProcess:
 class ParameterSweep:
     """What :func:`sweep_parameters` did.
 
-    Numeric parameters swept, in-range values accepted, and the refusals of in-range values (with their reasons).
+    Numeric parameters swept, in-range values accepted, the refusals of in-range values (with their reasons), and
+    the node's own refusals of values rclpy let through just past an end.
     """
 
     swept: int = 0
     accepted: int = 0
     refused: list[str] = field(default_factory=list)
+    edge_refused: list[str] = field(default_factory=list)
 
 
 def sweep_parameters(call: Callable[[type, str, Any], Any], node: str, alive: Callable[[], bool],
@@ -230,7 +232,8 @@ def sweep_parameters(call: Callable[[type, str, Any], Any], node: str, alive: Ca
     """Set every writable parameter of ``node`` to both ends of its range, just past them, NaN and a wrong type.
 
     In range: accepted and read back, or (where another parameter forbids it) refused with a reason and the old value
-    kept. Out of range, NaN or of the wrong type: refused with a reason. Each parameter gets its old value back and
+    kept. Within rclpy's tolerance past an end (it passes those on): accepted, or refused with a reason. Out of
+    range, NaN or of the wrong type: refused with a reason. Each parameter gets its old value back and
     the node must still run (``alive``) after each. ``call(service_type, service_name, request)`` returns the
     response; ``skip_maxima`` names parameters set to their minimum only (sizes whose maximum would only make the
     node slow).
@@ -269,6 +272,14 @@ def sweep_parameters(call: Callable[[type, str, Any], Any], node: str, alive: Ca
                 else:
                     assert result.reason and get_one(name) == in_force, (name, value, result.reason)
                     sweep.refused.append(f'{name}={value}: {result.reason}')
+            if descriptor.floating_point_range:
+                # rclpy lets values within 1e-6 (relative) past an end through as "on the edge": the node's own
+                # checks see them; accepted or refused, they must not break it.
+                for value in (low - 5e-7 * abs(low), high + 5e-7 * abs(high)):
+                    result = set_one(name, value)
+                    assert result.successful or result.reason, (name, value)
+                    if not result.successful:
+                        sweep.edge_refused.append(f'{name}={value}: {result.reason}')
             step = 1 if descriptor.integer_range else max(abs(high - low) * 1e-3, 1e-9)
             for value in [low - step, high + step] + ([math.nan] if descriptor.floating_point_range else []):
                 result = set_one(name, value)

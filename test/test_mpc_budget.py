@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hamwm_ros.mpc.budget import WARN_FRACTION, planner_budget
+from hamwm_ros.mpc.budget import MAX_TIMED_SAMPLES, WARN_FRACTION, planner_budget, timed_rollout
 
 
 def test_a_rollout_well_inside_the_period_is_reported_not_warned():
@@ -40,3 +40,27 @@ def test_the_boundary_is_the_warn_fraction():
 def test_bad_figures_are_refused(rollout, period, samples, horizon):
     with pytest.raises(ValueError):
         planner_budget(rollout, period, samples, horizon)
+
+
+def test_a_small_rollout_is_timed_as_it_is():
+    plan = timed_rollout(128, 32, 32)
+    assert (plan.samples, plan.steps, plan.scale, plan.estimated) == (128, 32, 1.0, False)
+    plan = timed_rollout(512, 20, 32)            # shorter than the export horizon: one padded call, exactly
+    assert (plan.samples, plan.steps, plan.scale) == (512, 20, 1.0)
+
+
+def test_a_large_rollout_is_timed_small_and_scaled():
+    plan = timed_rollout(65536, 1000, 32)
+    assert (plan.samples, plan.steps) == (MAX_TIMED_SAMPLES, 32)
+    assert plan.scale == pytest.approx(65536 / MAX_TIMED_SAMPLES * 32)   # 1000 steps = 32 chained calls of 32
+    assert plan.estimated
+    budget = planner_budget(0.004 * plan.scale, 0.02, 65536, 1000, timed=plan)
+    assert budget.over and f'(scaled from a timed rollout of {MAX_TIMED_SAMPLES} samples x 32 steps)' in budget.message
+    assert 'scaled' not in planner_budget(0.004, 0.02, 128, 32, timed=timed_rollout(128, 32, 32)).message
+
+
+@pytest.mark.parametrize('sizes', [(0, 32, 32), (128, 0, 32), (128, 32, 0), (128, 32, 32, 0)])
+def test_bad_sizes_are_refused(sizes):
+    with pytest.raises(ValueError, match='sizes must be >= 1'):
+        timed_rollout(*sizes)
+

@@ -605,12 +605,31 @@ def test_autostart_configures_and_activates_without_a_lifecycle_manager(tmp_path
         # Over budget now (a warning where the lines before were info): said, and the node carries on.
         assert all(r.successful for r in harness.set(planner_rate=100.0, mppi__num_samples=65536))
         harness.wait_log('plans will overrun and the fallback will take over', timeout=60.0)
+        # ... measured on a bounded batch and scaled (time is linear in the batch at that size)
+        harness.wait_log('(scaled from a timed rollout of 512 samples x')
         assert harness.state() == 'active'
         commands = harness.commands_after(0.5)
         assert commands.shape[0] > 0 and np.all(commands == 0.0)
     finally:
         log = harness.log()
         code = harness.close()
+    assert code == 0, log[-3000:]
+
+
+def test_sigint_while_a_huge_sample_count_is_being_checked_exits_cleanly(tmp_path):
+    """The budget check of a run-time change must not outlive the node.
+
+    It used to time all 65536 samples on a daemon thread, for seconds, and SIGINT then aborted the process inside
+    onnxruntime (exit -6 instead of 0).
+    """
+    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
+                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 16})
+    try:
+        assert harness.state() == 'active'
+        assert harness.set(mppi__num_samples=65536)[0].successful
+    finally:
+        log = harness.log()
+        code = harness.close()        # at once: the check of the new sample count is still running
     assert code == 0, log[-3000:]
 
 

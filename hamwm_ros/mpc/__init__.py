@@ -3,7 +3,7 @@
 Imports neither rclpy nor torch; ``hamwm_ros.nodes.mpc_node`` wraps it for ROS 2.
 """
 
-from hamwm_ros.mpc.budget import PlannerBudget, planner_budget
+from hamwm_ros.mpc.budget import PlannerBudget, TimedRollout, planner_budget, timed_rollout
 from hamwm_ros.mpc.critics import (
     INFEASIBLE_COST,
     BalanceCritic,
@@ -27,5 +27,6 @@ __all__ = [
     'INFEASIBLE_COST', 'BalanceCritic', 'BatchedRollout', 'Critic', 'CriticContext', 'CriticError', 'EffortCritic',
     'EnergyCritic', 'JointLimitsCritic', 'MPPIOptimizer', 'MPPISettings', 'NoiseGenerator', 'PDHoldFallback',
     'PlanResult', 'PlannerBudget', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError',
-    'SmoothnessCritic', 'TerminalCostCritic', 'TrackingCritic', 'check_rollout', 'planner_budget',
+    'SmoothnessCritic', 'TerminalCostCritic', 'TimedRollout', 'TrackingCritic', 'check_rollout', 'planner_budget',
+    'timed_rollout',
 ]

@@ -120,6 +120,7 @@ from hamwm_ros.mpc import (
     SmoothnessCritic,
     TrackingCritic,
     planner_budget,
+    timed_rollout,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
@@ -310,9 +311,12 @@ class MpcNode(Node):
         self._predictor_ms = math.nan
         self._budget_timed: tuple[Any, int, int] | None = None
         self._budget_percent = math.nan
-        # Run-time checks run on their own (daemon) threads, one at a time, so a parameter change returns at once:
-        # checking a large sample count can take seconds, and must not hold up the node's exit either
+        # Run-time checks run on their own threads, one at a time, so a parameter change returns at once. Each times
+        # a bounded rollout (mpc.budget.timed_rollout) and the node joins them on exit: a check of 65536 samples used
+        # to run for seconds on a daemon thread and abort the process (SIGABRT inside onnxruntime) when SIGINT came
         self._budget_lock = threading.Lock()
+        self._budget_threads: list[threading.Thread] = []
+        self._budget_cancel = threading.Event()
         self._declare_parameters()
         self._validate_all()       # a bad value from a parameter file fails start-up here, loudly
         self._cache_rates()
@@ -1049,14 +1053,24 @@ class MpcNode(Node):
         def check() -> None:
             with self._budget_lock:
                 controller = self._controller
-                if controller is None:
+                if controller is None or self._budget_cancel.is_set():
                     return
                 with self._lock:    # a hot-loaded model the planner has not switched to yet counts already
                     runtime = self._pending_runtime or controller.runtime
                 self._check_planner_budget(runtime, self._mppi_settings(controller.limits, runtime.horizon),
                                            reuse=reuse)
 
-        threading.Thread(target=check, name='planner-budget', daemon=True).start()
+        self._budget_threads = [t for t in self._budget_threads if t.is_alive()]
+        thread = threading.Thread(target=check, name='planner-budget')
+        self._budget_threads.append(thread)
+        thread.start()
+
+    def _join_budget_checks(self) -> None:
+        """Let a running budget check finish (it is bounded) and drop the queued ones: the node is going away."""
+        self._budget_cancel.set()
+        for thread in self._budget_threads:
+            thread.join(timeout=10.0)
+        self._budget_threads = []
 
     def _check_planner_budget(self, runtime: WorldModelRuntime, settings: MPPISettings, *,
                               reuse: bool = False) -> None:
@@ -1068,14 +1082,15 @@ class MpcNode(Node):
         """
         samples = math.ceil(settings.num_samples / settings.workers)
         timed = self._budget_timed
+        plan = timed_rollout(samples, settings.horizon, runtime.horizon)
         try:
             if reuse and timed is not None and timed[0] is runtime and timed[1:] == (samples, settings.horizon) \
                     and math.isfinite(self._predictor_ms):
                 rollout_s = self._predictor_ms / 1e3
             else:
-                rollout_s = runtime.time_rollout(samples, settings.horizon)
+                rollout_s = runtime.time_rollout(plan.samples, plan.steps) * plan.scale
             budget = planner_budget(rollout_s, self._planner_period, samples, settings.horizon,
-                                    runtime.metadata.training.get('model_config'))
+                                    runtime.metadata.training.get('model_config'), timed=plan)
         except Exception as error:  # noqa: BLE001 - a check only: configure already validated the model
             self._predictor_ms = self._budget_percent = math.nan
             self._budget_timed = None
@@ -1119,6 +1134,12 @@ class MpcNode(Node):
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5.0)
+                if thread.is_alive():
+                    # A plan of a very large sample count is still inside onnxruntime: the process must not exit
+                    # under it (a daemon thread there aborts the interpreter), so wait for that plan to end.
+                    self.get_logger().warning(f'{thread.name} still busy after 5 s (one plan of '
+                                              f'{self._param("mppi.num_samples")} samples); waiting for it')
+                    thread.join(timeout=120.0)
         self._threads = []
 
     def _hold(self, reason: str) -> None:
@@ -1666,6 +1687,7 @@ class MpcNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the loops (publishing the safe hold if active), then destroy the node."""
+        self._join_budget_checks()
         if self._threads:
             self._hold('node destroyed')
         if self._input is not None:

@@ -203,11 +203,12 @@ class MpcProcess:
         return {kv.key: kv.value for kv in msg.status[0].values}
 
     def close(self) -> int:
-        """Stop the probe and mpc_node (SIGINT); its exit code. The log file is removed."""
+        """Stop the probe and mpc_node (SIGINT); its exit code. The log file is removed (its text: ``final_log``)."""
         try:
             self.probe.close()
         finally:
             code = interrupt_process(self.process)
+            self.final_log = self.log()       # what it wrote up to its exit, for the caller
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
         return code

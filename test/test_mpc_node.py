@@ -633,6 +633,32 @@ def test_sigint_while_a_huge_sample_count_is_being_checked_exits_cleanly(tmp_pat
     assert code == 0, log[-3000:]
 
 
+def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp_path):
+    """A plan of a large sample count and horizon takes many seconds; stopping ends its rollout (cancel_runs).
+
+    Before, the node waited for the rest of the plan (seconds here) before it exited.
+    """
+    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
+                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 4096,
+                          'mppi.horizon': 1000, 'mppi.iterations': 20, 'joint_state_timeout': 0.25,
+                          'max_plan_age': 0.5})
+    injector = Injector(harness.node)
+    try:
+        assert harness.state() == 'active'
+        injector.set()
+        deadline = time.monotonic() + 30.0
+        while int(harness.diagnostics()['joint_states_accepted']) == 0:     # the first plan starts on the first
+            assert time.monotonic() < deadline, harness.log()[-3000:]
+        time.sleep(1.0)                                                       # ... and is now inside a rollout
+        assert int(harness.diagnostics()['plans']) == 0, 'the plan ended before the stop: nothing to cancel'
+    finally:
+        injector.close()
+        code = harness.close()
+    assert code == 0, harness.final_log[-3000:]
+    assert 'the plan in progress was ended by the stop' in harness.final_log, harness.final_log[-3000:]
+    assert 'still busy' not in harness.final_log, harness.final_log[-3000:]
+
+
 def test_input_thread_follows_remaps_and_the_control_thread_reports_its_scheduling(tmp_path):
     # /joint_states is served by the private node mpc_node_input; a remap given to the process must still apply.
     harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,

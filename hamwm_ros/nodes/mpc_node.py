@@ -1131,15 +1131,24 @@ class MpcNode(Node):
     def _stop_threads(self) -> None:
         self._stop.set()
         self._state_arrived.set()          # a planner waiting for a state wakes to see the stop
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5.0)
-                if thread.is_alive():
-                    # A plan of a very large sample count is still inside onnxruntime: the process must not exit
-                    # under it (a daemon thread there aborts the interpreter), so wait for that plan to end.
-                    self.get_logger().warning(f'{thread.name} still busy after 5 s (one plan of '
-                                              f'{self._param("mppi.num_samples")} samples); waiting for it')
-                    thread.join(timeout=120.0)
+        # A plan of a large sample count can spend seconds in one rollout: end it (onnxruntime stops between graph
+        # nodes), so deactivation and exit take one period, not one plan; a daemon thread still inside onnxruntime
+        # when the interpreter exits aborts the process.
+        with self._lock:
+            controller, pending = self._controller, self._pending_runtime
+        runtimes = {id(r): r for r in (controller.runtime if controller else None, pending) if r is not None}
+        for runtime in runtimes.values():
+            runtime.cancel_runs()
+        try:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join(timeout=5.0)
+                    if thread.is_alive():
+                        self.get_logger().warning(f'{thread.name} still busy 5 s after the stop; waiting for it')
+                        thread.join(timeout=60.0)
+        finally:
+            for runtime in runtimes.values():
+                runtime.cancel_runs(False)
         self._threads = []
 
     def _hold(self, reason: str) -> None:
@@ -1360,6 +1369,9 @@ class MpcNode(Node):
             result = optimizer.plan(z0, previous_action=previous, shift=shift, committed=committed)
         except Exception as error:  # noqa: BLE001 - a failing model must end in the fallback, not a dead thread
             optimizer.reset()
+            if self._stop.is_set():         # a rollout ended by the stop (cancel_runs): nothing went wrong
+                self.get_logger().info('planner: the plan in progress was ended by the stop')
+                return
             supervisor.on_plan(None, f'planner error: {type(error).__name__}: {error}')
             count = self._throttle.due('planner_error')
             if count:

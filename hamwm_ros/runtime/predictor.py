@@ -220,6 +220,14 @@ class WorldModelRuntime:
         joined = {k: np.concatenate(v, axis=step_axis) for k, v in pieces.items()}
         return Rollout(joined['z_seq'], joined['obs_seq'], joined['energy'], len(meta.joint_names))
 
+    def cancel_runs(self, cancel: bool = True) -> None:
+        """End the encoder's and the predictor's runs in progress and refuse new ones until ``cancel=False``.
+
+        See :meth:`OrtSession.cancel_runs`: for a node that stops its planner while a long rollout is running.
+        """
+        self.encoder.cancel_runs(cancel)
+        self.predictor.cancel_runs(cancel)
+
     def time_rollout(self, batch: int, steps: int | None = None, repeats: int = 3) -> float:
         """Median wall time in seconds of one :meth:`rollout` of ``batch`` sequences of ``steps`` steps.
 

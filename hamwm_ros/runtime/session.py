@@ -207,6 +207,9 @@ class OrtSession:
         self._in_dtypes = {t.name: np.dtype(t.dtype) for t in spec.inputs}
         self._buffers: dict[tuple[int, int], tuple[object, dict[str, np.ndarray]]] = {}
         self._buffers_lock = threading.Lock()
+        # One RunOptions shared by every call: setting its terminate flag ends the runs in progress (onnxruntime
+        # checks it between nodes), so a long rollout cannot keep a stopping node waiting. See cancel_runs.
+        self._run_options = ort.RunOptions()
         self._warmup()
 
     # ------------------------------------------------------------------ load-time checks
@@ -290,10 +293,18 @@ class OrtSession:
         binding, outputs = self._binding(batch or 1)
         for name, array in arrays.items():
             binding.bind_cpu_input(name, array)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, self._run_options)
         if self._on_gpu:
             binding.synchronize_outputs()
         return {k: v.copy() for k, v in outputs.items()} if copy else outputs
+
+    def cancel_runs(self, cancel: bool = True) -> None:
+        """End the runs in progress, and refuse new ones, until called with ``cancel=False``.
+
+        From any thread (a node stopping its planner): the runs stop between two graph nodes and raise onnxruntime's
+        error, which the caller sees like any failed run.
+        """
+        self._run_options.terminate = cancel
 
     def _binding(self, batch: int):
         key = (threading.get_ident(), batch)

@@ -659,6 +659,35 @@ def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp
     assert 'still busy' not in harness.final_log, harness.final_log[-3000:]
 
 
+def test_deactivate_in_the_middle_of_a_long_plan_then_activate_plans_again(tmp_path):
+    """Deactivate ends a long plan (onnxruntime's terminate flag); the flag is cleared, so the next activation plans."""
+    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
+                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 4096,
+                          'mppi.horizon': 1000, 'mppi.iterations': 20, 'joint_state_timeout': 0.25,
+                          'max_plan_age': 0.5})
+    injector = Injector(harness.node)
+    try:
+        injector.set()
+        deadline = time.monotonic() + 30.0
+        while int(harness.diagnostics()['joint_states_accepted']) == 0:
+            assert time.monotonic() < deadline, harness.log()[-3000:]
+        time.sleep(1.0)
+        assert int(harness.diagnostics()['plans']) == 0, 'the plan ended before the stop: nothing to cancel'
+        assert harness.transition(Transition.TRANSITION_DEACTIVATE)
+        harness.wait_mode('INACTIVE')
+        harness.wait_log('the plan in progress was ended by the stop')
+        assert 'still busy' not in harness.log(), harness.log()[-3000:]
+        assert all(r.successful for r in harness.set(mppi__num_samples=64, mppi__horizon=16, mppi__iterations=1))
+        assert harness.transition(Transition.TRANSITION_ACTIVATE)
+        deadline = time.monotonic() + 30.0
+        while int(harness.diagnostics()['plans']) < 5:      # runs work again: the terminate flag was cleared
+            assert time.monotonic() < deadline, harness.log()[-3000:]
+        assert 'planner error' not in harness.log(), harness.log()[-3000:]
+    finally:
+        injector.close()
+        assert harness.close() == 0, harness.final_log[-3000:]
+
+
 def test_input_thread_follows_remaps_and_the_control_thread_reports_its_scheduling(tmp_path):
     # /joint_states is served by the private node mpc_node_input; a remap given to the process must still apply.
     harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,

@@ -73,6 +73,8 @@ class NodeProcess:
 
     def __init__(self, probe: TopicProbe, parameters: dict, params_file: Path | None = None) -> None:
         self.probe = probe
+        self._answered = False
+        probe.forget_clients(f'{NODE}/')     # this process's services are new: no client matched to a previous one
         self._log = tempfile.NamedTemporaryFile(prefix='hamwm_wm_', suffix='.log', delete=False)  # noqa: SIM115
         command = [sys.executable, '-m', 'hamwm_ros.nodes.world_model_node', '--ros-args']
         if params_file is not None:    # first: the -p values below override it
@@ -89,6 +91,11 @@ class NodeProcess:
 
     def call(self, service_type, name: str, request, timeout: float = 20.0):
         try:
+            if not self._answered:      # a request the new process surely gets comes first (call_until_answered)
+                self.probe.call_until_answered(GetState, f'{NODE}/get_state', GetState.Request(), timeout,
+                                               prepare=[(ChangeState, f'{NODE}/change_state'),
+                                                        (SetParameters, f'{NODE}/set_parameters')])
+                self._answered = True
             return self.probe.call(service_type, f'{NODE}/{name}', request, timeout)
         except TimeoutError as error:
             raise TimeoutError(f'{error}:\n{self.log()}') from None

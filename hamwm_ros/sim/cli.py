@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 import json
 import math
@@ -352,10 +353,7 @@ class TopicProbe:
         # One client per service for the probe's life: a client made for each call must be discovered by the server
         # again each time, and a response sent before that completes is lost (seen as a rare 30 s silence in a test
         # that made some 300 calls, the node idle in its wait set).
-        with self._clients_lock:
-            client = self._clients.get((service_type, name))
-            if client is None:
-                client = self._clients[(service_type, name)] = self.node.create_client(service_type, name)
+        client = self.client(service_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f'service {name} not available within {timeout:.0f} s')
         future = client.call_async(request)
@@ -366,6 +364,55 @@ class TopicProbe:
                 raise TimeoutError(f'service {name}: no answer within {timeout:.0f} s')
             time.sleep(0.01)
         return future.result()
+
+    def client(self, service_type: type, name: str) -> Any:
+        """The probe's client of service ``name`` (made on first use, then kept: see :meth:`call`)."""
+        with self._clients_lock:
+            client = self._clients.get((service_type, name))
+            if client is None:
+                client = self._clients[(service_type, name)] = self.node.create_client(service_type, name)
+        return client
+
+    def call_until_answered(self, service_type: type, name: str, request: Any, timeout: float = 30.0,
+                            attempt_s: float = 2.0, prepare: Sequence[tuple[type, str]] = ()) -> Any:
+        """:meth:`call` for a request that is safe to repeat (get_state, get_parameters), until one is answered.
+
+        After a server restarts under the same name, the graph can still list the old one's endpoints: the client
+        then counts the service as available and sends its request before its writer has matched the new server's
+        reader, and that request is lost (a test's first configure of a restarted world_model_node went unanswered
+        in about half the runs of two test modules back to back). Each attempt that gets no answer within
+        ``attempt_s`` drops the client and tries again with a new one. ``prepare`` names the clients (type, name)
+        that non-repeatable calls (change_state) will use: they are made before each attempt, so the server has
+        discovered them by the time it answers (a client made just before its first request races that discovery).
+
+        Raises
+        ------
+        TimeoutError
+            If no attempt is answered within ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for kind, other in prepare:
+                self.client(kind, other)
+            left = deadline - time.monotonic()
+            try:
+                return self.call(service_type, name, request, timeout=max(0.1, min(attempt_s, left)))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                for other in (name, *(n for _, n in prepare)):
+                    self.forget_clients(other)
+
+    def forget_clients(self, prefix: str = '') -> int:
+        """Destroy the cached clients of the services whose names start with ``prefix``; how many.
+
+        A client keeps what it matched; call this when a new process is to serve the same names.
+        """
+        with self._clients_lock:
+            stale = [key for key in self._clients if key[1].startswith(prefix)]
+            for key in stale:
+                self.node.destroy_client(self._clients.pop(key))
+        return len(stale)
 
     def close(self) -> None:
         """Stop spinning and shut the probe's context down."""

@@ -633,11 +633,8 @@ def test_sigint_while_a_huge_sample_count_is_being_checked_exits_cleanly(tmp_pat
     assert code == 0, log[-3000:]
 
 
-def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp_path):
-    """A plan of a large sample count and horizon takes many seconds; stopping ends its rollout (cancel_runs).
-
-    Before, the node waited for the rest of the plan (seconds here) before it exited.
-    """
+def _inside_a_long_plan(tmp_path) -> tuple[MpcHarness, Injector]:
+    """mpc_node (autostarted) fed joint states and now inside its first plan: 4096 samples x 1000 steps x 20."""
     harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
                           'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 4096,
                           'mppi.horizon': 1000, 'mppi.iterations': 20, 'joint_state_timeout': 0.25,
@@ -651,9 +648,21 @@ def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp
             assert time.monotonic() < deadline, harness.log()[-3000:]
         time.sleep(1.0)                                                       # ... and is now inside a rollout
         assert int(harness.diagnostics()['plans']) == 0, 'the plan ended before the stop: nothing to cancel'
-    finally:
+    except BaseException:
         injector.close()
-        code = harness.close()
+        harness.close()
+        raise
+    return harness, injector
+
+
+def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp_path):
+    """A plan of a large sample count and horizon takes many seconds; stopping ends its rollout (cancel_runs).
+
+    Before, the node waited for the rest of the plan (seconds here) before it exited.
+    """
+    harness, injector = _inside_a_long_plan(tmp_path)
+    injector.close()
+    code = harness.close()
     assert code == 0, harness.final_log[-3000:]
     assert 'the plan in progress was ended by the stop' in harness.final_log, harness.final_log[-3000:]
     assert 'still busy' not in harness.final_log, harness.final_log[-3000:]
@@ -661,18 +670,8 @@ def test_sigint_in_the_middle_of_a_long_plan_ends_the_plan_and_exits_cleanly(tmp
 
 def test_deactivate_in_the_middle_of_a_long_plan_then_activate_plans_again(tmp_path):
     """Deactivate ends a long plan (onnxruntime's terminate flag); the flag is cleared, so the next activation plans."""
-    harness = MpcHarness({'model_dir': str(write_pendulum_model(tmp_path / 'pendulum')), 'autostart': True,
-                          'control_rate': 100.0, 'planner_rate': 10.0, 'mppi.num_samples': 4096,
-                          'mppi.horizon': 1000, 'mppi.iterations': 20, 'joint_state_timeout': 0.25,
-                          'max_plan_age': 0.5})
-    injector = Injector(harness.node)
+    harness, injector = _inside_a_long_plan(tmp_path)
     try:
-        injector.set()
-        deadline = time.monotonic() + 30.0
-        while int(harness.diagnostics()['joint_states_accepted']) == 0:
-            assert time.monotonic() < deadline, harness.log()[-3000:]
-        time.sleep(1.0)
-        assert int(harness.diagnostics()['plans']) == 0, 'the plan ended before the stop: nothing to cancel'
         assert harness.transition(Transition.TRANSITION_DEACTIVATE)
         harness.wait_mode('INACTIVE')
         harness.wait_log('the plan in progress was ended by the stop')

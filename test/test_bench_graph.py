@@ -1,4 +1,4 @@
-"""``hamwm bench graph``'s pure parts: override parsing, one run's figures from mpc_node's diagnostics, medians.
+"""``hamwm bench graph``'s pure parts: overrides, one run's figures from the diagnostics, joint speeds, medians.
 
 The graph itself (four node processes over DDS) is exercised by ``test_default_graph.py``; timing is the benchmark's
 business, never asserted here.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hamwm_ros.bench.graph import medians, parse_overrides, summarise_run
+from hamwm_ros.bench.graph import SETTLE_S, joint_speed_rms, medians, parse_overrides, summarise_run
 
 DIAGNOSTICS = {'control_ticks': '2000', 'planned_ticks': '1500', 'fallback_ticks': '300', 'hold_ticks': '200',
                'plans': '240', 'planner_ms_p50': '48.5'}
@@ -49,3 +49,23 @@ def test_medians_count_the_runs_that_stood():
     summary = medians(runs)
     assert summary['stood'] == 2 and summary['runs'] == 3
     assert summary['pelvis_min_m'] == pytest.approx(0.58) and summary['planned'] == pytest.approx(0.75)
+
+
+def test_joint_speed_counts_the_settled_rows_before_the_push_only():
+    stamps = np.arange(0.0, 6.0, 0.5) + 100.0           # simulated seconds, first row at 100 s
+    velocities = np.zeros((stamps.size, 3))
+    velocities[stamps < 100.0 + SETTLE_S] = 50.0          # settling: ignored
+    velocities[(stamps >= 100.0 + SETTLE_S) & (stamps < 104.0)] = [[0.3, -0.4, 0.0]]
+    velocities[stamps >= 104.0] = 9.0                     # after the push: ignored
+    expected = np.sqrt((0.3 ** 2 + 0.4 ** 2) / 3)
+    assert joint_speed_rms(stamps, velocities, until=104.0) == pytest.approx(expected)
+    assert joint_speed_rms(stamps, velocities, until=float('inf')) > 1.0      # no push: the whole settled run
+    assert np.isnan(joint_speed_rms(stamps, velocities, until=100.0 + SETTLE_S))   # push before settling
+    assert np.isnan(joint_speed_rms(np.array([]), np.zeros((0, 3)), until=1.0))
+
+
+def test_the_joint_speed_reaches_the_run_figures_and_the_medians():
+    cpu = {'mpc_node': 0.5}
+    runs = [summarise_run(DIAGNOSTICS, np.array([0.59]), cpu, 1.0, speed) for speed in (0.5, 0.01, 0.02)]
+    assert runs[0]['joint_speed_rms'] == 0.5
+    assert medians(runs)['joint_speed_rms'] == pytest.approx(0.02)

@@ -6,7 +6,9 @@ domain. Each run lasts ``--seconds`` of wall time after the first /odom; a push 
 ``push_duration`` at the matching force on /sim/push, forward) lands halfway. Reported per run and as medians: the
 share of mpc_node's control ticks in PLANNING, FALLBACK and safe hold (its diagnostics), its plan wall time p50, each
 process's CPU (cores, from ``/proc``), the real-time factor, the lowest pelvis height and whether the robot stood
-(pelvis above 0.5 m throughout; it stands at 0.59 m).
+(pelvis above 0.5 m throughout; it stands at 0.59 m), and how much the standing robot moves before the push: the RMS of
+every joint velocity in /joint_states from ``SETTLE_S`` of simulated time to the push (a still robot under its PD hold
+reads below 0.01 rad/s; a planner that shakes it, tenths).
 
 ``--baseline NODE.NAME:=VALUE`` (repeatable) adds a second arm with those overrides, run interleaved with the first
 (run by run, so load from other processes hits both alike), and prints the medians side by side with their ratio.
@@ -32,6 +34,20 @@ from hamwm_ros.cli import HelpFormatter
 
 NODES = ('sim_node', 'balance_node', 'world_model_node', 'mpc_node')
 STANDING_M = 0.5            # pelvis height; the humanoid stands at 0.59 m, a fallen one lies below 0.3 m
+SETTLE_S = 2.0              # simulated seconds after the first joint state before the joint speeds count
+
+
+def joint_speed_rms(stamps: np.ndarray, velocities: np.ndarray, until: float) -> float:
+    """RMS of all joint velocities (rows stamped ``stamps``, seconds) from ``SETTLE_S`` after the first to ``until``.
+
+    NaN when no row falls in that window (a run too short for it).
+    """
+    if stamps.size == 0:
+        return float('nan')
+    window = (stamps >= stamps[0] + SETTLE_S) & (stamps < until)
+    if not np.any(window):
+        return float('nan')
+    return float(np.sqrt(np.mean(np.square(velocities[window]))))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,8 +89,10 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float],
-                  real_time_factor: float | None) -> dict[str, Any]:
+                  real_time_factor: float | None, speed_rms: float = float('nan')) -> dict[str, Any]:
     """One run's figures from mpc_node's last diagnostics, the /odom pelvis heights and per-node CPU (cores).
+
+    ``speed_rms`` is :func:`joint_speed_rms` before the push (rad/s), carried into the figures.
 
     Raises
     ------
@@ -90,7 +108,8 @@ def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float
     return {'planned': int(mpc['planned_ticks']) / ticks, 'fallback': int(mpc['fallback_ticks']) / ticks,
             'hold': int(mpc['hold_ticks']) / ticks, 'control_ticks': ticks, 'plans': int(mpc['plans']),
             'plan_ms_p50': float(mpc['planner_ms_p50']), 'pelvis_min_m': lowest, 'stood': lowest > STANDING_M,
-            'cpu_cores': cpu, 'cpu_total': float(sum(cpu.values())), 'real_time_factor': real_time_factor}
+            'cpu_cores': cpu, 'cpu_total': float(sum(cpu.values())), 'real_time_factor': real_time_factor,
+            'joint_speed_rms': float(speed_rms)}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -125,6 +144,7 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import WrenchStamped
     from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import JointState
     import yaml
 
     from hamwm_ros.sim.cli import TopicProbe, interrupt_process, node_command
@@ -142,7 +162,7 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
     processes: dict[str, subprocess.Popen] = {}
     logs = {name: tempfile.NamedTemporaryFile(prefix=f'hamwm_graph_{name}_', suffix='.log', delete=False)  # noqa: SIM115
             for name in NODES}
-    topics = {'/odom': Odometry, '/diagnostics': DiagnosticArray}
+    topics = {'/odom': Odometry, '/diagnostics': DiagnosticArray, '/joint_states': JointState}
     with TopicProbe(topics, domain_id=domain_id, name='hamwm_bench_graph', keep=100000) as probe:
         try:
             for name in NODES:
@@ -154,6 +174,7 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
             before = {name: _cpu_seconds(p.pid) for name, p in processes.items()}
             start = time.monotonic()
             pushed = push_ns <= 0.0
+            push_stamp = float('inf')           # simulated time of the push (the last joint state before it)
             while time.monotonic() - start < seconds:
                 dead = [name for name, p in processes.items() if p.poll() is not None]
                 if dead:
@@ -162,6 +183,9 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
                     push = WrenchStamped()
                     push.header.frame_id = 'odom'
                     push.wrench.force.x = push_ns / push_duration
+                    latest = probe.latest('/joint_states')
+                    if latest is not None:
+                        push_stamp = latest.header.stamp.sec + latest.header.stamp.nanosec * 1e-9
                     pusher.publish(push)
                     pushed = True
                 time.sleep(0.1)
@@ -175,10 +199,13 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
             for log in logs.values():
                 log.close()
         heights = np.array([m.pose.pose.position.z for m in probe.recent('/odom')])
+        states = [m for m in probe.recent('/joint_states') if len(m.velocity)]
+        stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in states])
+        speed = joint_speed_rms(stamps, np.array([list(m.velocity) for m in states]), push_stamp)
         mpc, sim = _last_status(probe.recent('/diagnostics'), 'mpc_node', 'control_ticks'), \
             _last_status(probe.recent('/diagnostics'), 'sim_node', 'real_time_factor')
     factor = float(sim['real_time_factor']) if 'real_time_factor' in sim else None
-    result = summarise_run(mpc, heights, cpu, factor)
+    result = summarise_run(mpc, heights, cpu, factor, speed)
     for log in logs.values():
         Path(log.name).unlink(missing_ok=True)
     return result
@@ -186,7 +213,7 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     """Median of each figure over runs, and how many stood."""
-    keys = ('planned', 'fallback', 'hold', 'plan_ms_p50', 'pelvis_min_m', 'cpu_total')
+    keys = ('planned', 'fallback', 'hold', 'plan_ms_p50', 'pelvis_min_m', 'cpu_total', 'joint_speed_rms')
     out = {key: float(np.median([r[key] for r in runs])) for key in keys}
     out['stood'] = sum(bool(r['stood']) for r in runs)
     out['runs'] = len(runs)
@@ -197,7 +224,8 @@ def _line(label: str, run: dict[str, Any]) -> str:
     cpu = ' '.join(f"{name.removesuffix('_node')} {value:.2f}" for name, value in run['cpu_cores'].items())
     outcome = 'stood' if run['stood'] else 'FELL'
     return (f"  {label}: planned {run['planned']:.2f} fallback {run['fallback']:.2f} hold {run['hold']:.2f}; plan p50 "
-            f"{run['plan_ms_p50']:.1f} ms; pelvis min {run['pelvis_min_m']:.3f} m ({outcome}); "
+            f"{run['plan_ms_p50']:.1f} ms; pelvis min {run['pelvis_min_m']:.3f} m ({outcome}); joint speed RMS "
+            f"before the push {run['joint_speed_rms']:.3f} rad/s; "
             f"CPU {run['cpu_total']:.2f} cores ({cpu}); real-time factor {run['real_time_factor']}")
 
 
@@ -235,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[arm].append(run)
             print(_line(f'{arm} run {index + 1}', run), flush=True)
     summary = {arm: medians(items) for arm, items in runs.items()}
-    print('\nmedians        planned  fallback  hold  plan p50 ms  pelvis min m  CPU cores  stood')
+    print('\nmedians        planned  fallback  hold  plan p50 ms  pelvis min m  CPU cores  joint speed rad/s  stood')
     for arm, m in summary.items():
         print(f"  arm {arm}        {m['planned']:.2f}      {m['fallback']:.2f}  {m['hold']:.2f}"
-              f"  {m['plan_ms_p50']:11.1f}  {m['pelvis_min_m']:12.3f}  {m['cpu_total']:9.2f}  {m['stood']}/{m['runs']}")
+              f"  {m['plan_ms_p50']:11.1f}  {m['pelvis_min_m']:12.3f}  {m['cpu_total']:9.2f}"
+              f"  {m['joint_speed_rms']:17.3f}  {m['stood']}/{m['runs']}")
     if 'B' in summary:
         a, b = summary['A'], summary['B']
         ratio = a['planned'] / b['planned'] if b['planned'] > 0 else float('inf')

@@ -107,6 +107,10 @@ def push_stage(model_dir: Path, quick: bool, threads: int) -> tuple[dict[str, An
         traces[f'{controller}: push {force * config.push_duration_s:.1f} N s at '
                f'{config.directions_deg[0]:g} deg ({"stood" if trial.survived else "fell"})'] = trace
     figures['recorded_push_ns'] = force * config.push_duration_s
+    # How much each controller moves the robot standing unpushed (rad/s, mean over the first two seeds).
+    figures['standing_joint_speed_rms'] = {
+        controller: round(float(np.mean([loop.standing_joint_speed(controller, seed) for seed in config.seeds[:2]])), 4)
+        for controller in ('pd', 'mppi')}
     mppi_trace = next(t for k, t in traces.items() if k.startswith('mppi'))
     # how hard the planner actually worked: mean |feed-forward correction| as a fraction of the effort limits
     figures['mppi_mean_correction_fraction'] = float(np.mean(np.abs(mppi_trace['correction'])
@@ -474,9 +478,11 @@ def summary_table(figures: dict[str, Any]) -> str:
                 if c is None:
                     continue
                 per = ', '.join(f"{d} deg {v['impulse_ns']:.1f}" for d, v in c['per_direction'].items())
+                still = h.get('standing_joint_speed_rms', {}).get(name)
                 rows.append((f'humanoid {label}', f"{c['min_impulse_ns']:.1f} N s",
                              f"largest survived push per direction, mean over seeds {h.get('seeds', [0])} (N s): "
-                             f'{per}' + (f"; plan p50 {_fmt(c['plan_ms_p50'], '.1f')} ms" if c['plan_ms_p50'] else '')))
+                             f'{per}' + (f"; plan p50 {_fmt(c['plan_ms_p50'], '.1f')} ms" if c['plan_ms_p50'] else '')
+                             + (f'; joint speed standing unpushed {still:.3f} rad/s' if still is not None else '')))
             for pair, p in h.get('paired', {}).items():
                 rows.append((f'humanoid {pair}', f"{p['mean_difference_ns']:+.2f} N s",
                              f"same direction and seed: won {p['won']}, tied {p['tied']}, lost {p['lost']} of "

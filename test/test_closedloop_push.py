@@ -82,3 +82,15 @@ def test_mppi_trial_is_reproducible_from_its_seed_whatever_ran_before():
     repeat = loop.trial('mppi', 60.0, 0.0, seed=4, record=True)   # right after the same seed
     for other in (again, repeat):
         np.testing.assert_array_equal(other.trace['correction'], first.trace['correction'])
+
+
+def test_standing_joint_speed_is_near_zero_under_the_pd_hold_and_finite_under_mppi():
+    loop = PushLoop(PushConfig(settle_s=0.2, after_s=0.6), None)
+    still = loop.standing_joint_speed('pd', seed=0)
+    assert 0.0 < still < 0.05            # the PD hold stands still (0.007 rad/s over the demo's 1.5 s)
+    with pytest.raises(ValueError):
+        loop.standing_joint_speed('mppi')    # no model given
+    if not (MODEL / 'metadata.json').is_file():
+        pytest.skip('models/humanoid is missing: run `hamwm models`')
+    planned = PushLoop(PushConfig(settle_s=0.2, after_s=0.6, num_samples=32), MODEL).standing_joint_speed('mppi', 0)
+    assert np.isfinite(planned) and planned > 0.0

@@ -38,6 +38,8 @@ def test_demo_quick_runs_every_stage_and_writes_its_report(tmp_path):
     for controller in ('pd', 'mppi'):
         assert humanoid[controller]['min_impulse_ns'] > 0.0, f'{controller} did not survive even the smallest push'
     assert humanoid['mppi']['plan_ms_p50'] > 0
+    still = figures['humanoid']['standing_joint_speed_rms']
+    assert 0.0 < still['pd'] < 0.05 and np.isfinite(still['mppi']), still     # the PD hold stands still
     for robot in ('pendulum', 'cartpole'):       # sim_node + mpc_node (task swingup) over DDS, one short episode
         stage = figures['ros'][robot]
         assert 'error' not in stage, stage

@@ -305,6 +305,21 @@ class PushLoop:
         return TrialResult(controller, float(force), float(direction_deg), survived, min_height, max_tilt,
                            fallbacks, tick + 1, plan_ms, out_trace)
 
+    def standing_joint_speed(self, controller: str, seed: int = 0) -> float:
+        """RMS of every joint velocity (rad/s) while ``controller`` holds the robot unpushed, after ``settle_s``.
+
+        How much a controller moves a robot that should stand still: the PD hold reads below 0.01 rad/s; a planner
+        whose corrections wander reads tenths (see the README's "Humanoid MPPI brings no gain").
+
+        Raises
+        ------
+        ValueError
+            As :meth:`trial`.
+        """
+        result = self.trial(controller, 0.0, 0.0, seed=seed, record=True)
+        settled = np.asarray(result.trace['time']) >= result.trace['time'][0] + self.config.settle_s
+        return float(np.sqrt(np.mean(np.square(result.trace['velocity'][settled]))))
+
     def largest_push(self, controller: str, direction_deg: float, seed: int = 0) -> dict[str, Any]:
         """Bisection on the push force: the largest force (and impulse) survived in this direction.
 

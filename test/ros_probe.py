@@ -191,15 +191,10 @@ class MpcProcess:
     def call(self, service_type: type, name: str, request: Any, timeout: float = 30.0) -> Any:
         """The service's response; TimeoutError (with the node's log) when it is missing or silent."""
         try:
-            if not self._answered:      # a request the new process surely gets comes first (call_until_answered)
-                from lifecycle_msgs.srv import ChangeState, GetState
-                from rcl_interfaces.srv import SetParameters
+            if not self._answered:      # a request the new process surely gets comes first
                 from std_srvs.srv import SetBool
 
-                self.probe.call_until_answered(GetState, '/mpc_node/get_state', GetState.Request(), timeout,
-                                               prepare=[(ChangeState, '/mpc_node/change_state'),
-                                                        (SetParameters, '/mpc_node/set_parameters'),
-                                                        (SetBool, '/hamwm/estop')])
+                self.probe.reach_lifecycle_node('/mpc_node', timeout, services=[(SetBool, '/hamwm/estop')])
                 self._answered = True
             return self.probe.call(service_type, name, request, timeout)
         except TimeoutError as error:

@@ -91,10 +91,8 @@ class NodeProcess:
 
     def call(self, service_type, name: str, request, timeout: float = 20.0):
         try:
-            if not self._answered:      # a request the new process surely gets comes first (call_until_answered)
-                self.probe.call_until_answered(GetState, f'{NODE}/get_state', GetState.Request(), timeout,
-                                               prepare=[(ChangeState, f'{NODE}/change_state'),
-                                                        (SetParameters, f'{NODE}/set_parameters')])
+            if not self._answered:      # a request the new process surely gets comes first
+                self.probe.reach_lifecycle_node(NODE, timeout)
                 self._answered = True
             return self.probe.call(service_type, f'{NODE}/{name}', request, timeout)
         except TimeoutError as error:

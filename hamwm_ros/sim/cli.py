@@ -403,6 +403,25 @@ class TopicProbe:
                 for other in (name, *(n for _, n in prepare)):
                     self.forget_clients(other)
 
+    def reach_lifecycle_node(self, node: str, timeout: float = 30.0,
+                             services: Sequence[tuple[type, str]] = ()) -> None:
+        """First contact with a (re)started lifecycle node ``node`` (``/name``): its get_state answered.
+
+        Through :meth:`call_until_answered`, with the clients of its change_state and set_parameters (and
+        ``services``, (type, name) pairs) made beforehand, so the calls that follow are not lost.
+
+        Raises
+        ------
+        TimeoutError
+            If get_state is not answered within ``timeout`` s.
+        """
+        from lifecycle_msgs.srv import ChangeState, GetState
+        from rcl_interfaces.srv import SetParameters
+
+        self.call_until_answered(GetState, f'{node}/get_state', GetState.Request(), timeout,
+                                 prepare=[(ChangeState, f'{node}/change_state'),
+                                          (SetParameters, f'{node}/set_parameters'), *services])
+
     def forget_clients(self, prefix: str = '') -> int:
         """Destroy the cached clients of the services whose names start with ``prefix``; how many.
 

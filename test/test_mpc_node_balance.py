@@ -121,6 +121,8 @@ class TestHumanoid:
         assert diagnostics['balance_base_source'].startswith('stance:'), diagnostics
         assert float(diagnostics['balance_margin_now_m']) > 0.0          # standing: the ZMP is inside the feet
         assert 0.0 < float(diagnostics['balance_evaluate_ms']) < 1e4
+        # a standing robot's predictions keep both feet loaded: no state scored as flight (test_wholebody_planning)
+        assert int(diagnostics['balance_flight_states_last']) == 0, diagnostics
 
     def test_trajectory_output_names_times_and_limits(self, humanoid):
         mpc, injector, _, limits = humanoid

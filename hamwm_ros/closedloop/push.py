@@ -3,9 +3,9 @@
 Both controllers keep the simulation's joint PD hold of the standing posture (the ``PD-only`` baseline is exactly
 that hold). The ``mppi`` controller adds a planned feed-forward effort: every model step it encodes the joint state
 with the shipped humanoid world model, and MPPI searches effort corrections around the current PD effort, scored on
-the model's predicted joint trajectories by the whole-body balance critic (``BatchedBalance`` from Pinocchio: ZMP
-margin in the current support polygon, capture point), posture tracking, effort, smoothness and joint limits. When
-the plan is invalid the correction is zero (the PD hold, i.e. the baseline, is the fallback).
+the model's predicted joint trajectories by the whole-body balance critic (``PlanBalance`` over Pinocchio, the term
+mpc_node uses: ZMP margin in the current support polygon, capture point), posture tracking, effort, smoothness and
+joint limits. When the plan is invalid the correction is zero (the PD hold, i.e. the baseline, is the fallback).
 
 The model sees joints only (the floating base is not observed) and the PD effort is frozen at its current value
 over the predicted horizon: both limits are stated in the report.
@@ -41,7 +41,7 @@ from hamwm_ros.mpc import (
 )
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
 from hamwm_ros.sim import Simulation, robot_urdf_path
-from hamwm_ros.wholebody import BatchedBalance, WholeBodyModel
+from hamwm_ros.wholebody import PlanBalance, WholeBodyModel
 
 CONTROLLERS = ('pd', 'mppi')
 
@@ -148,10 +148,10 @@ class PushLoop:
                                  sole_frames=('left_sole', 'right_sole'))
         if tuple(self.wb.joint_names) != tuple(sim.joint_names):
             raise ValueError('Pinocchio and MuJoCo joint orders differ')
-        self.balance = BatchedBalance(self.wb)
         self.runtime = None
         self.optimizer = None
         self.dt = 0.02
+        self.balance = PlanBalance(self.wb, self.dt)
         if model_dir is not None:
             self._build_planner(model_dir, threads)
         self.substeps = max(1, int(round(self.dt / sim.timestep)))
@@ -161,7 +161,7 @@ class PushLoop:
         self.runtime = WorldModelRuntime.load(
             model_dir, joint_names=sim.joint_names,
             config=SessionConfig(providers=('cpu',), intra_op_threads=threads, warmup_batch=(1, cfg.num_samples)))
-        self.dt = self.runtime.dt
+        self.dt = self.balance.dt = self.runtime.dt
         n = sim.n_joints
         limits = sim.effort_limits
         self.rollout = EffortRollout(self.runtime, np.arange(n))
@@ -171,11 +171,10 @@ class PushLoop:
                                      temperature=cfg.temperature, normalise_costs=cfg.normalise_costs,
                                      noise_std=tuple(cfg.noise_fraction * limits),
                                      noise_correlation=cfg.noise_correlation, seed=cfg.seed)
-        self._v_now = np.zeros(n)
         goal = np.concatenate([sim.nominal_posture, np.zeros(n)])
         weights = np.concatenate([np.ones(n), np.full(n, 0.01)])
         critics = [
-            BalanceCritic(self._balance_fn, weight=cfg.balance_weight, margin_target=0.03, capture_weight=1.0,
+            BalanceCritic(self.balance, weight=cfg.balance_weight, margin_target=0.03, capture_weight=1.0,
                           hard=False),
             TrackingCritic(goal, weights, weight=cfg.tracking_weight),
             EffortCritic(cfg.effort_weight, scale=bound),
@@ -184,16 +183,6 @@ class PushLoop:
                               weight=cfg.limits_weight),
         ]
         self.optimizer = MPPIOptimizer(self.settings, self.rollout, critics)
-
-    def _balance_fn(self, obs: np.ndarray):
-        n = self.sim.n_joints
-        result = self.balance.evaluate(obs[..., :n], obs[..., n:], self.dt, self._v_now)
-        # A predicted step without vertical contact force has margin -inf (and a NaN ZMP): score it as far outside
-        # (1 m) rather than infinitely, so one such step does not discard the sample or, for all samples, the plan.
-        np.nan_to_num(result.margin, copy=False, nan=-1.0, neginf=-1.0)
-        if result.capture is not None:
-            np.nan_to_num(result.capture, copy=False, nan=1.0, posinf=1.0)
-        return result
 
     def _pd_effort(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
         sim = self.sim
@@ -259,8 +248,8 @@ class PushLoop:
                     stance = 0 if wb.contacts and wb.contacts[0] else 1
                     started = time.perf_counter()
                     try:
-                        self.balance.linearise(q_full, stance, polygon)
-                        self._v_now[...] = v
+                        if not self.balance.linearise(q_full, stance, polygon, v):
+                            raise ValueError(self.balance.reason)
                         self.rollout.set_offset(self._pd_effort(q, v))
                         z = self.runtime.encode(q, v)[0]
                         result = self.optimizer.plan(z, applied, shift=1)

@@ -10,8 +10,8 @@ configure
     (:mod:`hamwm_ros.mpc`), the PD-hold fallback and the :class:`hamwm_ros.safety.Supervisor`. Fails with the reason
     (logged and published on ``/hamwm/mpc/mode``). A floating-base robot with sole frames (``balance.floating_base``
     ``auto``: the shipped robot's setting, i.e. the humanoid) also gets the whole-body balance critic: a Pinocchio
-    :class:`hamwm_ros.wholebody.WholeBodyModel` of the same URDF, its :class:`~hamwm_ros.wholebody.BalanceEstimator`
-    and :class:`~hamwm_ros.wholebody.BatchedBalance` behind a :class:`hamwm_ros.mpc.BalanceCritic` (ZMP margin in the
+    :class:`hamwm_ros.wholebody.WholeBodyModel` of the same URDF in a :class:`~hamwm_ros.wholebody.PlanBalance`
+    (estimator and batched balance) behind a :class:`hamwm_ros.mpc.BalanceCritic` (ZMP margin in the
     current support polygon + capture point, weights ``critics.balance.*``). Every plan linearises it around the
     current state first (~0.2 ms): base pose from ``/imu`` + ``/odom`` when they were received within
     ``balance.base_timeout`` of the joint state, otherwise stance-foot kinematics; the batched evaluation then costs
@@ -140,14 +140,7 @@ from hamwm_ros.safety import (
 )
 from hamwm_ros.sim.robots import ROBOTS, SETTINGS, robot_urdf_path
 from hamwm_ros.throttle import EventThrottle
-from hamwm_ros.wholebody import (
-    BalanceEstimator,
-    BaseMeasurement,
-    BatchedBalance,
-    WholeBodyError,
-    WholeBodyModel,
-    base_measurement,
-)
+from hamwm_ros.wholebody import BaseMeasurement, PlanBalance, WholeBodyError, WholeBodyModel, base_measurement
 
 NODE_NAME = 'mpc_node'
 # HAMWM_STALL_DUMP=<seconds>: when a control tick is that late, print every thread's Python stack to stderr (a C
@@ -195,68 +188,6 @@ def _rss_kb() -> int:
 
 
 
-class _BalanceTerm:
-    """The balance critic's callable: linearised once per plan around the current state, evaluated per iteration.
-
-    Used only from the planner thread (``update`` before ``MPPIOptimizer.plan``, ``__call__`` inside it).
-    """
-
-    def __init__(self, wb: WholeBodyModel, dt: float) -> None:
-        self.wb = wb
-        self.estimator = BalanceEstimator(wb)
-        self.batched = BatchedBalance(wb)
-        self.n = wb.n_joints
-        self.dt = float(dt)
-        self.v_now = np.zeros(self.n)
-        self.ready = False
-        self.reason = 'no state yet'
-        self.base_source = ''
-        self.margin_now = math.nan
-        self.linearise_s = math.nan
-        self.evaluate_s = math.nan
-        self.skipped = 0
-
-    def reset(self) -> None:
-        self.estimator.reset()
-        self.ready, self.reason = False, 'no state yet'
-
-    def update(self, t: float, position: np.ndarray, velocity: np.ndarray, base: BaseMeasurement | None) -> bool:
-        """Linearise around the state at monotonic time ``t``; False (balance off for this plan) when impossible."""
-        start = time.perf_counter()
-        self.ready = False
-        try:
-            state = self.estimator.update(t, position, velocity, base=base)
-            polygon = state.support_polygon
-            if polygon.shape[0] < 3:
-                self.reason = 'no sole in contact: no support polygon'
-                self.skipped += 1
-                return False
-            stance = self.estimator.stance
-            if stance is None or not state.contacts[stance]:
-                stance = next(k for k, c in enumerate(state.contacts) if c)
-            self.batched.linearise(self.estimator.last_q, stance, polygon)
-        except (ValueError, WholeBodyError, np.linalg.LinAlgError, StopIteration) as error:
-            self.reason = f'linearisation failed: {error}'
-            self.skipped += 1
-            self.estimator.reset()
-            return False
-        self.v_now[:] = velocity
-        self.base_source, self.margin_now = state.base_source, float(state.margin)
-        self.linearise_s = time.perf_counter() - start
-        self.ready, self.reason = True, ''
-        return True
-
-    def __call__(self, observations: np.ndarray) -> Any:
-        if not self.ready:
-            shape = observations.shape[:2]
-            return np.full(shape, np.inf), np.zeros(shape)     # margin beyond any target: no balance cost
-        start = time.perf_counter()
-        n = self.n
-        result = self.batched.evaluate(observations[..., :n], observations[..., n:2 * n], self.dt, self.v_now)
-        self.evaluate_s = time.perf_counter() - start
-        return result
-
-
 @dataclass
 class _Controller:
     """Everything configure builds; replaced as a whole, never half-built."""
@@ -269,7 +200,7 @@ class _Controller:
     output_index: np.ndarray             # model order -> ``joints`` order
     output_names: list[str]
     robot: str
-    balance: _BalanceTerm | None = None
+    balance: PlanBalance | None = None
     swingup: SwingUpSchedule | None = None     # task swingup: sets the critics before every plan
 
 
@@ -996,7 +927,7 @@ class MpcNode(Node):
             schedule.retarget(runtime)
         return schedule.prepare(position)
 
-    def _build_balance(self, urdf: str, robot: str, joint_names: tuple[str, ...], dt: float) -> _BalanceTerm | None:
+    def _build_balance(self, urdf: str, robot: str, joint_names: tuple[str, ...], dt: float) -> PlanBalance | None:
         """The balance term for a floating-base robot with sole frames; None for a fixed base.
 
         Raises
@@ -1020,7 +951,7 @@ class MpcNode(Node):
         if tuple(wb.joint_names) != tuple(joint_names):
             raise ValueError(f'balance critic: Pinocchio joint order {list(wb.joint_names)} differs from the model\'s '
                              f'{list(joint_names)}')
-        return _BalanceTerm(wb, dt)
+        return PlanBalance(wb, dt)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -1691,6 +1622,8 @@ class MpcNode(Node):
                     'balance_linearise_ms': f'{1e3 * balance.linearise_s:.3f}',
                     'balance_evaluate_ms': f'{1e3 * balance.evaluate_s:.3f}',
                     'balance_skipped_plans': str(balance.skipped),
+                    # predicted states of the last scoring without vertical contact force, scored as ZMP 1 m outside
+                    'balance_flight_states_last': str(balance.flight_states),
                 })
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         message = DiagnosticArray(status=[status])

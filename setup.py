@@ -52,7 +52,7 @@ setup(
     extras_require={
         # torch is pinned: an unpinned torch pulls several GB of CUDA wheels.
         'train': ['torch==2.13.0', 'onnx>=1.15', 'matplotlib'],
-        'test': ['pytest>=7', 'pytest-rerunfailures>=14', 'hypothesis>=6', 'ruff>=0.5', 'psutil'],
+        'test': ['pytest>=7', 'pytest-rerunfailures>=14', 'hypothesis>=6', 'ruff==0.17.6', 'psutil'],
     },
     zip_safe=True,
     maintainer='hamwm_ros developers',

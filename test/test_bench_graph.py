@@ -1,4 +1,4 @@
-"""``hamwm bench graph``'s pure parts: overrides, one run's figures from the diagnostics, joint speeds, medians.
+"""``hamwm bench graph``'s pure parts: overrides, one run's figures, joint speeds, mode shares, medians.
 
 The graph itself (four node processes over DDS) is exercised by ``test_default_graph.py``; timing is the benchmark's
 business, never asserted here.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hamwm_ros.bench.graph import SETTLE_S, joint_speed_rms, medians, parse_overrides, summarise_run
+from hamwm_ros.bench.graph import SETTLE_S, joint_speed_rms, medians, mode_shares, parse_overrides, summarise_run
 
 DIAGNOSTICS = {'control_ticks': '2000', 'planned_ticks': '1500', 'fallback_ticks': '300', 'hold_ticks': '200',
                'plans': '240', 'planner_ms_p50': '48.5'}
@@ -69,3 +69,28 @@ def test_the_joint_speed_reaches_the_run_figures_and_the_medians():
     runs = [summarise_run(DIAGNOSTICS, np.array([0.59]), cpu, 1.0, speed) for speed in (0.5, 0.01, 0.02)]
     assert runs[0]['joint_speed_rms'] == 0.5
     assert medians(runs)['joint_speed_rms'] == pytest.approx(0.02)
+
+
+def test_mode_shares_split_the_time_by_mode_text_with_numbers_merged():
+    fallback = 'FALLBACK: PD hold of the nominal posture: '
+    events = [(10.0, 'WAITING_FOR_STATE: no joint state yet'),
+              (11.0, 'PLANNING: following the MPPI plan'),
+              (15.0, fallback + 'planner late: plan is 231 ms old (max_plan_age 200 ms)'),
+              (16.0, 'PLANNING: following the MPPI plan'),
+              (18.0, fallback + 'planner late: plan is 245 ms old (max_plan_age 200 ms)'),
+              (19.0, fallback + 'planner overran its period 10 times in a row')]
+    shares = mode_shares(events, end=20.0)
+    assert shares == pytest.approx({'PLANNING: following the MPPI plan': 0.6,
+                                    fallback + 'planner late: plan is # ms old (max_plan_age # ms)': 0.2,
+                                    'WAITING_FOR_STATE: no joint state yet': 0.1,
+                                    fallback + 'planner overran its period # times in a row': 0.1})
+    assert list(shares)[0].startswith('PLANNING')          # largest first
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_mode_shares_without_events_or_time_are_empty():
+    assert mode_shares([], end=5.0) == {}
+    assert mode_shares([(5.0, 'PLANNING: x')], end=5.0) == {}
+    # events stamped at one instant (the latched mode and its successors before the run began): the last one holds
+    assert mode_shares([(2.0, 'WAITING_FOR_STATE: a'), (2.0, 'PLANNING: b')], end=4.0) == {'PLANNING: b': 1.0,
+                                                                                        'WAITING_FOR_STATE: a': 0.0}

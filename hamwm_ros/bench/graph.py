@@ -8,7 +8,9 @@ share of mpc_node's control ticks in PLANNING, FALLBACK and safe hold (its diagn
 process's CPU (cores, from ``/proc``), the real-time factor, the lowest pelvis height and whether the robot stood
 (pelvis above 0.5 m throughout; it stands at 0.59 m), and how much the standing robot moves before the push: the RMS of
 every joint velocity in /joint_states from ``SETTLE_S`` of simulated time to the push (a still robot under its PD hold
-reads below 0.01 rad/s; a planner that shakes it, tenths).
+reads below 0.01 rad/s; a planner that shakes it, tenths). Where mpc_node did not plan, each run also says why: the
+share of the run spent in each mode and reason published on ``/hamwm/mpc/mode`` (numbers in a reason read ``#``, so
+"planner late: plan is 231 ms old" and "... 245 ms old" count together).
 
 ``--baseline NODE.NAME:=VALUE`` (repeatable) adds a second arm with those overrides, run interleaved with the first
 (run by run, so load from other processes hits both alike), and prints the medians side by side with their ratio.
@@ -22,6 +24,7 @@ import json
 import os
 from pathlib import Path
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,6 +51,32 @@ def joint_speed_rms(stamps: np.ndarray, velocities: np.ndarray, until: float) ->
     if not np.any(window):
         return float('nan')
     return float(np.sqrt(np.mean(np.square(velocities[window]))))
+
+
+def mode_shares(events: list[tuple[float, str]], end: float) -> dict[str, float]:
+    """Share of the time from the first event to ``end`` spent in each mode text (numbers read ``#``).
+
+    Parameters
+    ----------
+    events
+        (monotonic time, ``'<MODE>: <reason>'``) in order of arrival, as published on ``/hamwm/mpc/mode``.
+    end
+        Monotonic time the last mode lasts until.
+
+    Returns
+    -------
+    dict
+        Normalised mode text -> share of the time (the shares sum to 1), largest first; empty without events or
+        time.
+    """
+    if not events or end <= events[0][0]:
+        return {}
+    spent: dict[str, float] = {}
+    for (start, text), (stop, _) in zip(events, [*events[1:], (end, '')]):
+        key = re.sub(r'-?\d+(\.\d+)?', '#', text)
+        spent[key] = spent.get(key, 0.0) + max(0.0, min(stop, end) - start)
+    total = end - events[0][0]
+    return {key: value / total for key, value in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,10 +118,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float],
-                  real_time_factor: float | None, speed_rms: float = float('nan')) -> dict[str, Any]:
+                  real_time_factor: float | None, speed_rms: float = float('nan'),
+                  modes: dict[str, float] | None = None) -> dict[str, Any]:
     """One run's figures from mpc_node's last diagnostics, the /odom pelvis heights and per-node CPU (cores).
 
-    ``speed_rms`` is :func:`joint_speed_rms` before the push (rad/s), carried into the figures.
+    ``speed_rms`` is :func:`joint_speed_rms` before the push (rad/s) and ``modes`` :func:`mode_shares`, both
+    carried into the figures.
 
     Raises
     ------
@@ -109,7 +140,7 @@ def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float
             'hold': int(mpc['hold_ticks']) / ticks, 'control_ticks': ticks, 'plans': int(mpc['plans']),
             'plan_ms_p50': float(mpc['planner_ms_p50']), 'pelvis_min_m': lowest, 'stood': lowest > STANDING_M,
             'cpu_cores': cpu, 'cpu_total': float(sum(cpu.values())), 'real_time_factor': real_time_factor,
-            'joint_speed_rms': float(speed_rms)}
+            'joint_speed_rms': float(speed_rms), 'modes': dict(modes or {})}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -144,7 +175,9 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import WrenchStamped
     from nav_msgs.msg import Odometry
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
     import yaml
 
     from hamwm_ros.sim.cli import TopicProbe, interrupt_process, node_command
@@ -164,6 +197,11 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
             for name in NODES}
     topics = {'/odom': Odometry, '/diagnostics': DiagnosticArray, '/joint_states': JointState}
     with TopicProbe(topics, domain_id=domain_id, name='hamwm_bench_graph', keep=100000) as probe:
+        mode_events: list[tuple[float, str]] = []
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.node.create_subscription(String, '/hamwm/mpc/mode',
+                                       lambda m: mode_events.append((time.monotonic(), m.data)), latched)
         try:
             for name in NODES:
                 processes[name] = subprocess.Popen(node_command(name, launch[name], params_file), env=env,
@@ -189,7 +227,8 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
                     pusher.publish(push)
                     pushed = True
                 time.sleep(0.1)
-            elapsed = time.monotonic() - start
+            end = time.monotonic()
+            elapsed = end - start
             cpu = {name: (_cpu_seconds(p.pid) - before[name]) / elapsed for name, p in processes.items()}
             time.sleep(1.2)         # one more diagnostics report from mpc_node (1 Hz)
         finally:
@@ -205,7 +244,9 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
         mpc, sim = _last_status(probe.recent('/diagnostics'), 'mpc_node', 'control_ticks'), \
             _last_status(probe.recent('/diagnostics'), 'sim_node', 'real_time_factor')
     factor = float(sim['real_time_factor']) if 'real_time_factor' in sim else None
-    result = summarise_run(mpc, heights, cpu, factor, speed)
+    # the shares count from the first /odom (start-up, before the model is loaded, is not the graph's steady state)
+    modes = mode_shares([(max(t, start), text) for t, text in mode_events if t < end], end)
+    result = summarise_run(mpc, heights, cpu, factor, speed, modes)
     for log in logs.values():
         Path(log.name).unlink(missing_ok=True)
     return result
@@ -226,7 +267,9 @@ def _line(label: str, run: dict[str, Any]) -> str:
     return (f"  {label}: planned {run['planned']:.2f} fallback {run['fallback']:.2f} hold {run['hold']:.2f}; plan p50 "
             f"{run['plan_ms_p50']:.1f} ms; pelvis min {run['pelvis_min_m']:.3f} m ({outcome}); joint speed RMS "
             f"before the push {run['joint_speed_rms']:.3f} rad/s; "
-            f"CPU {run['cpu_total']:.2f} cores ({cpu}); real-time factor {run['real_time_factor']}")
+            f"CPU {run['cpu_total']:.2f} cores ({cpu}); real-time factor {run['real_time_factor']}"
+            + ''.join(f'\n      {share:.2f} of the run {text}' for text, share in run['modes'].items()
+                      if not text.startswith('PLANNING') and share >= 0.005))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,12 @@ from hamwm_ros.mpc.noise import NoiseGenerator
 from hamwm_ros.mpc.optimizer import MPPIOptimizer, PlanResult
 from hamwm_ros.mpc.rollout import BatchedRollout, Rollout, RolloutFunction, RolloutShapeError, check_rollout
 from hamwm_ros.mpc.settings import MPPISettings, SettingsError
+from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 
 __all__ = [
     'INFEASIBLE_COST', 'BalanceCritic', 'BatchedRollout', 'Critic', 'CriticContext', 'CriticError', 'EffortCritic',
     'EnergyCritic', 'JointLimitsCritic', 'MPPIOptimizer', 'MPPISettings', 'NoiseGenerator', 'PDHoldFallback',
     'PlanResult', 'PlannerBudget', 'Rollout', 'RolloutFunction', 'RolloutShapeError', 'SettingsError',
-    'SmoothnessCritic', 'TerminalCostCritic', 'TimedRollout', 'TrackingCritic', 'check_rollout', 'planner_budget',
-    'timed_rollout',
+    'SmoothnessCritic', 'TerminalCostCritic', 'TimedRollout', 'TrackingCritic', 'check_rollout', 'committed_steps',
+    'elapsed_steps', 'planner_budget', 'timed_rollout',
 ]

@@ -123,6 +123,7 @@ from hamwm_ros.mpc import (
     timed_rollout,
 )
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
+from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import declare_executor
@@ -1335,29 +1336,14 @@ class MpcNode(Node):
                 self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
 
     def _committed_steps(self, dt: float) -> int:
-        """Plan steps the robot runs before this plan can take over: the parameter, or (-1) the measured latency.
-
-        A plan is played from its state's receipt, so a plan that takes L seconds to compute and hand over replaces
-        the previous one ceil(L / dt) steps into itself; those steps come from the previous plan.
-        """
-        if self._committed_param >= 0:
-            return self._committed_param
-        if len(self._plan_latency) < 5:
-            return 0
-        latency = float(np.percentile(np.fromiter(self._plan_latency, float), 90))
-        return min(32, int(math.ceil(latency / dt - 1e-3)))     # the parameter's range; the optimizer keeps >= 1 free
+        """Plan steps the robot runs before this plan can take over (:func:`hamwm_ros.mpc.timing.committed_steps`)."""
+        return committed_steps(self._plan_latency, dt, self._committed_param)
 
     def _elapsed_steps(self, last_receipt: float, receipt: float, dt: float) -> int:
-        """Model steps between two accepted states: from their stamps (exact integer nanoseconds), else receipts.
-
-        Receipt times carry the transport's jitter, which would make the warm start, and so the plan, depend on
-        timing rather than on the input; stamps are used whenever both are known, non-zero and in order.
-        """
+        """Model steps between two accepted states, by stamp (:func:`hamwm_ros.mpc.timing.elapsed_steps`)."""
         with self._stamps_lock:
             stamps = dict(self._stamps)
-        before, now = stamps.get(last_receipt, 0), stamps.get(receipt, 0)
-        elapsed = (now - before) * 1e-9 if 0 < before <= now else receipt - last_receipt
-        return max(0, int(round(elapsed / dt)))
+        return elapsed_steps(stamps, last_receipt, receipt, dt)
 
     # ------------------------------------------------------------------ trajectory output
     def _publish_trajectory_msg(self, controller: _Controller, positions: np.ndarray,

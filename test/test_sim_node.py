@@ -390,21 +390,6 @@ def test_hamwm_sim_cli_reports_topics():
     assert 'real-time factor' in result.stdout and 'exit code after SIGINT: 0' in result.stdout
 
 
-def test_trajectory_sampler_interpolates_and_holds():
-    from hamwm_ros.nodes.sim_node import TrajectorySampler
-
-    linear = TrajectorySampler(np.array([0.0, 1.0, 3.0]), np.array([[0.0], [1.0], [2.0]]), None)
-    assert linear.sample(0.5)[0] == pytest.approx([0.5]) and linear.sample(0.5)[1] == pytest.approx([1.0])
-    assert linear.sample(2.0)[0] == pytest.approx([1.5]) and linear.sample(2.0)[1] == pytest.approx([0.5])
-    assert linear.sample(10.0)[0] == pytest.approx([2.0]) and linear.sample(10.0)[1] == pytest.approx([0.0])
-    hermite = TrajectorySampler(np.array([0.0, 2.0]), np.array([[0.0], [1.0]]), np.array([[0.0], [0.0]]))
-    positions = [hermite.sample(t)[0][0] for t in np.linspace(0.0, 2.0, 21)]
-    assert positions[0] == pytest.approx(0.0) and positions[-1] == pytest.approx(1.0)
-    assert positions[10] == pytest.approx(0.5) and all(b >= a for a, b in zip(positions, positions[1:]))
-    assert hermite.sample(1e-9)[1][0] == pytest.approx(0.0, abs=1e-6)       # starts at rest
-    assert hermite.sample(1.0)[1][0] == pytest.approx(0.75)                  # cubic peak velocity 1.5 * 1 / 2
-
-
 @pytest.mark.parametrize('override, reason', [
     ('robot:=nope', "robot: 'nope' is not one of"),
     ('joint_states_rate:=5000.0', 'above physics_rate'),

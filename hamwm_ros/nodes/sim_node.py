@@ -60,6 +60,7 @@ from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.initial import initial_joint_state
 from hamwm_ros.sim.model import CAMERA
+from hamwm_ros.sim.trajectory import TrajectorySampler
 from hamwm_ros.throttle import EventThrottle
 
 NODE_NAME = 'sim_node'
@@ -101,54 +102,6 @@ def urdf_root_link(robot: str) -> str:
     children = {joint.find('child').get('link') for joint in root.iter('joint') if joint.find('child') is not None}
     roots = [link.get('name') for link in root.findall('link') if link.get('name') not in children]
     return roots[0] if roots else 'base_link'
-
-
-class TrajectorySampler:
-    """Time-parameterised joint trajectory: cubic Hermite where velocities are given, linear otherwise.
-
-    The first knot is the joint state when the trajectory starts, so motion begins from where the robot is (as
-    ros2_control's joint_trajectory_controller does). After the last knot the last position is held.
-
-    Parameters
-    ----------
-    times
-        (k,) absolute knot times in seconds, strictly increasing.
-    positions
-        (k, m) knot positions.
-    velocities
-        (k, m) knot velocities, or None for piecewise-linear interpolation.
-    """
-
-    def __init__(self, times: np.ndarray, positions: np.ndarray, velocities: np.ndarray | None) -> None:
-        self.times = np.asarray(times, dtype=np.float64)
-        self.positions = np.asarray(positions, dtype=np.float64)
-        self.velocities = None if velocities is None else np.asarray(velocities, dtype=np.float64)
-
-    @property
-    def end_time(self) -> float:
-        """Time of the last knot."""
-        return float(self.times[-1])
-
-    def sample(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Desired (position, velocity) at absolute time ``t``."""
-        times, positions = self.times, self.positions
-        if t >= times[-1] or len(times) == 1:
-            return positions[-1].copy(), np.zeros(positions.shape[1])
-        if t <= times[0]:
-            velocity = np.zeros(positions.shape[1]) if self.velocities is None else self.velocities[0].copy()
-            return positions[0].copy(), velocity
-        i = int(np.searchsorted(times, t, side='right')) - 1
-        h = times[i + 1] - times[i]
-        s = (t - times[i]) / h
-        q0, q1 = positions[i], positions[i + 1]
-        if self.velocities is None:
-            return q0 + s * (q1 - q0), (q1 - q0) / h
-        v0, v1 = self.velocities[i] * h, self.velocities[i + 1] * h
-        s2, s3 = s * s, s * s * s
-        position = (2 * s3 - 3 * s2 + 1) * q0 + (s3 - 2 * s2 + s) * v0 + (-2 * s3 + 3 * s2) * q1 + (s3 - s2) * v1
-        velocity = ((6 * s2 - 6 * s) * q0 + (3 * s2 - 4 * s + 1) * v0 + (-6 * s2 + 6 * s) * q1
-                    + (3 * s2 - 2 * s) * v1) / h
-        return position, velocity
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hamwm_ros.bench.wholebody import standing_posture
 from hamwm_ros.mpc import BalanceCritic, CriticContext
 from hamwm_ros.mpc.rollout import Rollout
 from hamwm_ros.sim import robot_urdf_path
@@ -31,15 +32,6 @@ def wb():
     return WholeBodyModel(robot_urdf_path('humanoid'), floating_base=True, sole_frames=('left_sole', 'right_sole'))
 
 
-def standing(wb: WholeBodyModel) -> np.ndarray:
-    q = np.zeros(wb.n_joints)
-    for side in ('left', 'right'):
-        q[wb.joint_names.index(f'{side}_hip_pitch')] = -0.25
-        q[wb.joint_names.index(f'{side}_knee')] = 0.5
-        q[wb.joint_names.index(f'{side}_ankle_pitch')] = -0.25
-    return q
-
-
 def predictions(wb: WholeBodyModel, q: np.ndarray, knee_speed: float) -> np.ndarray:
     """(B, H, 2n) observations holding ``q``; sample 0 snaps both knees to ``knee_speed`` at step 3 and back."""
     n = wb.n_joints
@@ -56,7 +48,7 @@ def flight_observations(wb: WholeBodyModel, balance: PlanBalance) -> tuple[np.nd
     """Observations with at least one flight step in sample 0 (whichever knee direction drops the CoM)."""
     n = wb.n_joints
     for speed in (25.0, -25.0):
-        obs = predictions(wb, standing(wb), speed)
+        obs = predictions(wb, standing_posture(wb), speed)
         raw = balance.batched.evaluate(obs[..., :n], obs[..., n:], DT, balance.v_now)
         if np.any(np.isneginf(raw.margin[0])):
             return obs, raw
@@ -65,7 +57,7 @@ def flight_observations(wb: WholeBodyModel, balance: PlanBalance) -> tuple[np.nd
 
 def linearised(wb: WholeBodyModel) -> PlanBalance:
     balance = PlanBalance(wb, DT)
-    q = standing(wb)
+    q = standing_posture(wb)
     assert balance.update(0.0, q, np.zeros(wb.n_joints), None), balance.reason
     return balance
 
@@ -73,9 +65,9 @@ def linearised(wb: WholeBodyModel) -> PlanBalance:
 def test_finite_scores_equal_batched_balance(wb):
     balance = linearised(wb)
     n = wb.n_joints
-    obs = predictions(wb, standing(wb), 0.0)
+    obs = predictions(wb, standing_posture(wb), 0.0)
     estimator = BalanceEstimator(wb)
-    polygon = estimator.update(0.0, standing(wb), np.zeros(n), None).support_polygon
+    polygon = estimator.update(0.0, standing_posture(wb), np.zeros(n), None).support_polygon
     reference = BatchedBalance(wb)
     reference.linearise(estimator.last_q, estimator.stance, polygon)
     expected = reference.evaluate(obs[..., :n], obs[..., n:], DT, np.zeros(n))
@@ -120,7 +112,7 @@ def test_balance_critic_prices_a_flight_sample_instead_of_discarding_it(wb):
 
 def test_before_linearisation_balance_costs_nothing(wb):
     balance = PlanBalance(wb, DT)
-    obs = predictions(wb, standing(wb), 0.0)
+    obs = predictions(wb, standing_posture(wb), 0.0)
     result = balance(obs)
     assert result.margin.shape == (B, H) and np.all(result.margin == np.inf)
     assert np.all(result.capture == 0.0)
@@ -133,10 +125,10 @@ def test_before_linearisation_balance_costs_nothing(wb):
 def test_linearise_from_a_known_configuration_matches_the_estimator(wb):
     estimated = linearised(wb)
     given = PlanBalance(wb, DT)
-    polygon = BalanceEstimator(wb).update(0.0, standing(wb), np.zeros(wb.n_joints), None).support_polygon
+    polygon = BalanceEstimator(wb).update(0.0, standing_posture(wb), np.zeros(wb.n_joints), None).support_polygon
     assert given.linearise(estimated.estimator.last_q, estimated.estimator.stance, polygon, np.zeros(wb.n_joints))
     assert given.base_source == 'given' and given.ready
-    obs = predictions(wb, standing(wb), 0.0)
+    obs = predictions(wb, standing_posture(wb), 0.0)
     np.testing.assert_allclose(given(obs).margin, estimated(obs).margin, atol=1e-12)
 
 
@@ -145,14 +137,14 @@ def test_no_support_polygon_turns_balance_off_with_a_reason(wb):
     assert not balance.linearise(balance.estimator.last_q, 0, np.zeros((0, 2)), np.zeros(wb.n_joints))
     assert not balance.ready and 'no support polygon' in balance.reason
     assert balance.skipped == 1
-    assert np.all(balance(predictions(wb, standing(wb), 0.0)).margin == np.inf)
+    assert np.all(balance(predictions(wb, standing_posture(wb), 0.0)).margin == np.inf)
 
 
 def test_reset_turns_balance_off_until_the_next_update(wb):
     balance = linearised(wb)
     balance.reset()
     assert not balance.ready and balance.reason == 'no state yet'
-    assert balance.update(1.0, standing(wb), np.zeros(wb.n_joints), None)
+    assert balance.update(1.0, standing_posture(wb), np.zeros(wb.n_joints), None)
 
 
 @pytest.mark.parametrize('dt', [0.0, -0.02, float('nan'), float('inf')])

@@ -19,6 +19,11 @@ MIN_LATENCY_SAMPLES = 5     # plans measured before the measured latency sets th
 MAX_COMMITTED = 32          # mpc_node's committed_steps parameter range
 
 
+def _check_dt(dt: float) -> None:
+    if not (math.isfinite(dt) and dt > 0.0):
+        raise ValueError(f'dt must be finite and > 0, got {dt}')
+
+
 def committed_steps(latencies: Iterable[float], dt: float, fixed: int = -1) -> int:
     """Plan steps the robot runs before a new plan can take over.
 
@@ -41,8 +46,7 @@ def committed_steps(latencies: Iterable[float], dt: float, fixed: int = -1) -> i
     ValueError
         If ``dt`` is not finite and positive.
     """
-    if not (math.isfinite(dt) and dt > 0.0):
-        raise ValueError(f'dt must be finite and > 0, got {dt}')
+    _check_dt(dt)
     if fixed >= 0:
         return int(fixed)
     values = np.fromiter(latencies, float)
@@ -78,8 +82,7 @@ def elapsed_steps(stamps: Mapping[float, int], last_receipt: float, receipt: flo
     ValueError
         If ``dt`` is not finite and positive.
     """
-    if not (math.isfinite(dt) and dt > 0.0):
-        raise ValueError(f'dt must be finite and > 0, got {dt}')
+    _check_dt(dt)
     before, now = stamps.get(last_receipt, 0), stamps.get(receipt, 0)
     elapsed = (now - before) * 1e-9 if 0 < before <= now else receipt - last_receipt
     return max(0, int(round(elapsed / dt)))

@@ -144,7 +144,10 @@ def test_invariant_mlp_and_make_method():
         evaluate.make_method('hnn', 4, 1, hidden=8, dt=0.05, ignorable=(0,))
     cartpole = make_system('cartpole')
     assert cartpole.ignorable == (0,) and cartpole.periodic == (1,)
-    assert make_system('damped_pendulum').ignorable == () == make_system('damped_pendulum').periodic
+    damped = make_system('damped_pendulum')
+    assert damped.ignorable == () and damped.periodic == (0,)
+    # the HNN reproduction's ideal pendulum is left as the paper has it: no priors
+    assert make_system('pendulum').ignorable == () == make_system('pendulum').periodic
 
 
 def test_sample_efficiency_reports_the_baseline_given_the_same_priors(tmp_path):
@@ -160,11 +163,15 @@ def test_sample_efficiency_reports_the_baseline_given_the_same_priors(tmp_path):
 
 
 def test_sample_efficiency_method_selection():
-    cartpole, pendulum = make_system('cartpole'), make_system('damped_pendulum')
+    cartpole, pendulum, damped = make_system('cartpole'), make_system('pendulum'), make_system('damped_pendulum')
     assert evaluate._se_methods(cartpole, None) == ('mlp', 'ours', 'mlp_priors')
-    assert evaluate._se_methods(pendulum, None) == ('mlp', 'ours')
+    assert evaluate._se_methods(damped, None) == ('mlp', 'ours', 'mlp_priors')     # the angle is periodic
+    assert evaluate._se_methods(pendulum, None) == ('mlp', 'ours')                 # no priors declared
     assert evaluate._se_methods(cartpole, ('ours', 'ours_plain')) == ('ours', 'ours_plain')
+    # without priors the variants coincide with the plain methods and are left out
     assert evaluate._se_methods(pendulum, ('mlp', 'ours', 'ours_plain', 'mlp_priors')) == ('mlp', 'ours')
+    assert evaluate._se_spec(damped, 'ours') == ('ours', (), (0,))
+    assert evaluate._se_methods(damped, ('ours', 'ours_ignorable')) == ('ours', 'ours_ignorable')
     assert evaluate._se_spec(cartpole, 'ours_ignorable') == ('ours', (0,), ())
     assert evaluate._se_spec(cartpole, 'mlp_priors') == ('mlp', (0,), (1,))
     assert evaluate._se_spec(cartpole, 'ours_plain') == ('ours', (), ())

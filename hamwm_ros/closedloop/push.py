@@ -247,19 +247,19 @@ class PushLoop:
                 if ok:
                     stance = 0 if wb.contacts and wb.contacts[0] else 1
                     started = time.perf_counter()
-                    try:
-                        if not self.balance.linearise(q_full, stance, polygon, v):
-                            raise ValueError(self.balance.reason)
-                        self.rollout.set_offset(self._pd_effort(q, v))
-                        z = self.runtime.encode(q, v)[0]
-                        result = self.optimizer.plan(z, applied, shift=1)
-                        ok = result.valid and bool(np.all(np.isfinite(result.command)))
-                        if ok:
-                            correction = result.command.astype(np.float64)
-                            if result.predicted_observations is not None:
-                                predicted = result.predicted_observations[:, :n].copy()
-                    except (ValueError, np.linalg.LinAlgError):
-                        ok = False
+                    ok = self.balance.linearise(q_full, stance, polygon, v)    # False: it failed (balance.reason)
+                    if ok:
+                        try:
+                            self.rollout.set_offset(self._pd_effort(q, v))
+                            z = self.runtime.encode(q, v)[0]
+                            result = self.optimizer.plan(z, applied, shift=1)
+                            ok = result.valid and bool(np.all(np.isfinite(result.command)))
+                        except (ValueError, np.linalg.LinAlgError):
+                            ok = False
+                    if ok:
+                        correction = result.command.astype(np.float64)
+                        if result.predicted_observations is not None:
+                            predicted = result.predicted_observations[:, :n].copy()
                     plan_ms.append((time.perf_counter() - started) * 1e3)
                 if not ok:
                     fallbacks += 1

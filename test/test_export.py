@@ -198,6 +198,28 @@ def test_lean_predictor_graph_matches_the_generic_one_and_onnxruntime(tmp_path, 
         assert relative_error(a, b.numpy()) <= PARITY_RTOL
 
 
+@pytest.mark.parametrize('members', [1, 2])
+def test_configuration_encoder_exports_as_affine_maps(tmp_path, members):
+    """The encoder graph is z = obs @ W + b (no matrix inverse in ONNX) and the predictor decodes exactly."""
+    model = _lean_model(encoder='configuration', ensemble=members)
+    meta = _export(model, tmp_path, horizon=5)
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= PARITY_RTOL
+    ops = {n.op_type for n in onnx.load(str(tmp_path / 'encoder.onnx')).graph.node}
+    assert ops <= {'MatMul', 'Add', 'Gemm', 'Constant'}, ops
+    gen = torch.Generator().manual_seed(6)
+    obs = torch.randn(6, 4, generator=gen)
+    wm = WorldModelRuntime.load(tmp_path, joint_names=JOINTS, config=CPU)
+    z = wm.encode(obs[:, :2].numpy(), obs[:, 2:].numpy())
+    with torch.no_grad():
+        assert relative_error(z, model.encode(obs).numpy()) <= PARITY_RTOL
+    out = wm.rollout(z, np.zeros((6, 5, 2), np.float32))
+    decoded = out.observations if members == 1 else out.observations[0]
+    with torch.no_grad():
+        expected = model.decode(torch.as_tensor(out.latent)).numpy()
+    assert relative_error(out.observations, expected) <= PARITY_RTOL
+    assert decoded.shape == (6, 5, 4)
+
+
 def test_lean_predictor_graph_is_short(tmp_path):
     """The unrolled constant-mass leapfrog step is a handful of GEMMs and elementwise ops, not ~130 nodes."""
     import onnxruntime as ort

@@ -45,11 +45,12 @@ def pendulum_npz(tmp_path):
     return path
 
 
-def test_training_reduces_rollout_loss(pendulum_npz):
+@pytest.mark.parametrize('encoder', ['mlp', 'configuration'])
+def test_training_reduces_rollout_loss(pendulum_npz, encoder):
     data = load_npz(pendulum_npz)
     train, val = data.split(0.2, 9, seed=0)
     torch.manual_seed(0)
-    model = build_model(train, dict(hidden=16, mass_matrix='constant', input_map='constant'))
+    model = build_model(train, dict(hidden=16, mass_matrix='constant', input_map='constant', encoder=encoder))
     opts = TrainOptions(epochs=6, batch_size=32, horizon=6, stride=2, lr=1e-2, progress=False)
     val_ds = WindowDataset(val, 6, 2)
     before = evaluate_windows(model, val_ds)

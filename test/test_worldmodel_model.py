@@ -178,6 +178,11 @@ def test_config_validation():
         ModelConfig(obs_dim=5, action_dim=0, latent_dim=2, encoder='identity').validate()
     with pytest.raises(ValueError, match='image_shape'):
         ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='image').validate()
+    with pytest.raises(ValueError, match='configuration encoder needs obs_dim'):
+        ModelConfig(obs_dim=5, action_dim=0, latent_dim=2, encoder='configuration', mass_matrix='constant').validate()
+    for changes in ({'mass_matrix': 'state'}, {'hamiltonian': 'general', 'mass_matrix': 'constant'}):
+        with pytest.raises(ValueError, match="configuration' needs hamiltonian 'separable' and mass_matrix"):
+            ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='configuration', **changes).validate()
     with pytest.raises(ValueError, match='hamiltonian'):
         ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, hamiltonian='odd').validate()
     for changes in ({'hamiltonian': 'general'}, {'mass_matrix': 'state'}):
@@ -219,6 +224,43 @@ def test_identity_and_image_encoders():
 
 
 LEAN = dict(mass_matrix='constant', input_map='constant', damping_map='constant', residual=False)
+
+
+def _configuration_model(**kw):
+    model = _model(obs_dim=6, latent_dim=3, encoder='configuration', **LEAN, **kw)
+    model.set_normalisation([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], [0.5, 1.5, 0.8, 2.0, 3.0, 1.0])
+    return model
+
+
+@pytest.mark.parametrize('members', [1, 3])
+def test_configuration_encoder_gives_canonical_coordinates(members):
+    """Q is the normalised positions and p = M dq/dt: the model's own dq/dt = dH/dp is the observed velocity."""
+    model = _configuration_model(ensemble=members)
+    gen = torch.Generator().manual_seed(1)
+    obs = torch.randn(5, 6, generator=gen, dtype=DT)
+    z = model.encode(obs)
+    lead = (members,) if members > 1 else ()
+    assert z.shape == (*lead, 5, 6)
+    pos, vel = obs[:, :3], obs[:, 3:]
+    sigma, mu = model.obs_std[:3], model.obs_mean[:3]
+    assert torch.allclose(z[..., :3], ((pos - mu) / sigma).expand(*lead, 5, 3), atol=1e-12)
+    qdot = model.time_derivative(z, torch.zeros(5, 2, dtype=DT))[..., :3]  # dH/dp = A p, forces act on p only
+    assert torch.allclose(qdot * sigma, vel.expand(*lead, 5, 3), atol=1e-9)
+    assert torch.allclose(model.decode(z), obs.expand(*lead, 5, 6), atol=1e-9)  # exact inverse, no learned error
+    inv_mass = model.constant_inverse_mass()
+    energy = model.energy(z)  # kinetic part is 1/2 qdot^T M qdot in the normalised positions' units
+    kinetic = 0.5 * torch.einsum('...bi,...bi->...b', z[..., 3:], torch.matmul(z[..., 3:], inv_mass))
+    q_only = model.energy(torch.cat([z[..., :3], torch.zeros_like(z[..., 3:])], -1))
+    assert torch.allclose(energy - q_only, kinetic, atol=1e-9)
+
+
+def test_configuration_encoder_trains_through_the_mass():
+    """The encoder has no weights of its own: the mass, through M = A^-1, gets the gradient."""
+    model = _configuration_model()
+    obs = torch.randn(4, 6, dtype=DT)
+    model.encode(obs).square().sum().backward()
+    assert model.mass_raw.grad is not None and model.mass_raw.grad.abs().max() > 0
+    assert not hasattr(model, 'encoder_net') and not hasattr(model, 'decoder_net')
 
 
 IGNORABLE = dict(ignorable=(0, 2))     # symmetry priors (test_worldmodel_ignorable.py): the lean path keeps them too

@@ -43,6 +43,7 @@ from hamwm_ros.runtime.metadata import ImageSpec, ModelMetadata, TensorSpec, exp
 from hamwm_ros.worldmodel.model import HamiltonianWorldModel, _affine, lean_energy, lean_rollout
 
 LOG = logging.getLogger(__name__)
+JOINT_ENCODERS = ('mlp', 'identity', 'configuration', 'fused')  # encoders fed joint states (``obs``)
 DEFAULT_OPSET = 17
 DEFAULT_HORIZON = 32
 PARITY_RTOL = 1e-4
@@ -61,13 +62,21 @@ class EncoderGraph(nn.Module):
     def __init__(self, model: HamiltonianWorldModel) -> None:
         super().__init__()
         self.model = model
-        self.uses_joints = model.cfg.encoder in ('mlp', 'identity', 'fused')
+        self.uses_joints = model.cfg.encoder in JOINT_ENCODERS
         self.uses_images = model.cfg.encoder in ('image', 'fused')
+        self.linear = model.cfg.encoder == 'configuration'
+        if self.linear:  # one affine map, computed here (the graph needs no matrix inverse)
+            with torch.no_grad():
+                w, b = model.configuration_maps()[:2]
+            self.register_buffer('enc_w', (w[0] if model.cfg.ensemble == 1 else w).detach().clone())
+            self.register_buffer('enc_b', b.detach().clone())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """``obs`` and/or ``images`` (in that order) -> ``z``."""
         obs = inputs[0] if self.uses_joints else None
         images = inputs[-1] if self.uses_images else None
+        if self.linear:
+            return torch.matmul(obs, self.enc_w) + self.enc_b
         return self.model.encode(obs, images)
 
 
@@ -106,22 +115,27 @@ class LeanPredictorGraph(nn.Module):
             raise ExportError('LeanPredictorGraph needs a lean model (see HamiltonianWorldModel.lean)')
         self.latent_dim = model.cfg.latent_dim
         self.members = model.cfg.ensemble
-        self.activation = model.decoder_net.activation
+        self.linear_decoder = model.cfg.encoder == 'configuration'
         one = self.members == 1
+        self.activation = None if self.linear_decoder else model.decoder_net.activation
         with torch.no_grad():
             k = model.lean_constants(squeeze=one)
-            dec = model.decoder_net
-            std, mean = model.obs_std, model.obs_mean
-            k['dec_w'] = [layer.weight for layer in dec.hidden_layers]
-            k['dec_b'] = [layer.bias for layer in dec.hidden_layers]
-            k['dec_out_w'] = dec.out.weight * std  # de-normalisation folded into the last layer and the skip
-            k['dec_out_b'] = dec.out.bias * std + mean
-            k['dec_skip'] = model.decoder_skip * std
-            if one:
-                for key in ('dec_w', 'dec_b'):
-                    k[key] = [w[0] for w in k[key]]
-                for key in ('dec_out_w', 'dec_out_b', 'dec_skip'):
-                    k[key] = k[key][0]
+            if self.linear_decoder:  # physical observations = z @ W + b (HamiltonianWorldModel.configuration_maps)
+                w, b = model.configuration_maps()[2:]
+                k['dec_lin_w'], k['dec_lin_b'] = (w[0] if one else w), b
+            else:
+                dec = model.decoder_net
+                std, mean = model.obs_std, model.obs_mean
+                k['dec_w'] = [layer.weight for layer in dec.hidden_layers]
+                k['dec_b'] = [layer.bias for layer in dec.hidden_layers]
+                k['dec_out_w'] = dec.out.weight * std  # de-normalisation folded into the last layer and the skip
+                k['dec_out_b'] = dec.out.bias * std + mean
+                k['dec_skip'] = model.decoder_skip * std
+                if one:
+                    for key in ('dec_w', 'dec_b'):
+                        k[key] = [w[0] for w in k[key]]
+                    for key in ('dec_out_w', 'dec_out_b', 'dec_skip'):
+                        k[key] = k[key][0]
         # Tensors become buffers (one shared initializer each in the graph, not a copy per unrolled step).
         self._layout: dict[str, Any] = {}
         for key, value in k.items():
@@ -150,12 +164,15 @@ class LeanPredictorGraph(nn.Module):
         """Decoder in physical units over (.., B, H, n); the steps fold into the batch (one GEMM per layer)."""
         horizon, n = int(z.shape[-2]), int(z.shape[-1])
         x = z.reshape(-1, n) if self.members == 1 else z.reshape(self.members, -1, n)
+        lead = () if self.members == 1 else (self.members,)
+        if self.linear_decoder:
+            out = _affine(x, k['dec_lin_w'], k['dec_lin_b'])
+            return out.reshape(*lead, -1, horizon, int(out.shape[-1]))
         skip = x
         for w, b in zip(k['dec_w'], k['dec_b']):
             a = _affine(x, w, b)
             x = torch.tanh(a) if self.activation == 'tanh' else torch.nn.functional.softplus(a)
         out = _affine(x, k['dec_out_w'], k['dec_out_b']) + torch.matmul(skip, k['dec_skip'])
-        lead = () if self.members == 1 else (self.members,)
         return out.reshape(*lead, -1, horizon, int(out.shape[-1]))
 
     def forward(self, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -203,7 +220,7 @@ def _signature(model: HamiltonianWorldModel, horizon: int) -> tuple[dict, ImageS
     if cfg.encoder in ('image', 'fused'):
         h, w, c = cfg.image_shape
         images = ImageSpec(cfg.n_frames, h, w, c)
-    uses_joints = cfg.encoder in ('mlp', 'identity', 'fused')
+    uses_joints = cfg.encoder in JOINT_ENCODERS
     sigs = expected_signatures(cfg.obs_dim, 2 * cfg.latent_dim, cfg.action_dim, horizon, cfg.ensemble, uses_joints,
                                images)
     return sigs, images, uses_joints

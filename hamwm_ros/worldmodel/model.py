@@ -56,7 +56,7 @@ from .integrators import (
 )
 from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
 
-ENCODERS = ('mlp', 'identity', 'image', 'fused')
+ENCODERS = ('mlp', 'identity', 'configuration', 'image', 'fused')
 HAMILTONIANS = ('separable', 'general')
 INTEGRATORS = ('leapfrog', 'midpoint', 'symplectic_euler')
 DAMPING_PARAMS = ('softplus', 'square')
@@ -73,6 +73,9 @@ class ModelConfig:
         Observation size (joint positions then velocities for robots), action size, and the size of each of q and p.
     encoder
         ``'mlp'`` (joint states), ``'identity'`` (observations already are canonical (q, p); obs_dim == 2 latent_dim),
+        ``'configuration'`` (joint positions then velocities, obs_dim == 2 latent_dim: q is the normalised joint
+        positions and p = M dq/dt their canonical momentum under the model's own constant mass M, an exact linear map
+        with no parameters of its own; needs the separable Hamiltonian with ``mass_matrix='constant'``),
         ``'image'`` (conv encoder over ``n_frames`` stacked frames) or ``'fused'`` (images and joint states).
     hamiltonian
         ``'separable'`` (1/2 p^T M(q)^-1 p + V(q)) or ``'general'`` (MLP).
@@ -191,9 +194,12 @@ class ModelConfig:
             raise ValueError('obs_dim and action_dim must be >= 0')
         if not (self.dt > 0 and math.isfinite(self.dt)):
             raise ValueError(f'dt must be positive and finite, got {self.dt}')
-        if self.encoder == 'identity' and self.obs_dim != 2 * self.latent_dim:
-            raise ValueError(f'identity encoder needs obs_dim == 2 * latent_dim, got {self.obs_dim} and '
+        if self.encoder in ('identity', 'configuration') and self.obs_dim != 2 * self.latent_dim:
+            raise ValueError(f'{self.encoder} encoder needs obs_dim == 2 * latent_dim, got {self.obs_dim} and '
                              f'{self.latent_dim}')
+        if self.encoder == 'configuration' and (self.hamiltonian != 'separable' or self.mass_matrix != 'constant'):
+            raise ValueError("encoder 'configuration' needs hamiltonian 'separable' and mass_matrix 'constant' "
+                             '(its momentum is p = M dq/dt with one constant M)')
         if self.encoder in ('image', 'fused'):
             if self.image_shape is None or len(self.image_shape) != 3 or min(self.image_shape) < 1:
                 raise ValueError(f'encoder {self.encoder!r} needs image_shape (H, W, C), got {self.image_shape}')
@@ -574,7 +580,7 @@ class HamiltonianWorldModel(nn.Module):
         if cfg.encoder in ('image', 'fused'):
             self.image_encoder = ImageEncoder(tuple(cfg.image_shape), cfg.n_frames, hid)
             self.image_decoder = ImageDecoder(tuple(cfg.image_shape), 2 * d)
-        if cfg.encoder != 'identity':
+        if cfg.encoder not in ('identity', 'configuration'):
             enc_in = {'mlp': cfg.obs_dim, 'image': hid, 'fused': hid + cfg.obs_dim}[cfg.encoder]
             self.encoder_net = EnsembleMLP(E, enc_in, hid, 2 * d, zero_last=cfg.encoder != 'image', **mlp)
             if cfg.encoder in ('mlp', 'fused'):
@@ -676,6 +682,33 @@ class HamiltonianWorldModel(nn.Module):
         L = self.packed_to_tril(self.mass_raw, _SOFTPLUS_ONE)
         eye = torch.eye(self.cfg.latent_dim, dtype=L.dtype, device=L.device)
         return torch.matmul(L, L.transpose(-1, -2)) + self.cfg.mass_eps * eye
+
+    def configuration_maps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``'configuration'`` encoder and decoder as affine maps of physical observations.
+
+        With positions s and velocities v (obs = [s, v]), sigma and mu the positions' normalisation: q = (s - mu) /
+        sigma, p = M (v / sigma) with M = A^-1 the inverse of the constant inverse mass; decoding is the exact inverse,
+        s = sigma q + mu, v = sigma (A p). The velocities are not shifted by their mean: dq/dt = A p must be the
+        time derivative of q itself.
+
+        Returns
+        -------
+        tuple
+            (W_enc, b_enc, W_dec, b_dec) with z = obs @ W_enc + b_enc and obs = z @ W_dec + b_dec; the matrices are
+            (E, 2 d, 2 d), the biases (2 d,).
+        """
+        d = self.cfg.latent_dim
+        sigma, mu = self.obs_std[:d], self.obs_mean[:d]
+        inv_mass = self.constant_inverse_mass()  # (E, d, d), symmetric positive definite
+        mass = torch.linalg.inv(inv_mass)
+        zeros = torch.zeros_like(inv_mass)
+        w_enc = torch.cat([torch.cat([torch.diag(1.0 / sigma).expand_as(mass), zeros], -1),
+                           torch.cat([zeros, mass / sigma.unsqueeze(-1)], -1)], -2)
+        w_dec = torch.cat([torch.cat([torch.diag(sigma).expand_as(mass), zeros], -1),
+                           torch.cat([zeros, inv_mass * sigma], -1)], -2)
+        b_enc = torch.cat([-mu / sigma, torch.zeros_like(mu)])
+        b_dec = torch.cat([mu, torch.zeros_like(mu)])
+        return w_enc, b_enc, w_dec, b_dec
 
     def constant_damping_factor(self) -> torch.Tensor:
         """(E, d, d) factor C of the constant part C C^T of the damping (see ``ModelConfig.damping_param``)."""
@@ -822,6 +855,10 @@ class HamiltonianWorldModel(nn.Module):
             raise ValueError(f'encoder {cfg.encoder!r} needs obs (B, {cfg.obs_dim})')
         if obs.shape[-1] != cfg.obs_dim:
             raise ValueError(f'obs last dimension must be {cfg.obs_dim}, got {obs.shape[-1]}')
+        if cfg.encoder == 'configuration':
+            w, b = self.configuration_maps()[:2]
+            x, squeeze = self._lift(obs, 2)
+            return self._drop(torch.matmul(x, w) + b, squeeze)
         x, squeeze = self._lift(self.normalise_obs(obs), 2)
         if cfg.encoder == 'identity':
             return self._drop(x, squeeze)
@@ -838,8 +875,14 @@ class HamiltonianWorldModel(nn.Module):
             raise ValueError('this model has no observation decoder (obs_dim == 0); use decode_image')
         E, n = self.cfg.ensemble, z.shape[-1]
         lead = z.shape[:-1]
-        def dec(x: torch.Tensor) -> torch.Tensor:
-            return self.decoder_net(x) + torch.matmul(x, self.decoder_skip)
+        if self.cfg.encoder == 'configuration':
+            w, b = self.configuration_maps()[2:]
+
+            def dec(x: torch.Tensor) -> torch.Tensor:
+                return (torch.matmul(x, w) + b - self.obs_mean) / self.obs_std
+        else:
+            def dec(x: torch.Tensor) -> torch.Tensor:
+                return self.decoder_net(x) + torch.matmul(x, self.decoder_skip)
 
         if E == 1:  # decoding is pointwise, so any leading shape flattens into one batch
             return dec(z.reshape(1, -1, n)).reshape(*lead, self.cfg.obs_dim)

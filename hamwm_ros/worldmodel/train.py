@@ -499,8 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group('model')
     g.add_argument('--latent-dim', type=int, default=None, help='size of q (and of p); default obs_dim / 2')
     g.add_argument('--encoder', choices=ENCODERS, default='mlp',
-                   help='mlp: joint states; identity: observations are (q, p) already; image: stacked camera frames; '
-                        'fused: frames and joint states')
+                   help='mlp: joint states; identity: observations are (q, p) already; configuration: q = the '
+                        'normalised joint positions, p = M dq/dt (exact, needs --mass-matrix constant); image: '
+                        'stacked camera frames; fused: frames and joint states')
     g.add_argument('--hamiltonian', choices=HAMILTONIANS, default='separable',
                    help='separable: H = 1/2 p^T M(q)^-1 p + V(q); general: an MLP of (q, p)')
     g.add_argument('--integrator', choices=INTEGRATORS, default='leapfrog',

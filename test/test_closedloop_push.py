@@ -41,6 +41,9 @@ def test_mppi_trial_plans_on_the_world_model_and_records_balance():
     assert np.all(np.abs(correction) <= bound + 1e-5) and np.abs(correction).max() > 0.0
     assert np.all(np.isfinite(trace['predicted'])) and trace['predicted'].shape == (20, loop.runtime.horizon, 24)
     assert np.all(np.isfinite(trace['zmp'])) and np.all(trace['margin'][:5] > 0.0)
+    # the shipped model's plant includes the PD hold (action_source feedforward): it sees the correction alone
+    assert loop.model_feedforward and loop.runtime.metadata.feedforward
+    assert not np.any(loop.rollout.offset)
 
 
 def test_compare_reports_every_seed_and_their_mean():

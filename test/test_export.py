@@ -220,6 +220,15 @@ def test_configuration_encoder_exports_as_affine_maps(tmp_path, members):
     assert decoded.shape == (6, 5, 4)
 
 
+def test_action_source_is_written_and_checked(tmp_path):
+    meta = export_model(_lean_model(), tmp_path, robot='cartpole', joint_names=JOINTS, horizon=4,
+                        training={'data_hash': 'sha256:test'}, action_source='feedforward')
+    assert meta.feedforward and load_metadata(tmp_path).action_source == 'feedforward'
+    with pytest.raises(ExportError, match='action_source'):
+        export_model(_lean_model(), tmp_path / 'bad', robot='cartpole', joint_names=JOINTS, horizon=4,
+                     training={'data_hash': 'sha256:test'}, action_source='torque')
+
+
 def test_lean_predictor_graph_is_short(tmp_path):
     """The unrolled constant-mass leapfrog step is a handful of GEMMs and elementwise ops, not ~130 nodes."""
     import onnxruntime as ort

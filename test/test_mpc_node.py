@@ -174,6 +174,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     (corrupt / 'predictor.onnx').write_bytes(b'not an onnx file')
     found = {'good': write_pendulum_model(root / 'pendulum'), 'nan': write_pendulum_model(root / 'nan', poison=True),
              'corrupt': corrupt, 'missing': root / 'missing'}
+    # a model whose input is a correction over a PD hold it includes (needs pd_residual)
+    found['feedforward'] = write_pendulum_model(root / 'feedforward')
+    meta = json.loads((found['feedforward'] / 'metadata.json').read_text())
+    meta['action_source'] = 'feedforward'
+    (found['feedforward'] / 'metadata.json').write_text(json.dumps(meta))
     # The shipped, trained pendulum model (models/pendulum, made by `hamwm models`) drives the closed loop when this
     # checkout has it; the analytic one otherwise.
     shipped = Path(__file__).resolve().parent.parent / 'models' / 'pendulum'
@@ -213,6 +218,11 @@ class TestWithSimulatedPendulum:
         assert 'model joints do not match' in mpc.wait_mode('INACTIVE: configure failed')
         assert mpc.state() == 'unconfigured'
         assert mpc.set(urdf_file='')[0].successful
+        # A model trained with the PD hold in its plant, without pd_residual (which would add that hold).
+        assert all(r.successful for r in mpc.set(model_dir=str(models['feedforward'])))
+        assert not mpc.transition(Transition.TRANSITION_CONFIGURE)
+        assert 'needs pd_residual true' in mpc.wait_mode('INACTIVE: configure failed', contains='feed-forward')
+        assert mpc.state() == 'unconfigured'
 
         for values, reason in (({'control_rate': 5000.0}, 'control_rate'), ({'control_rate': 'fast'}, 'type'),
                                ({'joint_state_timeout': math.nan}, ''), ({'joints': ['hinge']}, 'read-only'),

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import JointState
 from test_mpc_node import injected_mpc, write_pendulum_model
 from trajectory_msgs.msg import JointTrajectory
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.ros
 
 KP, KD, FRACTION, LIMIT = 4.0, 0.5, 0.2, 5.0      # fallback gains, correction bound, the pendulum's effort limit
 TRAJECTORY = '/joint_trajectory_controller/joint_trajectory'
+FEEDFORWARD = '/hamwm/mpc/feedforward'    # the correction in force, for the monitor of a feed-forward model
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +32,7 @@ def residual(tmp_path_factory):
                              'max_plan_age': 0.5, 'pd_residual': True, 'pd_residual_fraction': FRACTION,
                              'fallback_kp': [KP], 'fallback_kd': [KD], 'command_interface': 'both',
                              'safe_hold': 'nominal_hold', 'goal_position': [0.6], 'mppi.workers': 2},
-                            topics={TRAJECTORY: JointTrajectory})
+                            topics={TRAJECTORY: JointTrajectory, FEEDFORWARD: JointState})
 
 
 def test_commands_are_the_pd_hold_plus_a_bounded_correction(residual):
@@ -52,6 +54,11 @@ def test_commands_are_the_pd_hold_plus_a_bounded_correction(residual):
         assert point.time_from_start.sec == 0 and point.time_from_start.nanosec == 0   # a step target
         assert list(msg.joint_names) == ['hinge'] and list(point.velocities) == [0.0]
         assert 0.0 < point.positions[0] <= FRACTION * LIMIT / KP + 1e-9     # nominal + correction / kp, pushing up
+    feedforward = [m for m in mpc.probe.recent(FEEDFORWARD) if any(m.effort)]
+    assert feedforward, 'no correction published on ' + FEEDFORWARD
+    corrections = np.array([m.effort[0] for m in feedforward[-10:]])
+    assert all(list(m.name) == ['hinge'] and m.header.stamp.sec + m.header.stamp.nanosec > 0 for m in feedforward)
+    assert np.all(np.abs(corrections) <= FRACTION * LIMIT + 1e-6) and np.median(corrections) > 0.0, corrections
     assert mpc.diagnostics()['mode'] == 'PLANNING'
 
 
@@ -62,8 +69,11 @@ def test_safe_hold_publishes_no_effort_and_the_nominal_posture_for_the_driver(re
     mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
     holds_before = mpc.probe.seq(TRAJECTORY)
     injector.fields = {}                           # the joint states stop: the watchdog holds
+    ff_before = mpc.probe.seq(FEEDFORWARD)
     hold = mpc.wait_mode('SAFE_HOLD')
     assert 'stale' in hold, hold
+    zero = mpc.probe.wait_for(FEEDFORWARD, lambda m: list(m.effort) == [0.0], timeout=5.0, after=ff_before)
+    assert zero is not None, 'leaving PLANNING publishes a zero correction'
     time.sleep(0.1)
     assert mpc.commands_after(0.6).shape[0] == 0, 'effort was published during the safe hold'
     new = mpc.probe.recent(TRAJECTORY)[-(mpc.probe.seq(TRAJECTORY) - holds_before):]

@@ -138,6 +138,16 @@ def test_valid_metadata_round_trips(toy_model):
     assert meta.joint_names == JOINTS and meta.horizon == HORIZON and meta.latent_dim == LATENT
     again = ModelMetadata.from_dict(json.loads(json.dumps(meta.to_dict())))
     assert again == meta
+    assert meta.action_source == 'applied' and not meta.feedforward     # absent: the effort acting on the joints
+    assert 'action_source' not in meta.to_dict()                        # and files stay as they were
+
+
+def test_feedforward_action_source_round_trips(toy_model):
+    directory, _ = toy_model
+    _rewrite(directory, lambda d: d.update(action_source='feedforward'))
+    meta = load_metadata(directory)
+    assert meta.action_source == 'feedforward' and meta.feedforward
+    assert ModelMetadata.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta
 
 
 @pytest.mark.parametrize('change, reason', [
@@ -161,6 +171,7 @@ def test_valid_metadata_round_trips(toy_model):
     (lambda d: d['files']['encoder']['inputs'][0].update(dtype='float64'), 'dtype'),
     (lambda d: d['files']['encoder']['inputs'][0].update(dtype='complex64'), 'complex64'),
     (lambda d: d['files']['predictor']['outputs'][2].update(name='H'), 'outputs are'),
+    (lambda d: d.update(action_source='torque'), 'action_source'),
 ])
 def test_metadata_rejects(toy_model, change, reason):
     directory, _ = toy_model

@@ -56,6 +56,22 @@ def test_humanoid_rollouts_stay_standing_and_record_applied_effort():
     np.testing.assert_array_equal(data['action'], again['action'])
 
 
+def test_humanoid_feedforward_actions_are_the_held_command_over_the_same_motion():
+    """``action_source='feedforward'``: the same seed gives the same motion; the action is the command alone."""
+    applied = generate_rollouts('humanoid', 2, 25, 0.01, seed=1)
+    feedforward = generate_rollouts('humanoid', 2, 25, 0.01, seed=1, action_source='feedforward')
+    assert feedforward['action_source'] == 'feedforward' and applied['action_source'] == 'applied'
+    np.testing.assert_array_equal(applied['position'], feedforward['position'])
+    np.testing.assert_array_equal(applied['velocity'], feedforward['velocity'])
+    sim = Simulation('humanoid')
+    # the random excitation: 10 % of each effort limit per unit amplitude, no gravity-carrying PD in it
+    assert np.all(np.abs(feedforward['action']) <= 0.1 * sim.effort_limits * 4.5 + 1e-9)
+    knee = sim.joint_names.index('left_knee')
+    assert abs(np.mean(feedforward['action'][..., knee])) < 0.5 * abs(np.mean(applied['action'][..., knee]))
+    with pytest.raises(ValueError, match='action_source'):
+        generate_rollouts('humanoid', 1, 2, 0.01, seed=1, action_source='torque')
+
+
 def test_rollout_images():
     data = generate_rollouts('pendulum', 2, 4, 0.05, seed=0, render_size=(32, 24))
     images = data['images']

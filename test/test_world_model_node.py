@@ -144,7 +144,12 @@ def models(tmp_path_factory):
     corrupt = _pendulum_reference(root / 'corrupt')
     with open(corrupt / 'predictor.onnx', 'ab') as handle:
         handle.write(b'\0')
-    return {'primary': primary, 'other': other, 'corrupt': corrupt, 'missing': root / 'no_such_model'}
+    feedforward = _pendulum_reference(root / 'feedforward')   # its input: a correction over a PD hold it includes
+    meta = json.loads((feedforward / 'metadata.json').read_text())
+    meta['action_source'] = 'feedforward'
+    (feedforward / 'metadata.json').write_text(json.dumps(meta))
+    return {'primary': primary, 'other': other, 'corrupt': corrupt, 'feedforward': feedforward,
+            'missing': root / 'no_such_model'}
 
 
 @pytest.fixture(scope='module')
@@ -340,6 +345,51 @@ def test_hot_load_refuses_a_bad_model_and_keeps_the_old_one_then_loads_a_good_on
     assert len(new.points) == HORIZON      # published horizon is the node's parameter, chained over 16-step calls
     assert 'model ' + str(models['other']) in graph.log()
     assert json.loads((models['other'] / 'metadata.json').read_text())['dt'] == 0.02
+
+
+def _input_in_force(graph, publish=None, expected: str = '0', timeout: float = 10.0) -> str | None:
+    """Wait until the monitor reports ``expected`` as its input (diagnostics ``input``), calling ``publish``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if publish is not None:
+            publish()
+        msg = graph.probe.wait_for('/diagnostics', lambda m: _our_status(m) is not None, timeout=0.3,
+                                   after=graph.probe.seq('/diagnostics'))
+        if msg is not None:
+            last = {kv.key: kv.value for kv in _our_status(msg).values}.get('input')
+            if last == expected:
+                return last
+    return last
+
+
+def test_a_feedforward_model_takes_its_input_from_the_planners_correction(graph, models):
+    """A model whose plant includes the PD hold (metadata action_source feedforward) is driven by mpc_node's correction.
+
+    The measured joint efforts include the hold, so they are not its input: input_source effort is refused, and with
+    the correction stale the input falls back to zero (the hold alone), not to the measured effort.
+    """
+    graph.ensure_active(models['primary'])
+    assert graph.set(model_dir=str(models['feedforward']))[0].successful
+    probe = graph.probe
+    publisher = probe.node.create_publisher(JointState, '/hamwm/mpc/feedforward', 10)
+    deadline = time.monotonic() + 10.0
+    while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        def correction():
+            publisher.publish(JointState(name=['hinge'], effort=[0.7]))
+
+        assert _input_in_force(graph, correction, '0.7') == '0.7'
+        refused = graph.set(input_source='effort')[0]
+        assert not refused.successful and 'feed-forward' in refused.reason, refused.reason
+        assert _input_in_force(graph, None, '0') == '0', 'a stale correction leaves the hold alone: zero input'
+        assert graph.set(input_source='zero')[0].successful
+        assert _input_in_force(graph, correction, '0', timeout=2.0) == '0'
+    finally:
+        assert graph.set(input_source='auto')[0].successful
+        probe.node.destroy_publisher(publisher)
+        assert graph.set(model_dir=str(models['primary']))[0].successful
 
 
 def test_lifecycle_cycles_and_clean_shutdown(graph, models):

@@ -149,6 +149,7 @@ class PushLoop:
         if tuple(self.wb.joint_names) != tuple(sim.joint_names):
             raise ValueError('Pinocchio and MuJoCo joint orders differ')
         self.runtime = None
+        self.model_feedforward = False
         self.optimizer = None
         self.dt = 0.02
         self.balance = PlanBalance(self.wb, self.dt)
@@ -162,6 +163,9 @@ class PushLoop:
             model_dir, joint_names=sim.joint_names,
             config=SessionConfig(providers=('cpu',), intra_op_threads=threads, warmup_batch=(1, cfg.num_samples)))
         self.dt = self.balance.dt = self.runtime.dt
+        # a model trained on the feed-forward effort over the PD hold has the hold inside its dynamics: its input is
+        # the correction alone (offset 0); otherwise it sees the PD effort at the current state plus the correction
+        self.model_feedforward = self.runtime.metadata.feedforward
         n = sim.n_joints
         limits = sim.effort_limits
         self.rollout = EffortRollout(self.runtime, np.arange(n))
@@ -250,7 +254,8 @@ class PushLoop:
                     ok = self.balance.linearise(q_full, stance, polygon, v)    # False: it failed (balance.reason)
                     if ok:
                         try:
-                            self.rollout.set_offset(self._pd_effort(q, v))
+                            if not self.model_feedforward:
+                                self.rollout.set_offset(self._pd_effort(q, v))
                             z = self.runtime.encode(q, v)[0]
                             result = self.optimizer.plan(z, applied, shift=1)
                             ok = result.valid and bool(np.all(np.isfinite(result.command)))

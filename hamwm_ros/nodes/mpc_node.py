@@ -35,7 +35,10 @@ Publishes
     clamped to the URDF position and velocity limits; on every change into a non-planning mode (fallback, hold,
     e-stop, deactivate) one point holding the last measured position with zero velocity. ``/hamwm/mpc/command``
     (sensor_msgs/JointState: the same efforts with joint names and the stamp of the tick, node clock) when
-    ``publish_stamped``; ``/hamwm/mpc/mode`` (std_msgs/String ``'<MODE>: <reason>'``, transient local, on every
+    ``publish_stamped``; ``/hamwm/mpc/feedforward`` (sensor_msgs/JointState, effort = the correction to the PD hold
+    in force, model joint names, node clock stamp) with ``pd_residual``: on every plan taken and as zeros on every
+    change out of planning, so world_model_node's monitor knows the input of a model whose ``action_source`` is
+    ``feedforward``; ``/hamwm/mpc/mode`` (std_msgs/String ``'<MODE>: <reason>'``, transient local, on every
     mode change; modes in :mod:`hamwm_ros.safety.modes`); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at
     ``diagnostics_rate``: mode, reason, counters, planner and loop timing).
 Subscribes
@@ -262,6 +265,7 @@ class MpcNode(Node):
         # out during the deactivate transition and the mode is visible in every state.
         self._command_pub = self.create_publisher(Float64MultiArray, 'effort_controller/commands', reliable)
         self._stamped_pub = self.create_publisher(JointState, 'hamwm/mpc/command', reliable)
+        self._feedforward_pub = self.create_publisher(JointState, 'hamwm/mpc/feedforward', reliable)
         self._mode_pub = self.create_publisher(String, 'hamwm/mpc/mode', latched)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, 'diagnostics', reliable)
         self._trajectory_pub = self.create_publisher(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
@@ -551,12 +555,16 @@ class MpcNode(Node):
         Raises
         ------
         ValueError
-            If pd_residual is set and the model does not take one effort per joint.
+            If pd_residual is set and the model does not take one effort per joint, or the model's input is a
+            feed-forward over a PD hold (``action_source``) and pd_residual is not set.
         """
         meta = runtime.metadata
         if self._pd_residual and meta.action_dim != len(meta.joint_names):
             raise ValueError(f'pd_residual needs a model with one effort input per joint; {meta.robot} has '
                              f'{meta.action_dim} inputs for {len(meta.joint_names)} joints')
+        if meta.feedforward and not self._pd_residual:
+            raise ValueError(f'the {meta.robot} model takes a feed-forward effort over the PD hold it was trained '
+                             "with (metadata action_source 'feedforward'): it needs pd_residual true")
 
     def _rollout_for(self, runtime: WorldModelRuntime) -> BatchedRollout | EffortRollout:
         """The planner's rollout: plain, or (pd_residual) with the PD hold effort added to every planned step.
@@ -1291,9 +1299,11 @@ class MpcNode(Node):
             z = runtime.encode(encoded[None], velocity[None])
             z0 = z[:, 0] if z.ndim == 3 else z[0]
             if self._pd_residual:
-                # the model sees the PD hold at this state (held over the horizon) plus the correction;
+                # the model sees the PD hold at this state (held over the horizon) plus the correction, or, when
+                # the hold is part of the plant it learned (action_source 'feedforward'), the correction alone;
                 # the rate limit and the smoothness critic apply to the correction alone.
-                optimizer.rollout_fn.set_offset(supervisor.fallback.command(position, velocity))
+                if not runtime.metadata.feedforward:
+                    optimizer.rollout_fn.set_offset(supervisor.fallback.command(position, velocity))
                 previous = optimizer.last_command
             else:
                 previous = supervisor.command_guard.previous.astype(np.float32)
@@ -1317,6 +1327,9 @@ class MpcNode(Node):
                                         hold=self._hold_playback))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
+            if self._pd_residual:
+                due = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
+                self._publish_feedforward(controller, np.asarray(result.sequence[due], dtype=np.float64))
         if taken and self._publish_trajectory and self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):
             # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
@@ -1334,6 +1347,23 @@ class MpcNode(Node):
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
                 self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
+
+    def _publish_feedforward(self, controller: _Controller, correction: np.ndarray | None) -> None:
+        """The correction to the PD hold now in force (None: zero) on /hamwm/mpc/feedforward, model joint order."""
+        if not self.context.ok():
+            return
+        n = len(controller.limits.names)
+        effort = np.zeros(n) if correction is None else np.asarray(correction, dtype=np.float64)
+        if effort.shape != (n,) or not np.all(np.isfinite(effort)):
+            effort = np.zeros(n)
+        msg = JointState(name=list(controller.limits.names))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.effort = _doubles(effort)
+        try:
+            self._feedforward_pub.publish(msg)
+        except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
+            if self.context.ok():
+                raise
 
     def _committed_steps(self, dt: float) -> int:
         """Plan steps the robot runs before this plan can take over (:func:`hamwm_ros.mpc.timing.committed_steps`)."""
@@ -1478,6 +1508,8 @@ class MpcNode(Node):
                 return
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
+                if result.transition.mode is not Mode.PLANNING and self._pd_residual:
+                    self._publish_feedforward(controller, None)     # the hold alone: no correction from here
                 if result.transition.mode is not Mode.PLANNING and not driver_holds:
                     self._publish_hold_trajectory(controller, result.transition.mode)
 

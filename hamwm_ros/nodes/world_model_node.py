@@ -10,7 +10,9 @@ Subscribes
     ``/joint_states`` (sensor_msgs/JointState; joints matched by name, messages with missing joints, NaN/Inf or
     out-of-order stamps are dropped with a throttled warning), ``/effort_controller/commands``
     (std_msgs/Float64MultiArray, the efforts actually sent: the control input u; in ``command_joints`` order when
-    that is set, other inputs zero) and, for models with a camera encoder, ``/camera/image_raw`` (sensor_msgs/Image,
+    that is set, other inputs zero), ``/hamwm/mpc/feedforward`` (sensor_msgs/JointState efforts by name: mpc_node's
+    correction to the PD hold, the input of a model whose metadata ``action_source`` is ``feedforward``) and, for
+    models with a camera encoder, ``/camera/image_raw`` (sensor_msgs/Image,
     rgb8 or bgr8 at the model's size; other images and frames not newer than the last are dropped with a throttled
     warning, a frame more than 1 s older restarts the frame history).
 Publishes (at ``rate``; stamps are the stamp of the joint state the prediction starts from)
@@ -64,7 +66,10 @@ NODE_NAME = 'world_model_node'
 RCLError = _rclpy.RCLError
 WARN_PERIOD_S = 2.0
 TIME_JUMP_S = 1.0            # joint-state stamps this far back restart the history instead of being dropped
-INPUT_SOURCES = ('auto', 'commands', 'effort', 'zero')
+INPUT_SOURCES = ('auto', 'commands', 'effort', 'feedforward', 'zero')
+_EFFORT_NOT_FEEDFORWARD = ("input_source effort: this model's input is the feed-forward over the PD hold it was "
+                           "trained with (metadata action_source 'feedforward'), and measured efforts include the "
+                           "hold; use auto or feedforward")
 MAX_HINDSIGHT_S = 4.0        # error_step x dt must fit in the joint-state history (4096 samples: ~8 s at 500 Hz)
 FRAMES_KEPT = 32             # recent camera frames, to stack them at the model's frame spacing
 TRAIL = 200                  # encoded (q0, p0) points kept for the phase portrait
@@ -210,8 +215,10 @@ class WorldModelNode(LifecycleNode):
             'predicted steps published (each one model dt); every export horizon started costs one predictor call',
             int_range=(2, 2000)))
         declare('input_source', 'auto', _descriptor(
-            "control input u: 'commands' (/effort_controller/commands), 'effort' (/joint_states effort), 'auto' "
-            "(commands while fresh, else effort), 'zero'", constraints=' | '.join(INPUT_SOURCES)))
+            "control input u: 'commands' (/effort_controller/commands), 'effort' (/joint_states effort), "
+            "'feedforward' (/hamwm/mpc/feedforward), 'auto' (commands while fresh, else effort; for a model whose "
+            "input is the feed-forward over a PD hold: feedforward while fresh, else zero), 'zero'",
+            constraints=' | '.join(INPUT_SOURCES)))
         declare('input_timeout', 0.5, _descriptor('seconds an input holds before zero input is assumed',
                                                   float_range=(0.001, 60.0)))
         declare('state_timeout', 0.5, _descriptor(
@@ -318,9 +325,11 @@ class WorldModelNode(LifecycleNode):
         loaded = _Loaded(runtime, directory, self._action_joints, self._wrap_joints, self._command_joints)
         meta = runtime.metadata
         source = str(self.get_parameter('input_source').value)
-        if source == 'effort' and loaded.effort_map is None:
-            raise MetadataError(f'input_source effort needs action_joints: the model takes {meta.action_dim} inputs '
-                                f'for {len(meta.joint_names)} joints')
+        if source in ('effort', 'feedforward') and loaded.effort_map is None:
+            raise MetadataError(f'input_source {source} needs action_joints: the model takes {meta.action_dim} '
+                                f'inputs for {len(meta.joint_names)} joints')
+        if source == 'effort' and meta.feedforward:
+            raise MetadataError(_EFFORT_NOT_FEEDFORWARD)
         step = int(self.get_parameter('error_step').value)
         if step * meta.dt > MAX_HINDSIGHT_S:
             raise MetadataError(f'error_step {step} x model dt {meta.dt:g} s exceeds {MAX_HINDSIGHT_S:g} s of history')
@@ -381,8 +390,10 @@ class WorldModelNode(LifecycleNode):
             if model is not None and 'error_step' in changes:
                 if changes['error_step'] * model.runtime.metadata.dt > MAX_HINDSIGHT_S:
                     raise ValueError(f"error_step {changes['error_step']} x model dt exceeds {MAX_HINDSIGHT_S:g} s")
-            if model is not None and source == 'effort' and model.effort_map is None:
-                raise ValueError('input_source effort needs action_joints for this model')
+            if model is not None and source in ('effort', 'feedforward') and model.effort_map is None:
+                raise ValueError(f'input_source {source} needs action_joints for this model')
+            if model is not None and source == 'effort' and model.runtime.metadata.feedforward:
+                raise ValueError(_EFFORT_NOT_FEEDFORWARD)
             if 'model_dir' in changes and model is not None and changes['model_dir'] != model.directory:
                 # configured: the new model must load now, or the change is refused and the old one stays
                 self._pending_model = self._load(str(changes['model_dir']))
@@ -431,6 +442,7 @@ class WorldModelNode(LifecycleNode):
         self._subs = [
             self.create_subscription(JointState, 'joint_states', self._on_joint_state, 50),
             self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_command, 10),
+            self.create_subscription(JointState, 'hamwm/mpc/feedforward', self._on_feedforward, 10),
         ]
         self._update_camera_subscription()
         self._tick_timer = self.create_timer(1.0 / float(self.get_parameter('rate').value), self._tick)
@@ -514,7 +526,8 @@ class WorldModelNode(LifecycleNode):
         self._last_state_wall = time.monotonic()
         self._last_state_stamp = stamp
         source = str(self.get_parameter('input_source').value)
-        if source == 'effort' or (source == 'auto' and not self._commands_fresh()):
+        feedforward = model.runtime.metadata.feedforward   # measured efforts include the PD hold: not its input
+        if source == 'effort' or (source == 'auto' and not feedforward and not self._commands_fresh()):
             if model.effort_map is not None and len(msg.effort):
                 try:
                     effort = model.effort_map.reorder(msg.name, msg.effort, field='effort')
@@ -551,6 +564,23 @@ class WorldModelNode(LifecycleNode):
         stamp = self._last_state_stamp + (time.monotonic() - self._last_state_wall)
         if tracker.observe_input(stamp, u):
             self._last_command_wall = time.monotonic()
+
+    def _on_feedforward(self, msg: JointState) -> None:
+        model, tracker = self._model, self._tracker
+        if model is None or tracker is None or model.effort_map is None:
+            return
+        source = str(self.get_parameter('input_source').value)
+        if source != 'feedforward' and not (source == 'auto' and model.runtime.metadata.feedforward):
+            return
+        try:
+            u = model.effort_map.reorder(msg.name, msg.effort, field='effort')
+        except JointMapError as error:
+            self._drop('feed-forward', str(error))
+            return
+        if not math.isfinite(self._last_state_stamp):
+            return        # no joint-state time base yet to place it on
+        # placed on the joint-state clock by receipt time, as the effort commands
+        tracker.observe_input(self._last_state_stamp + (time.monotonic() - self._last_state_wall), u)
 
     def _on_image(self, msg: Image) -> None:
         model = self._model

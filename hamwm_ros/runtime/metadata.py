@@ -47,6 +47,9 @@ METADATA_FILE = 'metadata.json'
 DTYPES = {'float32': 'tensor(float)', 'uint8': 'tensor(uint8)', 'float64': 'tensor(double)', 'int64': 'tensor(int64)'}
 FILE_ROLES = ('encoder', 'predictor')
 OBS_LAYOUTS = (('position', 'velocity'),)
+# The model's input: the effort acting on the joints, or a feed-forward effort over a PD hold of the nominal posture
+# (the hold's spring and damper are part of the plant the model learned; a controller sends only the correction).
+ACTION_SOURCES = ('applied', 'feedforward')
 MIN_OPSET, MAX_OPSET = 13, 23
 
 
@@ -248,6 +251,14 @@ class ModelMetadata:
     obs_layout: tuple[str, ...] = ('position', 'velocity')
     producer: dict[str, Any] = field(default_factory=dict)
     spread_calibration: SpreadCalibration | None = None
+    # What the model's input is: 'applied' (the effort acting on the joints) or 'feedforward' (an effort added to a
+    # PD hold of the nominal posture that the model treats as part of the robot; see ACTION_SOURCES).
+    action_source: str = 'applied'
+
+    @property
+    def feedforward(self) -> bool:
+        """Whether the input is a feed-forward effort over a PD hold that the model includes (``action_source``)."""
+        return self.action_source == 'feedforward'
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +284,8 @@ class ModelMetadata:
         }
         if self.spread_calibration is not None:  # optional: absent from files written without it
             data['spread_calibration'] = self.spread_calibration.to_dict()
+        if self.action_source != 'applied':     # optional: absent means 'applied' (files written before it existed)
+            data['action_source'] = self.action_source
         return data
 
     def save(self, directory: str | Path) -> Path:
@@ -363,11 +376,15 @@ class ModelMetadata:
         calibration = None
         if data.get('spread_calibration') is not None:
             calibration = SpreadCalibration.from_dict(data['spread_calibration'])
+        action_source = data.get('action_source', 'applied')
+        if action_source not in ACTION_SOURCES:
+            raise MetadataError(f'action_source must be one of {list(ACTION_SOURCES)}, got {action_source!r}')
         meta = ModelMetadata(robot=robot, joint_names=tuple(joints), dt=float(dt), obs_dim=obs_dim,
                              latent_dim=latent, action_dim=action_dim, horizon=horizon, ensemble=ensemble,
                              opset=opset, normalisation=norm, training=training, metrics=metrics, files=files,
                              uses_joints=uses_joints, images=images, obs_layout=layout,
-                             producer=dict(data.get('producer') or {}), spread_calibration=calibration)
+                             producer=dict(data.get('producer') or {}), spread_calibration=calibration,
+                             action_source=action_source)
         _check_signatures(meta)
         return meta
 

@@ -17,7 +17,9 @@ Every trajectory starts from a random state near the robot's rest posture and is
 
 ``action`` is the effort that actually acted on the joints: for the fixed-base robots the held command (exact, it
 is constant over the control step); for the humanoid the PD + feed-forward actuator effort averaged over the physics
-steps of the control step. Everything is reproducible from ``seed`` (numpy ``SeedSequence`` spawned per trajectory).
+steps of the control step, or, with ``action_source='feedforward'``, the held feed-forward effort alone (the PD hold
+then belongs to the plant a model learns: its spring and damper are a potential and a dissipation). Everything is
+reproducible from ``seed`` (numpy ``SeedSequence`` spawned per trajectory).
 """
 
 from __future__ import annotations
@@ -60,8 +62,12 @@ def _tilt(orientation_xyzw: np.ndarray) -> float:
     return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
 
 
+ACTION_SOURCES = ('applied', 'feedforward')
+
+
 def generate_rollouts(robot: str, n_trajectories: int, steps: int, control_dt: float, seed: int,
-                      render_size: tuple[int, int] | None = None, timestep: float = 0.001) -> dict:
+                      render_size: tuple[int, int] | None = None, timestep: float = 0.001,
+                      action_source: str = 'applied') -> dict:
     """Simulate ``n_trajectories`` trajectories of ``steps`` control steps each.
 
     Parameters
@@ -80,6 +86,10 @@ def generate_rollouts(robot: str, n_trajectories: int, steps: int, control_dt: f
         ``(width, height)`` to also store scene-camera images, or None.
     timestep
         Physics step, s (default 1 ms).
+    action_source
+        ``'applied'`` (the effort that acted on the joints) or ``'feedforward'`` (the held command alone; differs
+        from 'applied' only where the simulation runs a PD hold, the humanoid). The same seed gives the same motion
+        for either.
 
     Returns
     -------
@@ -99,6 +109,8 @@ def generate_rollouts(robot: str, n_trajectories: int, steps: int, control_dt: f
     """
     if robot not in ROBOTS:
         raise ValueError(f'unknown robot {robot!r}; choose one of {", ".join(ROBOTS)}')
+    if action_source not in ACTION_SOURCES:
+        raise ValueError(f'action_source must be one of {ACTION_SOURCES}, got {action_source!r}')
     for name, value in (('n_trajectories', n_trajectories), ('steps', steps)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f'{name} must be a positive integer, got {value!r}')
@@ -113,13 +125,13 @@ def generate_rollouts(robot: str, n_trajectories: int, steps: int, control_dt: f
     sim = Simulation(robot, timestep=timestep, render_size=render_size)
     try:
         return _generate(sim, robot, int(n_trajectories), int(steps), float(control_dt), substeps, int(seed),
-                         render_size)
+                         render_size, action_source == 'feedforward')
     finally:
         sim.close()
 
 
 def _generate(sim: Simulation, robot: str, n_traj: int, steps: int, control_dt: float, substeps: int, seed: int,
-              render_size: tuple[int, int] | None) -> dict:
+              render_size: tuple[int, int] | None, feedforward: bool = False) -> dict:
     n = sim.n_joints
     position = np.zeros((n_traj, steps + 1, n))
     velocity = np.zeros((n_traj, steps + 1, n))
@@ -139,7 +151,7 @@ def _generate(sim: Simulation, robot: str, n_traj: int, steps: int, control_dt: 
         scale = rng.uniform(0.1, 1.0)
         for attempt in range(_MAX_REDRAWS + 1):
             ok = _one(sim, robot, rng, scale * 0.5**attempt, alpha, sigma, steps, substeps, i,
-                      position, velocity, action, images, base_pos, base_quat)
+                      position, velocity, action, images, base_pos, base_quat, feedforward)
             if ok:
                 redrawn[i] = attempt
                 break
@@ -148,7 +160,7 @@ def _generate(sim: Simulation, robot: str, n_traj: int, steps: int, control_dt: 
                                'reduced amplitude')
     out = {'position': position, 'velocity': velocity, 'action': action, 'dt': control_dt,
            'joint_names': list(sim.joint_names), 'effort_limits': sim.effort_limits.copy(), 'robot': robot,
-           'seed': seed, 'redrawn': redrawn}
+           'seed': seed, 'redrawn': redrawn, 'action_source': 'feedforward' if feedforward else 'applied'}
     if images is not None:
         out['images'] = images
     if sim.floating_base:
@@ -158,7 +170,8 @@ def _generate(sim: Simulation, robot: str, n_traj: int, steps: int, control_dt: 
 
 
 def _one(sim: Simulation, robot: str, rng: np.random.Generator, amplitude: float, alpha: float, sigma: np.ndarray,
-         steps: int, substeps: int, i: int, position, velocity, action, images, base_pos, base_quat) -> bool:
+         steps: int, substeps: int, i: int, position, velocity, action, images, base_pos, base_quat,
+         feedforward: bool = False) -> bool:
     """Simulate trajectory ``i`` into the output arrays; False if it fell or neared a stop (the caller redraws)."""
     n = sim.n_joints
     if sim.floating_base:
@@ -201,7 +214,7 @@ def _one(sim: Simulation, robot: str, rng: np.random.Generator, amplitude: float
                     mujoco.mj_step(sim.model, mj_data)  # no push is active: plain steps, checked below
                     applied += mj_data.qfrc_actuator[dof]  # the effort used in the step just taken
                 sim.step(0)  # marks derived quantities stale, raises SimulationError if MuJoCo saw divergence
-                action[i, t] = applied / substeps
+                action[i, t] = sim.held_effort if feedforward else applied / substeps
             else:
                 sim.step(substeps)
                 action[i, t] = sim.held_effort

@@ -247,8 +247,11 @@ def save_npz(data: TrajectoryData, path: str | Path) -> Path:
 
 
 def load_sim(robot: str, n_trajectories: int, steps: int, control_dt: float, seed: int,
-             render_size: tuple[int, int] | None = None) -> TrajectoryData:
+             render_size: tuple[int, int] | None = None, action_source: str = 'applied') -> TrajectoryData:
     """Roll out a simulated robot with exciting inputs (``hamwm_ros.sim.rollouts.generate_rollouts``).
+
+    ``action_source``: ``'applied'`` (the effort that acted on the joints) or ``'feedforward'`` (the humanoid's
+    feed-forward effort over its PD hold).
 
     Raises
     ------
@@ -260,7 +263,8 @@ def load_sim(robot: str, n_trajectories: int, steps: int, control_dt: float, see
     except ImportError as err:
         raise DataError(f'simulated data needs hamwm_ros.sim.rollouts (MuJoCo): {err}') from err
     try:
-        out = generate_rollouts(robot, n_trajectories, steps, control_dt, seed, render_size=render_size)
+        out = generate_rollouts(robot, n_trajectories, steps, control_dt, seed, render_size=render_size,
+                                action_source=action_source)
     except (KeyError, ValueError) as err:
         raise DataError(f'cannot simulate robot {robot!r}: {err}') from err
     return from_position_velocity(out['position'], out['velocity'], out['action'], float(out['dt']),

@@ -39,7 +39,14 @@ import torch
 from torch import nn
 
 from hamwm_ros.cli import HelpFormatter
-from hamwm_ros.runtime.metadata import ImageSpec, ModelMetadata, TensorSpec, expected_signatures, sha256_file
+from hamwm_ros.runtime.metadata import (
+    ACTION_SOURCES,
+    ImageSpec,
+    ModelMetadata,
+    TensorSpec,
+    expected_signatures,
+    sha256_file,
+)
 from hamwm_ros.worldmodel.model import HamiltonianWorldModel, _affine, lean_energy, lean_rollout
 
 LOG = logging.getLogger(__name__)
@@ -337,7 +344,8 @@ def measure_parity(model: HamiltonianWorldModel, out_dir: str | Path, *, batch: 
 def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: str,
                  joint_names: Sequence[str], horizon: int = DEFAULT_HORIZON, opset: int = DEFAULT_OPSET,
                  training: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-                 include_checkpoint: bool = True, parity_rtol: float = PARITY_RTOL) -> ModelMetadata:
+                 include_checkpoint: bool = True, parity_rtol: float = PARITY_RTOL,
+                 action_source: str = 'applied') -> ModelMetadata:
     """Export ``model`` into ``out_dir`` and return the validated metadata written beside the graphs.
 
     Parameters
@@ -361,6 +369,9 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
         Also save the torch checkpoint (``model.pt`` + json side files) into ``out_dir``.
     parity_rtol
         Largest accepted torch-vs-onnxruntime relative error.
+    action_source
+        What the model's input is (``metadata.json``'s ``action_source``): ``'applied'`` effort, or ``'feedforward'``
+        over a PD hold the model includes (:data:`hamwm_ros.runtime.metadata.ACTION_SOURCES`).
 
     Raises
     ------
@@ -370,6 +381,8 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
     """
     cfg = model.cfg
     joint_names = list(joint_names)
+    if action_source not in ACTION_SOURCES:
+        raise ExportError(f'action_source must be one of {list(ACTION_SOURCES)}, got {action_source!r}')
     if cfg.obs_dim != 2 * len(joint_names):
         raise ExportError(f'model obs_dim {cfg.obs_dim} is not positions + velocities of {len(joint_names)} joints')
     if cfg.encoder == 'identity':
@@ -416,6 +429,8 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
         'producer': {'tool': 'hamwm export', 'torch': torch.__version__, 'exporter': 'torchscript',
                      'horizon_mode': 'unrolled', 'ensemble_mode': 'one graph, leading member axis'},
     }
+    if action_source != 'applied':
+        data['action_source'] = action_source
     if getattr(model, 'spread_calibration', None) is not None and cfg.ensemble > 1:
         data['spread_calibration'] = dict(model.spread_calibration)  # optional: the ensemble's calibrated spread
     meta = ModelMetadata.from_dict(data)

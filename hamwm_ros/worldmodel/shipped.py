@@ -92,6 +92,9 @@ class Recipe:
     notes: str = ''
     quick_train: dict[str, Any] = field(default_factory=lambda: {'epochs': 1, 'batches_per_epoch': 3})
     selection: Selection | None = None
+    # 'applied': the model's input is the effort that acts on the joints; 'feedforward' (the humanoid): the effort
+    # added to the simulation's PD hold, which then belongs to the plant (hamwm_ros.sim.rollouts)
+    action_source: str = 'applied'
 
 
 _LEAN = {'mass_matrix': 'constant', 'input_map': 'constant', 'damping_map': 'constant', 'residual': False,
@@ -132,8 +135,9 @@ RECIPES: dict[str, Recipe] = {
         robot='humanoid', seed=14, trajectories=128, steps=120,
         model={**_LEAN, 'hidden': 128, 'layers': 2},
         train={'epochs': 30, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 3e-3, 'batches_per_epoch': 80},
-        eval_trajectories=6, eval_steps=140,
-        notes='joints only (floating base not observed); latent size = joint count'),
+        eval_trajectories=6, eval_steps=140, action_source='feedforward',
+        notes='joints only (floating base not observed); latent size = joint count; input = the feed-forward effort '
+              'over the 1 kHz PD hold of the nominal posture, which belongs to the learned plant'),
     # Camera pendulum: three frames, not two (velocity from one 0.02 s frame difference of a 32x32 image was the
     # largest error: held-out h=1 0.037 with two, 0.010 with three), and ten times the training of the first recipe
     # (4 epochs on 24 trajectories gave h=1 0.20 even once the pendulum was drawn large enough to see).
@@ -311,9 +315,11 @@ def build_model_dir(name: str, recipe: Recipe, out_dir: Path, *, quick: bool = F
     started = time.monotonic()
     torch.manual_seed(recipe.seed)
     n_traj = max(6, recipe.trajectories // 8) if quick else recipe.trajectories
-    data = load_sim(recipe.robot, n_traj, recipe.steps, recipe.control_dt, recipe.seed, recipe.render)
+    data = load_sim(recipe.robot, n_traj, recipe.steps, recipe.control_dt, recipe.seed, recipe.render,
+                    action_source=recipe.action_source)
     held_out = load_sim(recipe.robot, 2 if quick else recipe.eval_trajectories, recipe.eval_steps,
-                        recipe.control_dt, recipe.seed + EVAL_SEED_OFFSET, recipe.render)
+                        recipe.control_dt, recipe.seed + EVAL_SEED_OFFSET, recipe.render,
+                        action_source=recipe.action_source)
     simulated = time.monotonic()
     train_opts = {**recipe.train, **(recipe.quick_train if quick else {})}
     opts = TrainOptions(seed=recipe.seed, device='cpu', progress=False, val_fraction=0.1, **train_opts)
@@ -327,13 +333,14 @@ def build_model_dir(name: str, recipe: Recipe, out_dir: Path, *, quick: bool = F
         'data_hash': 'sha256:' + train.sha256(),
         'data': {'source': f'sim:{recipe.robot}', 'seed': recipe.seed, 'trajectories': len(train.obs),
                  'validation_trajectories': len(val.obs) if val else 0, 'steps': recipe.steps,
-                 'control_dt': recipe.control_dt, 'render': list(recipe.render) if recipe.render else None},
+                 'control_dt': recipe.control_dt, 'render': list(recipe.render) if recipe.render else None,
+                 'action_source': recipe.action_source},
         'options': {k: v for k, v in opts.__dict__.items() if k not in ('progress',)},
         'quick': quick,
         'command': 'hamwm models' + (' --quick' if quick else '') + f' --only {name}',
     }
     meta = export_model(model, out_dir, robot=recipe.robot, joint_names=data.joint_names, horizon=recipe.horizon,
-                        training=training)
+                        training=training, action_source=recipe.action_source)
     runtime = WorldModelRuntime.load(out_dir, config=SessionConfig(providers=('cpu',)))
     evaluation = evaluate_runtime(runtime, held_out, wrap_joints=recipe.wrap_joints)
     evaluation['data'] = {'source': f'sim:{recipe.robot}', 'seed': recipe.seed + EVAL_SEED_OFFSET,

@@ -373,12 +373,15 @@ def test_a_feedforward_model_takes_its_input_from_the_planners_correction(graph,
     assert graph.set(model_dir=str(models['feedforward']))[0].successful
     probe = graph.probe
     publisher = probe.node.create_publisher(JointState, '/hamwm/mpc/feedforward', 10)
+    commands = probe.node.create_publisher(Float64MultiArray, '/effort_controller/commands', 10)
     deadline = time.monotonic() + 10.0
-    while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+    while min(publisher.get_subscription_count(), commands.get_subscription_count()) < 1 \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
         def correction():
             publisher.publish(JointState(name=['hinge'], effort=[0.7]))
+            commands.publish(Float64MultiArray(data=[5.0]))   # a total effort (hold + correction): not its input
 
         assert _input_in_force(graph, correction, '0.7') == '0.7'
         refused = graph.set(input_source='effort')[0]
@@ -389,6 +392,7 @@ def test_a_feedforward_model_takes_its_input_from_the_planners_correction(graph,
     finally:
         assert graph.set(input_source='auto')[0].successful
         probe.node.destroy_publisher(publisher)
+        probe.node.destroy_publisher(commands)
         assert graph.set(model_dir=str(models['primary']))[0].successful
 
 

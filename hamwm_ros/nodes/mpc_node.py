@@ -36,11 +36,12 @@ Publishes
     e-stop, deactivate) one point holding the last measured position with zero velocity. ``/hamwm/mpc/command``
     (sensor_msgs/JointState: the same efforts with joint names and the stamp of the tick, node clock) when
     ``publish_stamped``; ``/hamwm/mpc/feedforward`` (sensor_msgs/JointState, effort = the correction to the PD hold
-    in force, model joint names, node clock stamp) with ``pd_residual``: on every plan taken and as zeros on every
-    change out of planning, so world_model_node's monitor knows the input of a model whose ``action_source`` is
-    ``feedforward``; ``/hamwm/mpc/mode`` (std_msgs/String ``'<MODE>: <reason>'``, transient local, on every
-    mode change; modes in :mod:`hamwm_ros.safety.modes`); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at
-    ``diagnostics_rate``: mode, reason, counters, planner and loop timing).
+    in force, model joint names, node clock stamp) with ``pd_residual``: on every plan that goes out (taken while the
+    supervisor allows planning) and as zeros on every change out of planning, so world_model_node's monitor knows the
+    input of a model whose ``action_source`` is ``feedforward``; ``/hamwm/mpc/mode`` (std_msgs/String
+    ``'<MODE>: <reason>'``, transient local, on every mode change; modes in :mod:`hamwm_ros.safety.modes`);
+    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at ``diagnostics_rate``: mode, reason, counters, planner and
+    loop timing).
 Subscribes
     ``/joint_states`` (sensor_msgs/JointState; joints matched by name, extra joints ignored); ``/diagnostics``
     (diagnostic_msgs/DiagnosticArray: the status named ``model_validity_status``, by default ``world_model_node:
@@ -1327,7 +1328,8 @@ class MpcNode(Node):
                                         hold=self._hold_playback))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
-            if self._pd_residual:
+            if self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):
+                # only a correction that goes out: plans taken while the monitor holds the fallback are not applied
                 due = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
                 self._publish_feedforward(controller, np.asarray(result.sequence[due], dtype=np.float64))
         if taken and self._publish_trajectory and self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):

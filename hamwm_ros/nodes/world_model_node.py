@@ -541,7 +541,9 @@ class WorldModelNode(LifecycleNode):
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         model, tracker = self._model, self._tracker
-        if model is None or tracker is None or str(self.get_parameter('input_source').value) in ('effort', 'zero'):
+        source = str(self.get_parameter('input_source').value)
+        if model is None or tracker is None or source in ('effort', 'feedforward', 'zero') \
+                or (source == 'auto' and model.runtime.metadata.feedforward):   # its input is the correction alone
             return
         u = np.asarray(msg.data, dtype=np.float64)
         want = model.runtime.metadata.action_dim

@@ -117,9 +117,11 @@ def push_stage(model_dir: Path, quick: bool, threads: int) -> tuple[dict[str, An
                                                              / loop.sim.effort_limits))
     figures['wall_s'] = round(time.perf_counter() - started, 1)
     figures['model'] = _model_facts(model_dir)
+    hold = ('the model includes the PD hold in its plant (action_source feedforward), learned from data'
+            if loop.model_feedforward else 'the PD effort is frozen over the predicted horizon')
     figures['limits_of_this_comparison'] = (
-        'the humanoid model observes joints only (no floating base); the PD effort is frozen over the predicted '
-        'horizon; the ZMP margin is scored in the current support polygon (no stepping)')
+        f'the humanoid model observes joints only (no floating base); {hold}; the ZMP margin is scored in the current '
+        'support polygon (no stepping)')
     return figures, traces
 
 

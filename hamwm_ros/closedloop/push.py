@@ -2,13 +2,15 @@
 
 Both controllers keep the simulation's joint PD hold of the standing posture (the ``PD-only`` baseline is exactly
 that hold). The ``mppi`` controller adds a planned feed-forward effort: every model step it encodes the joint state
-with the shipped humanoid world model, and MPPI searches effort corrections around the current PD effort, scored on
+with the shipped humanoid world model, and MPPI searches effort corrections to the PD hold, scored on
 the model's predicted joint trajectories by the whole-body balance critic (``PlanBalance`` over Pinocchio, the term
 mpc_node uses: ZMP margin in the current support polygon, capture point), posture tracking, effort, smoothness and
 joint limits. When the plan is invalid the correction is zero (the PD hold, i.e. the baseline, is the fallback).
 
-The model sees joints only (the floating base is not observed) and the PD effort is frozen at its current value
-over the predicted horizon: both limits are stated in the report.
+The model sees joints only (the floating base is not observed). A model whose metadata ``action_source`` is
+``feedforward`` (the shipped one since session 18) has the PD hold inside its learned plant and is given the
+correction alone; any other model is given the PD effort of the current state, frozen over the predicted horizon,
+plus the correction. The report states which.
 
 A trial: reset (seeded posture noise), settle, push the pelvis with a horizontal force for ``push_duration_s``,
 then run on; it fails if the pelvis drops below ``fall_height`` or tilts beyond ``fall_tilt_deg``. The largest

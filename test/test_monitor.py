@@ -41,10 +41,12 @@ def _model(tmp_path, name: str, **physics) -> WorldModelRuntime:
 
 
 def _run(runtime: WorldModelRuntime, seconds: float, config: MonitorConfig | None = None, seed: int = 0,
-         horizon: int = 20, push: tuple[float, float, float] | None = None) -> list:
+         horizon: int = 20, push: tuple[float, float, float] | None = None, effort_every: int = 50,
+         tick_every: int = TICK_EVERY) -> list:
     """Drive the true system with piecewise-constant random efforts; tick the tracker at 50 Hz; return the results.
 
     ``push`` (start, end, effort) adds an effort on the first joint that the tracker is not told about (a shove).
+    A new effort comes every ``effort_every`` joint states (0.1 s), a tick every ``tick_every``.
     """
     rng = np.random.default_rng(seed)
     system = LinearSystem(**TRUE)
@@ -55,12 +57,12 @@ def _run(runtime: WorldModelRuntime, seconds: float, config: MonitorConfig | Non
     steps = int(round(seconds / JOINT_DT))
     for i in range(steps + 1):
         t = i * JOINT_DT
-        if i % 50 == 0:           # a new effort every 0.1 s, recorded when it starts to act
+        if i % effort_every == 0:           # a new effort (every 0.1 s by default), recorded when it starts to act
             u = rng.normal(0.0, 1.0, size=2)
             tracker.observe_input(t, u)
         x = system.to_state(z)
         tracker.observe_state(t, x[:2], x[2:])
-        if i % TICK_EVERY == 0:
+        if i % tick_every == 0:
             result = tracker.tick(horizon)
             assert result is not None
             reports.append(result)
@@ -69,6 +71,19 @@ def _run(runtime: WorldModelRuntime, seconds: float, config: MonitorConfig | Non
             shove[0] = push[2]
         z = system.step(z, u + shove, JOINT_DT)
     return reports
+
+
+def test_energy_balance_samples_the_claimed_power_every_model_step_between_ticks(tmp_path):
+    """Efforts that change every 20 ms, ticks every 100 ms: the true model's energy balance still holds.
+
+    The claimed power is taken at every model step since the last tick (``predict_tick``'s ``between`` states), not
+    once per tick: sampled at the ticks alone the same run reads a median balance error of 0.57 and goes to ERROR
+    (measured by replacing ``ModelTracker._states_between`` with a no-op).
+    """
+    reports = _run(_model(tmp_path, 'true'), 6.0, effort_every=10, tick_every=50)[10:]
+    balance = [r.report.values['balance_error'] for r in reports]
+    assert all(np.isfinite(balance)) and np.median(balance) < 0.15, np.median(balance)
+    assert all(r.report.level == OK for r in reports), [r.report.message for r in reports if r.report.level != OK]
 
 
 # ---------------------------------------------------------------------------------------------------- histories

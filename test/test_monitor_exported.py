@@ -64,6 +64,27 @@ def test_energy_and_powers_match_the_torch_model(tmp_path):
         assert tick.position.shape == (10, 2) and tick.hindsight is None
 
 
+@pytest.mark.parametrize('members', [1, 3])
+def test_between_states_get_the_energy_and_powers_of_their_own_ticks(tmp_path, members):
+    """The earlier states batched into a tick (``between``) read as if each had had a tick of its own."""
+    runtime = _export(_model(ensemble=members), tmp_path)
+    rng = np.random.default_rng(2)
+    states = rng.normal(0.0, [0.5, 1.5, 2.0, 3.0], size=(3, 4))
+    inputs = rng.normal(0.0, [2.0, 0.5], size=(3, 2))
+    now, past = rng.normal(0.0, [0.5, 1.5, 2.0, 3.0], size=(2, 4))
+    tick = predict_tick(runtime, now, inputs[0], 6, past_state=past, past_inputs=inputs[:2], between=(states, inputs))
+    assert tick.between.shape == (3, 3) and tick.finite
+    for row, state, u in zip(tick.between, states, inputs):
+        alone = predict_tick(runtime, state, u, 6)
+        np.testing.assert_allclose(row, [alone.energy_now, alone.power_claimed, alone.power_unforced],
+                                   rtol=1e-4, atol=1e-4)
+    alone = predict_tick(runtime, now, inputs[0], 6, past_state=past, past_inputs=inputs[:2])
+    assert tick.energy_now == pytest.approx(alone.energy_now, rel=1e-5, abs=1e-6)   # the other rows are unchanged
+    np.testing.assert_allclose(tick.hindsight, alone.hindsight, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='between has 3 states and 2 inputs'):
+        predict_tick(runtime, now, inputs[0], 6, between=(states, inputs[:2]))
+
+
 def test_tracker_runs_an_ensemble_model(tmp_path):
     runtime = _export(_model(ensemble=3), tmp_path)
     tracker = ModelTracker(runtime, MonitorConfig(error_step=3), input_timeout=0.5)

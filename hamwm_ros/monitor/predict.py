@@ -7,7 +7,10 @@ Everything goes through :class:`hamwm_ros.runtime.WorldModelRuntime` in two batc
 * row 1: the same state with zero input, whose energy gives the power the model claims without input (passivity);
 * row 2 (when the past state is known): a *hindsight* rollout from the state k model steps ago under the inputs that
   were really applied since, whose k-th state is compared with the state now. Unlike a stored forecast it does not
-  blame the model for input changes it could not know about.
+  blame the model for input changes it could not know about;
+* then two rows (input in force, zero input) for each earlier observed state passed as ``between``: the energy and
+  the claimed powers there, so the monitor integrates the claimed power at the model's step rather than its tick rate
+  (a tick every 50 ms under-samples the power of a robot on a stiff PD hold).
 
 What the ONNX predictor exposes is ``z_seq``, ``obs_seq`` and ``energy`` *after* each step, not H at the start state
 nor the terms of dH/dt. So H at the encoded observed state is extrapolated from the first two energies of the
@@ -48,6 +51,9 @@ class TickPrediction:
         The model's dH/dt at the current state under the held input and with zero input.
     hindsight
         (2 joints,) state now as predicted from the state k steps ago under the recorded inputs, or None.
+    between
+        (k, 3) energy, claimed power and unforced power at the earlier states given to :func:`predict_tick` as
+        ``between`` (in their order), or None.
     ensemble_spread
         Mean standard deviation across ensemble members of the final forecast observation (0 without an ensemble),
         times the model's spread calibration factor at that horizon when its metadata has one.
@@ -66,6 +72,7 @@ class TickPrediction:
     hindsight: np.ndarray | None
     ensemble_spread: float
     finite: bool
+    between: np.ndarray | None = None
 
 
 def model_energy_scale(runtime: WorldModelRuntime, samples: int = 64, seed: int = 0) -> float:
@@ -93,7 +100,8 @@ def model_energy_scale(runtime: WorldModelRuntime, samples: int = 64, seed: int 
 
 def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarray, horizon: int, *,
                  past_state: np.ndarray | None = None, past_inputs: np.ndarray | None = None,
-                 images: np.ndarray | None = None, wrap_joints: Sequence[int] = ()) -> TickPrediction:
+                 images: np.ndarray | None = None, wrap_joints: Sequence[int] = (),
+                 between: tuple[np.ndarray, np.ndarray] | None = None) -> TickPrediction:
     """Forecast ``horizon`` steps from ``state`` and prepare the monitor's evidence.
 
     Parameters
@@ -116,12 +124,15 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
         controller wraps it), and the forecast and hindsight shifted back by the same turns: a model trained on
         angles there (the shipped pendulum and cart-pole) extrapolates badly beyond them, and a joint turned over is
         the same physical state.
+    between
+        Earlier observed states (k, 2 joints) and the inputs in force at each (k, action_dim): the energy and claimed
+        powers there come back as ``TickPrediction.between``. Not for models that encode images.
 
     Raises
     ------
     ValueError
-        If shapes do not fit the model, ``horizon`` < 2, a hindsight request is made for an image model, or a
-        ``wrap_joints`` index is not a joint of the model.
+        If shapes do not fit the model, ``horizon`` < 2, a hindsight or ``between`` request is made for an image
+        model, or a ``wrap_joints`` index is not a joint of the model.
     """
     meta = runtime.metadata
     n = len(meta.joint_names)
@@ -136,6 +147,14 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     hindsight = past_state is not None
     if hindsight and (past_inputs is None or meta.images is not None):
         raise ValueError('hindsight needs past_inputs and a model without an image encoder')
+    extra_states = extra_inputs = None
+    if between is not None:
+        if meta.images is not None:
+            raise ValueError('between needs a model without an image encoder')
+        extra_states = np.asarray(between[0], np.float64).reshape(-1, 2 * n)
+        extra_inputs = np.asarray(between[1], np.float32).reshape(-1, meta.action_dim)
+        if len(extra_states) != len(extra_inputs):
+            raise ValueError(f'between has {len(extra_states)} states and {len(extra_inputs)} inputs')
     steps = horizon
     k = 0
     if hindsight:
@@ -147,6 +166,8 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
 
     if meta.uses_joints:
         rows = [np.asarray(state, np.float64)] + ([np.asarray(past_state, np.float64)] if hindsight else [])
+        if extra_states is not None:
+            rows += list(extra_states)
         obs = np.stack(rows)
         if obs.shape[1] != 2 * n:
             raise ValueError(f'states must have {2 * n} entries (positions then velocities), got {obs.shape[1]}')
@@ -160,11 +181,17 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     member = meta.ensemble > 1
     z_now = z[..., :1, :]
     batch_z = [z_now, z_now] + ([z[..., 1:2, :]] if hindsight else [])
+    first_extra = len(batch_z)      # rows of the earlier states: (input in force, zero input) for each
+    if extra_states is not None:
+        z_extra = z[..., 1 + int(hindsight):, :]
+        batch_z.append(np.repeat(z_extra, 2, axis=-2))
     zz = np.concatenate(batch_z, axis=-2)
     actions = np.zeros((zz.shape[-2], steps, meta.action_dim), np.float32)
     actions[0] = u_hold
     if hindsight:
         actions[2, :k] = past_inputs
+    if extra_states is not None:
+        actions[first_extra::2, 0] = extra_inputs
     out = runtime.rollout(zz, actions)
     latent_seq, obs_seq, energy = out.latent, out.observations, out.energy
     spread = 0.0
@@ -180,6 +207,12 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
     e_free = energy[1].astype(np.float64)
     e_forced = energy[0].astype(np.float64)
     energy_now = float(2.0 * e_free[0] - e_free[1])
+    between_out = None
+    if extra_states is not None:
+        forced = energy[first_extra::2, 0].astype(np.float64)
+        free = energy[first_extra + 1::2, :2].astype(np.float64)
+        level = 2.0 * free[:, 0] - free[:, 1]
+        between_out = np.stack([level, (forced - level) / dt, (free[:, 0] - level) / dt], axis=1)
     return TickPrediction(
         latent=z_now[0].astype(np.float64),
         latent_seq=latent_seq[0, :horizon].astype(np.float64),
@@ -191,5 +224,6 @@ def predict_tick(runtime: WorldModelRuntime, state: np.ndarray, u_hold: np.ndarr
         power_unforced=float((e_free[0] - energy_now) / dt),
         hindsight=obs_seq[2, k - 1].astype(np.float64) + np.concatenate([turns[1], np.zeros(n)]) if hindsight else None,
         ensemble_spread=spread,
-        finite=finite,
+        finite=finite and (between_out is None or bool(np.all(np.isfinite(between_out)))),
+        between=between_out,
     )

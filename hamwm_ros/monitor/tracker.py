@@ -19,6 +19,8 @@ from hamwm_ros.monitor.predict import TickPrediction, model_energy_scale, predic
 from hamwm_ros.monitor.validity import MonitorConfig, Report, ValidityMonitor
 from hamwm_ros.runtime import WorldModelRuntime
 
+MAX_BETWEEN = 8  # earlier states per tick whose claimed power is sampled (a tick late by more keeps the latest)
+
 
 @dataclass
 class TickResult:
@@ -101,6 +103,15 @@ class ModelTracker:
         """Record an input applied from ``t``; False when refused (wrong size, not finite, out of order)."""
         return self.inputs.add(t, u)
 
+    def _states_between(self, t: float, dt: float) -> tuple[list[float], tuple[np.ndarray, np.ndarray] | None]:
+        """Observed states (and inputs in force) every model step between the last tick and ``t``."""
+        times = [w for w in _between_times(self._last_tick_time, t, dt, MAX_BETWEEN) if self.states.at(w) is not None]
+        if not times:
+            return [], None
+        states = np.stack([self.states.at(w) for w in times])
+        inputs = np.stack([self.inputs.at(w) for w in times])
+        return times, (states, inputs)
+
     def latest_time(self) -> float | None:
         """Stamp of the newest joint state, or None."""
         latest = self.states.latest()
@@ -126,13 +137,18 @@ class ModelTracker:
         dt = meta.dt
         fresh = t > self._last_tick_time      # a tick on the same joint state adds no new evidence
         past_state = past_inputs = None
+        between_times: list[float] = []
+        between = None
         if fresh and meta.images is None:
             past_state = self.states.at(t - k * dt)
             if past_state is not None:
                 past_inputs = self.inputs.sample(t - k * dt, dt, k)
+            # The energy balance integrates the claimed power over time: sample it every model step since the last
+            # tick, not once per tick (the power of a robot on a stiff PD hold swings faster than the tick rate).
+            between_times, between = self._states_between(t, dt)
         prediction = predict_tick(self.runtime, state, u_hold, max(horizon, 2 if meta.images is None else k),
                                   past_state=past_state, past_inputs=past_inputs, images=images,
-                                  wrap_joints=self.wrap_joints)
+                                  wrap_joints=self.wrap_joints, between=between)
         monitor = self.monitor
         if not prediction.finite:
             monitor.model_fault(t, 'NaN or Inf in the forecast')
@@ -149,11 +165,22 @@ class ModelTracker:
                 observed = self.states.at(forecast.target_time)
                 if observed is not None:
                     monitor.add_prediction(forecast.target_time, forecast.predicted, observed, start=forecast.start)
+            if prediction.between is not None:
+                for when, (energy, claimed, unforced) in zip(between_times, prediction.between):
+                    monitor.add_energy(when, float(energy), float(claimed), float(unforced))
             monitor.add_energy(t, prediction.energy_now, prediction.power_claimed, prediction.power_unforced)
         self._last_tick_time = t
         if len(prediction.position) > horizon:   # camera models forecast at least k steps for the log
             prediction = _truncate(prediction, horizon)
         return TickResult(t, prediction, monitor.report(), u_hold)
+
+
+def _between_times(last_tick: float, t: float, dt: float, limit: int) -> list[float]:
+    """Times every ``dt`` after ``last_tick`` and at least ``dt / 2`` before ``t``, the latest ``limit`` of them."""
+    if not math.isfinite(last_tick) or t - last_tick < 1.5 * dt:
+        return []
+    count = int(math.floor((t - last_tick - 0.5 * dt) / dt))
+    return [last_tick + i * dt for i in range(max(1, count - limit + 1), count + 1)]
 
 
 def _truncate(prediction: TickPrediction, horizon: int) -> TickPrediction:

@@ -1,14 +1,17 @@
 """mpc_node on the humanoid over real DDS: balance critics, world-model validity input, trajectory output, limit rule.
 
-One mpc_node process (wall time) loads the shipped humanoid model (``models/humanoid``: real onnxruntime) and the
-humanoid URDF (real Pinocchio); this process feeds it hand-made ``/joint_states`` (the standing posture) and
-world-model validity reports on ``/diagnostics``, and records what it publishes.
+One mpc_node process (wall time) loads the shipped humanoid model (``models/humanoid``: real onnxruntime; a copy
+planned on with full efforts, see the fixture) and the humanoid URDF (real Pinocchio); this process feeds it
+hand-made ``/joint_states`` (the standing posture) and world-model validity reports on ``/diagnostics``, and records
+what it publishes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+import shutil
 import threading
 import time
 
@@ -55,9 +58,17 @@ class ValidityPublisher:
 
 
 @pytest.fixture(scope='module')
-def humanoid():
+def humanoid(tmp_path_factory):
     limits = JointLimits.from_urdf(robot_urdf_path('humanoid'))
-    harness = MpcHarness({'model_dir': str(MODEL), 'control_rate': 100.0, 'planner_rate': 5.0,
+    # The shipped model's plant includes the PD hold (action_source feedforward), which needs pd_residual. This file
+    # tests the full-effort planner's machinery (balance critics, multi-point trajectories, the limit rule), which does
+    # not depend on what the model's input means: a copy with the field removed plans full efforts.
+    model = tmp_path_factory.mktemp('humanoid') / 'humanoid'
+    shutil.copytree(MODEL, model)
+    meta = json.loads((model / 'metadata.json').read_text())
+    meta.pop('action_source', None)
+    (model / 'metadata.json').write_text(json.dumps(meta))
+    harness = MpcHarness({'model_dir': str(model), 'control_rate': 100.0, 'planner_rate': 5.0,
                           'mppi.num_samples': 32, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
                           'max_plan_age': 1.0, 'command_interface': 'both', 'model_invalid_time': 0.0},
                          topics={TRAJECTORY: JointTrajectory})

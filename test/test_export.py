@@ -142,8 +142,17 @@ def test_cli_exports_a_saved_model(tmp_path, capsys):
     assert meta.robot == 'cartpole' and meta.horizon == 5 and meta.metrics['mse_h10'] == 0.01
     assert meta.training['data_hash'] == 'sha256:' + 'ab' * 32
     assert (out / 'model.pt').is_file()
+    assert meta.action_source == 'applied'
     assert main([str(tmp_path / 'nowhere'), '--out', str(out)]) == 1
     assert 'no world model' in capsys.readouterr().err
+    # hamwm train --action-source feedforward leaves it in model.info; --action-source overrides it
+    model.info['action_source'] = 'feedforward'
+    model.save(tmp_path / 'feedforward')
+    assert main([str(tmp_path / 'feedforward'), '--out', str(tmp_path / 'ff'), '--horizon', '5']) == 0
+    assert load_metadata(tmp_path / 'ff').feedforward
+    assert main([str(tmp_path / 'feedforward'), '--out', str(tmp_path / 'as_applied'), '--horizon', '5',
+                 '--action-source', 'applied']) == 0
+    assert not load_metadata(tmp_path / 'as_applied').feedforward
 
 
 def test_export_output_is_deterministic(tmp_path):

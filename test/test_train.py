@@ -79,6 +79,10 @@ def test_cli_outputs_and_resume(pendulum_npz, tmp_path):
     assert resumed['epochs'][:2] == first['epochs'][:2]  # history carried over, not retrained
     model = HamiltonianWorldModel.load(out)
     assert model.info['joint_names'] == ['hinge']
+    assert 'action_source' not in model.info            # the default: the effort acting on the joints
+    assert main(common[:2] + ['--out', str(tmp_path / 'ff'), *common[4:], '--epochs', '1',
+                              '--action-source', 'feedforward']) == 0
+    assert HamiltonianWorldModel.load(tmp_path / 'ff').info['action_source'] == 'feedforward'
     assert model.cfg.dt == pytest.approx(0.05)
     # resuming with a different model is refused
     assert main(common + ['--epochs', '4', '--resume', '--hidden', '12']) == 2

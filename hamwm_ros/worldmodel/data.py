@@ -274,8 +274,10 @@ def load_sim(robot: str, n_trajectories: int, steps: int, control_dt: float, see
 
 def load_data(spec: str, *, seed: int = 0, sim_trajectories: int = 64, sim_steps: int = 200,
               sim_control_dt: float = 0.02, render_size: tuple[int, int] | None = None,
-              bag_options: dict[str, Any] | None = None) -> TrajectoryData:
+              bag_options: dict[str, Any] | None = None, sim_action_source: str = 'applied') -> TrajectoryData:
     """Load ``sim:<robot>``, ``bag:<path>[,<path>...]`` or ``npz:<file>``.
+
+    ``sim_action_source`` is :func:`load_sim`'s ``action_source`` (simulated data only).
 
     Raises
     ------
@@ -287,7 +289,8 @@ def load_data(spec: str, *, seed: int = 0, sim_trajectories: int = 64, sim_steps
     if not rest:
         raise DataError(f'data must be sim:<robot>, bag:<path> or npz:<file>, got {spec!r}')
     if scheme == 'sim':
-        return load_sim(rest, sim_trajectories, sim_steps, sim_control_dt, seed, render_size)
+        return load_sim(rest, sim_trajectories, sim_steps, sim_control_dt, seed, render_size,
+                        action_source=sim_action_source)
     if scheme == 'npz':
         return load_npz(rest)
     if scheme == 'bag':

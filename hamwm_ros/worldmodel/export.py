@@ -465,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--data-hash', help="training-data hash (default: the model's info['data_sha256'])")
     parser.add_argument('--metrics', type=Path, help='JSON file of evaluation metrics to record')
     parser.add_argument('--no-checkpoint', action='store_true', help='do not copy the torch checkpoint')
+    parser.add_argument('--action-source', choices=ACTION_SOURCES, default=None,
+                        help="what the model's input is (metadata action_source; default: the model's "
+                             "info['action_source'] from hamwm train --action-source, else 'applied')")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         if args.horizon < 1:
@@ -481,12 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                               '--data-hash or save them in model.info')
         metrics = json.loads(args.metrics.read_text()) if args.metrics else dict(info.get('metrics') or {})
         training = {k: v for k, v in info.items() if k not in ('metrics', 'joint_names', 'robot')}
+        action_source = args.action_source or str(info.get('action_source', 'applied'))
         training['data_hash'] = digest
         source = args.model if args.model.is_dir() else args.model.parent
         same_dir = source.resolve() == args.out.resolve()
         meta = export_model(model, args.out, robot=robot, joint_names=joints, horizon=args.horizon,
                             opset=args.opset, training=training, metrics=metrics,
-                            include_checkpoint=not args.no_checkpoint or same_dir)
+                            include_checkpoint=not args.no_checkpoint or same_dir, action_source=action_source)
     except (ExportError, OSError, json.JSONDecodeError) as exc:
         print(f'hamwm export: {exc}', file=sys.stderr)
         return 1

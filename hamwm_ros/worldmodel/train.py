@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from hamwm_ros.cli import HelpFormatter
+from hamwm_ros.runtime.metadata import ACTION_SOURCES
 
 from .baselines import trajectory_bootstrap
 from .data import DataError, TrajectoryData, WindowDataset, load_data
@@ -487,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--steps', type=int, default=200, help='control steps per trajectory')
     g.add_argument('--control-dt', type=float, default=0.02, help='s per control step, the model step dt')
     g.add_argument('--render', default=None, metavar='WxH', help='also render frames of this size')
+    g.add_argument('--action-source', choices=ACTION_SOURCES, default='applied',
+                   help="what the actions are: 'applied' (the effort acting on the joints) or 'feedforward' (an effort "
+                        "added to a PD hold of the nominal posture, which then belongs to the learned plant: the "
+                        "simulated humanoid's feed-forward, or a bag's commands to a driver that runs such a hold). "
+                        "Saved in model.info; hamwm export writes it to metadata.json")
     g = p.add_argument_group('ROS 2 bags (bag:)')
     g.add_argument('--joint-topic', default='/joint_states', help='sensor_msgs/JointState topic')
     g.add_argument('--command-topic', default=None, help='Float64MultiArray effort commands (default: auto-detect)')
@@ -578,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_data(args.data, seed=args.seed, sim_trajectories=args.trajectories, sim_steps=args.steps,
                          sim_control_dt=args.control_dt, render_size=_parse_size(args.render),
-                         bag_options=bag_options)
+                         bag_options=bag_options, sim_action_source=args.action_source)
         say(f'data {data.source}: {len(data.obs)} trajectories, {data.n_transitions} transitions, dt {data.dt:g} s, '
             f'obs {data.obs_dim}, actions {data.action_dim}')
         opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -601,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
             'n_frames': args.n_frames, 'substeps': args.substeps, 'solver_iters': args.solver_iters,
             'dissipation': not args.no_dissipation, 'control': not args.no_control,
             'residual': not args.no_residual, 'ignorable': args.ignorable, 'periodic': args.periodic})
+        if args.action_source != 'applied':     # absent means 'applied' (models saved before it existed)
+            model.info['action_source'] = args.action_source
         metrics = fit(model, train, val, opts, args.out, resume=args.resume, log=say)
     except (DataError, ValueError) as err:
         print(f'hamwm train: {err}', file=sys.stderr)

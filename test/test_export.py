@@ -229,6 +229,15 @@ def test_configuration_encoder_exports_as_affine_maps(tmp_path, members):
     assert decoded.shape == (6, 5, 4)
 
 
+def test_rest_momentum_zero_exports_with_parity_and_encodes_rest_as_zero_momentum(tmp_path):
+    model = _lean_model(rest_momentum='zero', ensemble=2)
+    meta = _export(model, tmp_path, horizon=5)
+    assert max(meta.metrics['export_parity']['rel_error'].values()) <= PARITY_RTOL
+    wm = WorldModelRuntime.load(tmp_path, joint_names=JOINTS, config=CPU)
+    z = wm.encode(np.array([[0.2, -0.4], [1.0, 0.5]], np.float32), np.zeros((2, 2), np.float32))
+    np.testing.assert_allclose(z[..., 2:], 0.0, atol=1e-6)
+
+
 def test_action_source_is_written_and_checked(tmp_path):
     meta = export_model(_lean_model(), tmp_path, robot='cartpole', joint_names=JOINTS, horizon=4,
                         training={'data_hash': 'sha256:test'}, action_source='feedforward')

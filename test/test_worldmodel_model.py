@@ -178,6 +178,10 @@ def test_config_validation():
         ModelConfig(obs_dim=5, action_dim=0, latent_dim=2, encoder='identity').validate()
     with pytest.raises(ValueError, match='image_shape'):
         ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='image').validate()
+    with pytest.raises(ValueError, match='rest_momentum must be'):
+        ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, rest_momentum='sometimes').validate()
+    with pytest.raises(ValueError, match="rest_momentum 'zero' needs the mlp or fused encoder"):
+        ModelConfig(obs_dim=4, action_dim=0, latent_dim=2, encoder='identity', rest_momentum='zero').validate()
     with pytest.raises(ValueError, match='configuration encoder needs obs_dim'):
         ModelConfig(obs_dim=5, action_dim=0, latent_dim=2, encoder='configuration', mass_matrix='constant').validate()
     for changes in ({'mass_matrix': 'state'}, {'hamiltonian': 'general', 'mass_matrix': 'constant'}):
@@ -252,6 +256,24 @@ def test_configuration_encoder_gives_canonical_coordinates(members):
     kinetic = 0.5 * torch.einsum('...bi,...bi->...b', z[..., 3:], torch.matmul(z[..., 3:], inv_mass))
     q_only = model.energy(torch.cat([z[..., :3], torch.zeros_like(z[..., 3:])], -1))
     assert torch.allclose(energy - q_only, kinetic, atol=1e-9)
+
+
+@pytest.mark.parametrize('members', [1, 2])
+def test_rest_momentum_zero_maps_a_still_robot_to_zero_momentum(members):
+    """``rest_momentum='zero'``: zero joint velocity gives p = 0 exactly (so dH/dp = A p = 0: no claimed power)."""
+    model = _model(obs_dim=6, latent_dim=3, rest_momentum='zero', ensemble=members, **LEAN)
+    model.set_normalisation([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], [0.5, 1.5, 0.8, 2.0, 3.0, 1.0])
+    positions = torch.randn(5, 3, dtype=DT)
+    still = model.encode(torch.cat([positions, torch.zeros(5, 3, dtype=DT)], -1))
+    assert torch.allclose(still[..., 3:], torch.zeros_like(still[..., 3:]), atol=1e-12)
+    assert still[..., :3].abs().max() > 0.01                  # q is not forced: only the momentum
+    moving = model.encode(torch.cat([positions, torch.randn(5, 3, dtype=DT)], -1))
+    assert moving[..., 3:].abs().max() > 0.01
+    free = _model(obs_dim=6, latent_dim=3, ensemble=members, **LEAN)
+    free.set_normalisation([0.3, -0.2, 0.1, 0.5, -0.4, 0.2], [0.5, 1.5, 0.8, 2.0, 3.0, 1.0])
+    assert free.encode(torch.cat([positions, torch.zeros(5, 3, dtype=DT)], -1))[..., 3:].abs().max() > 0.01
+    assert 'rest_momentum' not in free.cfg.to_dict() and model.cfg.to_dict()['rest_momentum'] == 'zero'
+    assert ModelConfig.from_dict(model.cfg.to_dict()).rest_momentum == 'zero'
 
 
 def test_configuration_encoder_trains_through_the_mass():

@@ -118,6 +118,11 @@ class ModelConfig:
         maps, the general Hamiltonian's q part and the residual) sees those coordinates set to zero, so dH/dq is
         exactly zero along them and, with no force or damping acting on it, the conjugate momentum is conserved.
         Empty (default): no coordinate is ignorable and the model is unchanged.
+    rest_momentum
+        ``'free'`` (default) or ``'zero'``: with ``'zero'`` the ``mlp`` and ``fused`` encoders give p = 0 whenever the
+        observed joint velocities are zero (p is the encoder's p-output minus its value at the same positions with
+        zero velocity), as the momentum of a mechanical system at rest is. A model whose encoder maps a still robot to
+        p != 0 claims motion, and so power, where there is none.
     periodic
         Indices into q of angles (revolute joints, a pendulum's angle): the q-dependent networks see (cos q_i, sin q_i)
         instead of q_i, so H and every port are 2 pi-periodic in them and an angle outside the training range maps
@@ -152,6 +157,7 @@ class ModelConfig:
     mass_eps: float = 1e-3
     ignorable: tuple[int, ...] = ()
     periodic: tuple[int, ...] = ()
+    rest_momentum: str = 'free'
 
     def validate(self) -> None:
         """Check the configuration.
@@ -203,6 +209,11 @@ class ModelConfig:
         if self.encoder in ('image', 'fused'):
             if self.image_shape is None or len(self.image_shape) != 3 or min(self.image_shape) < 1:
                 raise ValueError(f'encoder {self.encoder!r} needs image_shape (H, W, C), got {self.image_shape}')
+        if self.rest_momentum not in ('free', 'zero'):
+            raise ValueError(f"rest_momentum must be 'free' or 'zero', got {self.rest_momentum!r}")
+        if self.rest_momentum == 'zero' and (self.encoder not in ('mlp', 'fused') or self.obs_dim % 2):
+            raise ValueError("rest_momentum 'zero' needs the mlp or fused encoder over joint positions then "
+                             'velocities (an even obs_dim)')
         if self.encoder in ('mlp', 'fused') and self.obs_dim < 1:
             raise ValueError(f'encoder {self.encoder!r} needs obs_dim >= 1')
 
@@ -215,6 +226,8 @@ class ModelConfig:
                 out[name] = [int(i) for i in getattr(self, name)]
             else:
                 del out[name]
+        if self.rest_momentum == 'free':
+            del out['rest_momentum']
         return out
 
     @classmethod
@@ -862,10 +875,20 @@ class HamiltonianWorldModel(nn.Module):
         x, squeeze = self._lift(self.normalise_obs(obs), 2)
         if cfg.encoder == 'identity':
             return self._drop(x, squeeze)
-        skip = torch.matmul(x, self.encoder_skip)
-        if cfg.encoder == 'fused':
-            x = torch.cat([x, features.unsqueeze(0).expand(x.shape[0], *features.shape)], -1)
-        return self._drop(skip + self.encoder_net(x), squeeze)
+        def joint_encoder(x: torch.Tensor) -> torch.Tensor:
+            skip = torch.matmul(x, self.encoder_skip)
+            if cfg.encoder == 'fused':
+                x = torch.cat([x, features.unsqueeze(0).expand(x.shape[0], *features.shape)], -1)
+            return skip + self.encoder_net(x)
+
+        z = joint_encoder(x)
+        if cfg.rest_momentum == 'zero':  # p minus p at the same positions with zero velocity: p = 0 at rest
+            half = cfg.obs_dim // 2
+            still = torch.cat([x[..., :half], (-self.obs_mean[half:] / self.obs_std[half:]).expand_as(x[..., half:])],
+                              -1)
+            d = cfg.latent_dim
+            z = torch.cat([z[..., :d], z[..., d:] - joint_encoder(still)[..., d:]], -1)
+        return self._drop(z, squeeze)
 
     def decode_normalised(self, z: torch.Tensor) -> torch.Tensor:
         """Latent -> observations in normalised units (what the reconstruction loss compares); see :meth:`decode`."""

@@ -133,11 +133,12 @@ RECIPES: dict[str, Recipe] = {
         notes='joint states; constant learned mass in a learned latent'),
     'humanoid': Recipe(
         robot='humanoid', seed=14, trajectories=128, steps=120,
-        model={**_LEAN, 'hidden': 128, 'layers': 2},
+        model={**_LEAN, 'hidden': 128, 'layers': 2, 'rest_momentum': 'zero'},
         train={'epochs': 30, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 3e-3, 'batches_per_epoch': 80},
         eval_trajectories=6, eval_steps=140, action_source='feedforward',
         notes='joints only (floating base not observed); latent size = joint count; input = the feed-forward effort '
-              'over the 1 kHz PD hold of the nominal posture, which belongs to the learned plant'),
+              'over the 1 kHz PD hold of the nominal posture, which belongs to the learned plant; zero momentum at '
+              'zero joint velocity'),
     # Camera pendulum: three frames, not two (velocity from one 0.02 s frame difference of a 32x32 image was the
     # largest error: held-out h=1 0.037 with two, 0.010 with three), and ten times the training of the first recipe
     # (4 epochs on 24 trajectories gave h=1 0.20 even once the pendulum was drawn large enough to see).

@@ -508,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='mlp: joint states; identity: observations are (q, p) already; configuration: q = the '
                         'normalised joint positions, p = M dq/dt (exact, needs --mass-matrix constant); image: '
                         'stacked camera frames; fused: frames and joint states')
+    g.add_argument('--rest-momentum', choices=('free', 'zero'), default='free',
+                   help='zero: the mlp/fused encoder maps zero joint velocity to p = 0 (a still robot claims no '
+                        'motion, so no power)')
     g.add_argument('--hamiltonian', choices=HAMILTONIANS, default='separable',
                    help='separable: H = 1/2 p^T M(q)^-1 p + V(q); general: an MLP of (q, p)')
     g.add_argument('--integrator', choices=INTEGRATORS, default='leapfrog',
@@ -606,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             'hidden': args.hidden, 'layers': args.layers, 'activation': args.activation, 'ensemble': args.ensemble,
             'n_frames': args.n_frames, 'substeps': args.substeps, 'solver_iters': args.solver_iters,
             'dissipation': not args.no_dissipation, 'control': not args.no_control,
-            'residual': not args.no_residual, 'ignorable': args.ignorable, 'periodic': args.periodic})
+            'residual': not args.no_residual, 'ignorable': args.ignorable, 'periodic': args.periodic,
+            'rest_momentum': args.rest_momentum})
         if args.action_source != 'applied':     # absent means 'applied' (models saved before it existed)
             model.info['action_source'] = args.action_source
         metrics = fit(model, train, val, opts, args.out, resume=args.resume, log=say)

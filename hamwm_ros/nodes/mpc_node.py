@@ -1328,23 +1328,24 @@ class MpcNode(Node):
                                         hold=self._hold_playback))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
-            if self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):
-                # only a correction that goes out: plans taken while the monitor holds the fallback are not applied
-                due = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
-                self._publish_feedforward(controller, np.asarray(result.sequence[due], dtype=np.float64))
-        if taken and self._publish_trajectory and self._pd_residual and supervisor.trajectory_allowed(time.monotonic()):
+        # the correction due now (pd_residual); it goes out only while the supervisor allows planning (a plan taken
+        # while the monitor holds the fallback is kept for later but not applied)
+        applied = taken and self._pd_residual and supervisor.trajectory_allowed(time.monotonic())
+        if applied:
+            step = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
+            correction = np.asarray(result.sequence[step], dtype=np.float64)
+            self._publish_feedforward(controller, correction)
+        if applied and self._publish_trajectory:
             # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
-            # add velocity targets, that is damping the model never saw. The step is the one due now.
+            # add velocity targets, that is damping the model never saw.
             fallback = supervisor.fallback
-            step = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
-            correction = np.asarray(result.sequence[step], dtype=np.float64)
             offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
             target = (fallback.nominal + offset)[None]
             self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
-        elif taken and self._publish_trajectory and result.predicted_observations is not None \
-                and supervisor.trajectory_allowed(time.monotonic()):
+        elif taken and not self._pd_residual and self._publish_trajectory \
+                and result.predicted_observations is not None and supervisor.trajectory_allowed(time.monotonic()):
             n = len(controller.limits.names)
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):

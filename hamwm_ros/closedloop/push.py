@@ -151,7 +151,6 @@ class PushLoop:
         if tuple(self.wb.joint_names) != tuple(sim.joint_names):
             raise ValueError('Pinocchio and MuJoCo joint orders differ')
         self.runtime = None
-        self.model_feedforward = False
         self.optimizer = None
         self.dt = 0.02
         self.balance = PlanBalance(self.wb, self.dt)
@@ -165,9 +164,6 @@ class PushLoop:
             model_dir, joint_names=sim.joint_names,
             config=SessionConfig(providers=('cpu',), intra_op_threads=threads, warmup_batch=(1, cfg.num_samples)))
         self.dt = self.balance.dt = self.runtime.dt
-        # a model trained on the feed-forward effort over the PD hold has the hold inside its dynamics: its input is
-        # the correction alone (offset 0); otherwise it sees the PD effort at the current state plus the correction
-        self.model_feedforward = self.runtime.metadata.feedforward
         n = sim.n_joints
         limits = sim.effort_limits
         self.rollout = EffortRollout(self.runtime, np.arange(n))
@@ -189,6 +185,15 @@ class PushLoop:
                               weight=cfg.limits_weight),
         ]
         self.optimizer = MPPIOptimizer(self.settings, self.rollout, critics)
+
+    @property
+    def model_feedforward(self) -> bool:
+        """Whether the model has the PD hold inside its plant (metadata ``action_source`` feedforward).
+
+        Such a model's input is the correction alone (offset 0); any other sees the PD effort at the current state
+        plus the correction.
+        """
+        return self.runtime is not None and self.runtime.metadata.feedforward
 
     def _pd_effort(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
         sim = self.sim

@@ -105,12 +105,12 @@ class ModelTracker:
 
     def _states_between(self, t: float, dt: float) -> tuple[list[float], tuple[np.ndarray, np.ndarray] | None]:
         """Observed states (and inputs in force) every model step between the last tick and ``t``."""
-        times = [w for w in _between_times(self._last_tick_time, t, dt, MAX_BETWEEN) if self.states.at(w) is not None]
-        if not times:
+        found = [(w, self.states.at(w)) for w in _between_times(self._last_tick_time, t, dt, MAX_BETWEEN)]
+        found = [(w, state) for w, state in found if state is not None]
+        if not found:
             return [], None
-        states = np.stack([self.states.at(w) for w in times])
-        inputs = np.stack([self.inputs.at(w) for w in times])
-        return times, (states, inputs)
+        times = [w for w, _ in found]
+        return times, (np.stack([state for _, state in found]), np.stack([self.inputs.at(w) for w in times]))
 
     def latest_time(self) -> float | None:
         """Stamp of the newest joint state, or None."""

@@ -560,11 +560,8 @@ class WorldModelNode(LifecycleNode):
             full = np.zeros(want)
             full[index] = u
             u = full
-        if not math.isfinite(self._last_state_stamp):
-            return        # no joint-state time base yet to place the command on
-        # commands carry no stamp: place them on the joint-state clock by their receipt time
-        stamp = self._last_state_stamp + (time.monotonic() - self._last_state_wall)
-        if tracker.observe_input(stamp, u):
+        stamp = self._receipt_stamp()
+        if stamp is not None and tracker.observe_input(stamp, u):
             self._last_command_wall = time.monotonic()
 
     def _on_feedforward(self, msg: JointState) -> None:
@@ -579,10 +576,15 @@ class WorldModelNode(LifecycleNode):
         except JointMapError as error:
             self._drop('feed-forward', str(error))
             return
+        stamp = self._receipt_stamp()
+        if stamp is not None:
+            tracker.observe_input(stamp, u)
+
+    def _receipt_stamp(self) -> float | None:
+        """An unstamped input placed on the joint-state clock by its receipt time; None before any joint state."""
         if not math.isfinite(self._last_state_stamp):
-            return        # no joint-state time base yet to place it on
-        # placed on the joint-state clock by receipt time, as the effort commands
-        tracker.observe_input(self._last_state_stamp + (time.monotonic() - self._last_state_wall), u)
+            return None
+        return self._last_state_stamp + (time.monotonic() - self._last_state_wall)
 
     def _on_image(self, msg: Image) -> None:
         model = self._model

@@ -29,6 +29,7 @@ import math
 import mujoco
 import numpy as np
 
+from hamwm_ros.runtime.metadata import ACTION_SOURCES
 from hamwm_ros.sim.robots import ROBOTS
 from hamwm_ros.sim.simulation import Simulation, SimulationError
 
@@ -60,9 +61,6 @@ def _tilt(orientation_xyzw: np.ndarray) -> float:
     x, y = orientation_xyzw[0], orientation_xyzw[1]
     # z-component of the rotated z axis is 1 - 2 (x^2 + y^2)
     return math.acos(max(-1.0, min(1.0, 1.0 - 2.0 * (x * x + y * y))))
-
-
-ACTION_SOURCES = ('applied', 'feedforward')
 
 
 def generate_rollouts(robot: str, n_trajectories: int, steps: int, control_dt: float, seed: int,

@@ -7,6 +7,7 @@ one with negative damping (it creates energy). No rclpy, no torch.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from hamwm_ros.monitor import (
 )
 from hamwm_ros.monitor.reference import LinearSystem, write_linear_model
 from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+from hamwm_ros.runtime.metadata import EnergyCalibration
 
 TRUE = {'mass': [1.0, 0.5], 'stiffness': [9.81, 4.0], 'damping': [0.3, 0.2]}
 OBS_STD = [0.3, 0.3, 1.0, 1.0]
@@ -208,6 +210,59 @@ def test_a_single_push_is_not_blamed_on_the_model_but_lasting_mismatch_is(tmp_pa
     # the same energy checks with no persistence requirement do raise on it
     strict = _run(runtime, 5.0, MonitorConfig(energy_raise_time=0.0), push=(2.0, 2.2, 8.0))
     assert any(r.report.checks['energy_balance'] == ERROR for r in strict)
+
+
+def _energy_stream(monitor: ValidityMonitor, claim_error: float, seconds: float = 6.0, dt: float = 0.02,
+                   noise: float = 0.1) -> list:
+    """Reports on a gently swinging energy, one per sample.
+
+    The encoded energy is off by white noise ``noise``; the model's claimed power is ``claim_error`` per second too
+    high.
+    """
+    rng = np.random.default_rng(0)
+    reports = []
+    for i in range(int(seconds / dt)):
+        t = i * dt
+        energy = 0.3 + 0.05 * math.sin(2 * t) + noise * rng.normal()
+        monitor.add_energy(t, energy, 0.1 * math.cos(2 * t) + claim_error, -0.05)
+        reports.append(monitor.report())
+    return reports
+
+
+def test_energy_calibration_forgives_the_books_the_model_kept_on_held_out_data_and_no_more():
+    dt, noise, held_out_claim_error = 0.02, 0.1, 1.0
+    # As fitted on held-out data where the model claimed 1.0 per second too much: a residual of -1.0 x dt per step,
+    # and the encoded-energy noise (the difference of two noisy values) within +-1.96 sqrt(2) noise.
+    calibration = EnergyCalibration(steps=(1, 10, 50), limits=(1.96 * math.sqrt(2) * noise,) * 3,
+                                    bias=-held_out_claim_error * dt)
+
+    def run(calibrated: bool, claim_error: float) -> list:
+        monitor = ValidityMonitor(np.ones(2), energy_calibration=calibration if calibrated else None, model_dt=dt)
+        return _energy_stream(monitor, claim_error, dt=dt, noise=noise)
+
+    as_on_held_out = run(True, held_out_claim_error)
+    assert all(r.checks['energy_balance'] == OK for r in as_on_held_out)
+    values = as_on_held_out[-1].values
+    assert values['energy_mismatch_allowed'] == pytest.approx(calibration.limits[-1])
+    assert values['energy_change_claimed'] > values['energy_change_observed'] + 0.5     # the mismatch is there ...
+    uncalibrated = run(False, held_out_claim_error)
+    assert uncalibrated[-1].checks['energy_balance'] == ERROR, '... and without the calibration it condemns the model'
+    worse = run(True, 4 * held_out_claim_error)
+    assert worse[-1].checks['energy_balance'] == ERROR, 'a model worse than on held-out data is still condemned'
+    assert 'energy balance' in worse[-1].message
+    with pytest.raises(ValueError, match='model_dt'):
+        ValidityMonitor(np.ones(2), energy_calibration=calibration)
+
+
+def test_tracker_judges_with_the_calibration_in_the_model_metadata(tmp_path):
+    directory = tmp_path / 'calibrated'
+    meta = write_linear_model(directory, ['a', 'b'], dt=0.01, horizon=16, obs_std=OBS_STD, **TRUE)
+    calibration = EnergyCalibration(steps=(1, 50), limits=(0.01, 0.05), bias=0.001)
+    replace(meta, energy_calibration=calibration).save(directory)
+    runtime = WorldModelRuntime.load(directory, joint_names=['a', 'b'], config=CPU)
+    tracker = ModelTracker(runtime)
+    assert tracker.monitor.energy_calibration == calibration and tracker.monitor.model_dt == 0.01
+    assert ModelTracker(_model(tmp_path, 'plain')).monitor.energy_calibration is None
 
 
 def test_verdict_recovers_with_hysteresis_after_a_transient_fault():

@@ -1,4 +1,7 @@
-"""Ensemble spread calibration: the fit, its use in PICP, persistence with the model and the optional metadata field."""
+"""Calibrations fitted on validation data: the ensemble spread (its fit, its use in PICP) and the energy books.
+
+Both are persisted with the model and exported as optional metadata fields.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from hamwm_ros.runtime.metadata import MetadataError, ModelMetadata, SpreadCalibration, load_metadata
+from hamwm_ros.runtime.metadata import (
+    EnergyCalibration,
+    MetadataError,
+    ModelMetadata,
+    SpreadCalibration,
+    load_metadata,
+)
 from hamwm_ros.worldmodel import metrics
 from hamwm_ros.worldmodel.baselines import fit_rollouts, trajectory_bootstrap
 from hamwm_ros.worldmodel.model import HamiltonianWorldModel, ModelConfig
@@ -196,3 +205,99 @@ def test_trajectory_bootstrap_weights_members_differently():
     with pytest.raises(ValueError, match='bootstrap'):
         fit_rollouts(lambda x0, a: x0[:, None].expand(-1, a.shape[1], -1) * level.sum(), [level],
                      states, np.zeros((5, 7, 0)), horizon=2, steps=1, bootstrap=3)
+
+
+# ---------------------------------------------------------------------------------------------------- energy books
+ENERGY_ENTRY = {'nominal': 0.95, 'bias': 0.01, 'steps': [1, 4, 16], 'limits': [0.1, 0.3, 0.5],
+                'info': {'data': 'validation trajectories'}}
+
+
+def test_energy_calibration_round_trips_and_interpolates(tmp_path):
+    plain = ModelMetadata.from_dict(_meta_dict())
+    assert plain.energy_calibration is None and 'energy_calibration' not in plain.to_dict()
+    meta = ModelMetadata.from_dict(_meta_dict(energy_calibration=ENERGY_ENTRY))
+    cal = meta.energy_calibration
+    assert cal == EnergyCalibration((1, 4, 16), (0.1, 0.3, 0.5), 0.01, 0.95, {'data': 'validation trajectories'})
+    meta.save(tmp_path)
+    assert load_metadata(tmp_path, check_files=False).energy_calibration == cal
+    assert json.loads((tmp_path / 'metadata.json').read_text())['energy_calibration'] == ENERGY_ENTRY
+    assert [cal.limit(k) for k in (1, 4, 16)] == pytest.approx([0.1, 0.3, 0.5])
+    assert cal.limit(2) == pytest.approx(0.1 * 3.0 ** 0.5)            # log-log between 1 (0.1) and 4 (0.3)
+    assert cal.limit(64) == pytest.approx(0.5 * 2.0)                   # a random walk beyond the fitted range
+    assert cal.limit(0.25) == pytest.approx(0.05) and cal.limit(0) == 0.0
+
+
+@pytest.mark.parametrize('bad, reason', [
+    ({'steps': [2, 1]}, 'increasing'),
+    ({'limits': [0.1, 0.3]}, 'one length'),
+    ({'limits': [0.1, -0.3, 0.5]}, 'non-negative'),
+    ({'limits': [0.1, float('nan'), 0.5]}, 'non-negative'),
+    ({'bias': float('inf')}, 'bias'),
+    ({'bias': None}, 'bias'),
+    ({'nominal': 1.0}, 'nominal'),
+    ({'info': [1]}, 'info'),
+])
+def test_metadata_rejects_bad_energy_calibration(bad, reason):
+    entry = {**ENERGY_ENTRY, **bad}
+    if len(entry['steps']) != 3 and 'limits' not in bad:
+        entry['limits'] = [0.1, 0.3]
+    with pytest.raises(MetadataError, match=reason):
+        ModelMetadata.from_dict(_meta_dict(energy_calibration=entry))
+
+
+def _trained_pendulum(tmp_path):
+    from test_train import damped_pendulum
+
+    from hamwm_ros.worldmodel.data import load_npz
+    from hamwm_ros.worldmodel.train import TrainOptions, build_model, fit
+    np.savez(tmp_path / 'pendulum.npz', **damped_pendulum(n=12, steps=80))
+    data = load_npz(tmp_path / 'pendulum.npz')
+    train, val = data.split(0.25, 9, seed=0)
+    torch.manual_seed(0)
+    model = build_model(train, dict(hidden=16, mass_matrix='constant', input_map='constant'))
+    metrics = fit(model, train, val, TrainOptions(epochs=3, batch_size=32, horizon=6, stride=3, lr=1e-2,
+                                                  progress=False), tmp_path / 'model')
+    return model, val, metrics
+
+
+def test_energy_books_are_calibrated_on_validation_and_match_what_the_monitor_measures(tmp_path):
+    from hamwm_ros.monitor.predict import predict_tick
+    from hamwm_ros.runtime import SessionConfig, WorldModelRuntime
+    from hamwm_ros.worldmodel.export import export_model
+    from hamwm_ros.worldmodel.train import calibrate_energy
+    model, val, metrics = _trained_pendulum(tmp_path)
+    cal = model.energy_calibration
+    assert cal is not None and metrics['energy_calibration'] == cal
+    assert cal == calibrate_energy(model, val) and cal['info']['trajectories'] == len(val.obs)
+    assert cal['steps'][0] == 1 and np.all(np.diff(cal['limits']) >= 0)
+    assert HamiltonianWorldModel.load(tmp_path / 'model').energy_calibration == cal
+
+    # The same residuals through the exported graphs, as the monitor computes them: encoded energies and the
+    # one-step claimed power at every validation state (predict_tick's ``between`` rows).
+    meta = export_model(model.eval(), tmp_path / 'onnx', robot='pendulum', joint_names=['hinge'], horizon=4,
+                        training={'data_hash': 'sha256:test'}, include_checkpoint=False)
+    assert meta.energy_calibration == EnergyCalibration.from_dict(cal)
+    runtime = WorldModelRuntime.load(tmp_path / 'onnx', config=SessionConfig(providers=('cpu',)))
+    residuals = []
+    for obs, actions in zip(val.obs, val.actions):
+        rows = predict_tick(runtime, obs[0], actions[0], 2, between=(obs[:-1], actions[:len(obs) - 1])).between
+        energy, claimed = rows[:, 0], rows[:, 1]
+        residuals.append(np.diff(energy) - claimed[:-1] * val.dt)
+    residuals = np.concatenate(residuals)
+    assert np.mean(residuals) == pytest.approx(cal['bias'], abs=0.05 * cal['limits'][0])
+    # 95 % of single steps stay within the one-step limit: the fit is the 95 % quantile of these very residuals
+    inside = np.mean(np.abs(residuals - cal['bias']) <= cal['limits'][0])
+    assert 0.93 <= inside <= 0.97
+
+
+def test_energy_calibration_is_skipped_where_it_cannot_be_fitted(tmp_path):
+    from hamwm_ros.worldmodel.data import TrajectoryData
+    from hamwm_ros.worldmodel.train import calibrate_energy
+    model = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=1, latent_dim=1, hidden=8, layers=1, dt=0.05))
+    short = TrajectoryData(obs=[np.zeros((5, 2))], actions=[np.zeros((4, 1))], dt=0.05, joint_names=['hinge'],
+                           source='test')
+    cal = calibrate_energy(model, short)   # 4 one-step windows only: fewer than the minimum for a quantile
+    assert cal is None
+    image_model = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=1, latent_dim=1, hidden=8, layers=1,
+                                                    dt=0.05, encoder='image', image_shape=(8, 8, 3), n_frames=2))
+    assert calibrate_energy(image_model, short) is None

@@ -71,7 +71,8 @@ class ModelTracker:
         self.inputs = InputHistory(meta.action_dim, input_timeout)
         self.forecasts = ForecastLog()
         self.monitor = ValidityMonitor(np.asarray(meta.normalisation['obs_std']), config,
-                                       energy_scale=model_energy_scale(runtime))
+                                       energy_scale=model_energy_scale(runtime),
+                                       energy_calibration=meta.energy_calibration, model_dt=meta.dt)
         self._last_tick_time = -math.inf
 
     @property

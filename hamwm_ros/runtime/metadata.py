@@ -24,6 +24,11 @@ Graph contract (fixed by this schema, produced by ``hamwm export``):
   validation trajectories at training time; :class:`SpreadCalibration` interpolates them (log-log in the step count,
   constant beyond the fitted range) and turns member predictions into a mean and a calibrated spread. A file without
   it is valid (raw spread).
+* Optional ``energy_calibration``: how well the model's energy books closed on held-out validation trajectories
+  (:class:`EnergyCalibration`): the mean per-step residual between H at the next encoded state and the H the model's
+  step claims, and the ``nominal`` quantile of the de-biased residual summed over windows of several step counts.
+  The validity monitor counts only the energy mismatch beyond it against the model. A file without it is valid (the
+  monitor then counts all of it).
 
 Pure python + numpy; no torch, no onnx, no rclpy.
 """
@@ -230,6 +235,77 @@ class SpreadCalibration:
 
 
 @dataclass(frozen=True)
+class EnergyCalibration:
+    """How far the model's energy books missed on held-out data (see the module docstring).
+
+    ``bias`` is the mean per-step residual r = H(encode(x[i+1])) - H(step(encode(x[i]), u[i])) (model energy units);
+    ``limits[j]`` the ``nominal`` quantile of |sum of r - bias x n| over windows of ``steps[j]`` consecutive steps;
+    ``info`` free-form provenance (data, windows).
+    """
+
+    steps: tuple[int, ...]
+    limits: tuple[float, ...]
+    bias: float
+    nominal: float = 0.95
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {'nominal': self.nominal, 'bias': self.bias, 'steps': list(self.steps), 'limits': list(self.limits),
+                'info': dict(self.info)}
+
+    @staticmethod
+    def from_dict(data: Any, where: str = 'energy_calibration') -> EnergyCalibration:
+        """Parse and check a calibration entry.
+
+        Raises
+        ------
+        MetadataError
+            If steps are not strictly increasing positive ints, limits are not non-negative finite numbers of the
+            same count, bias is not finite, or nominal is not in (0, 1).
+        """
+        if not isinstance(data, Mapping):
+            raise MetadataError(f'{where}: expected an object with steps, limits, bias, nominal')
+        steps = _require(data, 'steps', list, where)
+        limits = _require(data, 'limits', list, where)
+        if not steps or len(steps) != len(limits):
+            raise MetadataError(f'{where}: steps and limits must be non-empty lists of one length')
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in steps) or \
+                any(b <= a for a, b in zip(steps, steps[1:])):
+            raise MetadataError(f'{where}.steps must be strictly increasing positive integers')
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                   for v in limits):
+            raise MetadataError(f'{where}.limits must be non-negative finite numbers')
+        bias = _require(data, 'bias', (int, float), where)
+        if isinstance(bias, bool) or not math.isfinite(bias):
+            raise MetadataError(f'{where}.bias must be a finite number')
+        nominal = _require(data, 'nominal', (int, float), where)
+        if not 0.0 < nominal < 1.0:
+            raise MetadataError(f'{where}.nominal must be in (0, 1), got {nominal!r}')
+        info = data.get('info') or {}
+        if not isinstance(info, Mapping):
+            raise MetadataError(f'{where}.info must be an object')
+        return EnergyCalibration(tuple(steps), tuple(float(v) for v in limits), float(bias), float(nominal),
+                                 dict(info))
+
+    def limit(self, steps: float) -> float:
+        """The calibrated bound on the de-biased mismatch over a window of ``steps`` model steps (may be fractional).
+
+        Interpolated linearly in log-log between the fitted step counts; below the first it scales the first limit
+        down with the square root of the step count, beyond the last it grows with the square root (a random walk:
+        the residuals of separate steps add up with their signs).
+        """
+        steps = max(float(steps), 0.0)
+        first, last = self.steps[0], self.steps[-1]
+        if steps <= first:
+            return self.limits[0] * math.sqrt(steps / first)
+        if steps >= last:
+            return self.limits[-1] * math.sqrt(steps / last)
+        logs = np.log(np.maximum(np.asarray(self.limits, np.float64), 1e-300))   # a zero limit stays ~0
+        return float(np.exp(np.interp(math.log(steps), np.log(np.asarray(self.steps, np.float64)), logs)))
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """Parsed, validated ``metadata.json``. Build with :func:`load_metadata` or :meth:`from_dict`."""
 
@@ -251,6 +327,7 @@ class ModelMetadata:
     obs_layout: tuple[str, ...] = ('position', 'velocity')
     producer: dict[str, Any] = field(default_factory=dict)
     spread_calibration: SpreadCalibration | None = None
+    energy_calibration: EnergyCalibration | None = None
     # What the model's input is: 'applied' (the effort acting on the joints) or 'feedforward' (an effort added to a
     # PD hold of the nominal posture that the model treats as part of the robot; see ACTION_SOURCES).
     action_source: str = 'applied'
@@ -284,6 +361,8 @@ class ModelMetadata:
         }
         if self.spread_calibration is not None:  # optional: absent from files written without it
             data['spread_calibration'] = self.spread_calibration.to_dict()
+        if self.energy_calibration is not None:
+            data['energy_calibration'] = self.energy_calibration.to_dict()
         if self.action_source != 'applied':     # optional: absent means 'applied' (files written before it existed)
             data['action_source'] = self.action_source
         return data
@@ -376,6 +455,9 @@ class ModelMetadata:
         calibration = None
         if data.get('spread_calibration') is not None:
             calibration = SpreadCalibration.from_dict(data['spread_calibration'])
+        energy_calibration = None
+        if data.get('energy_calibration') is not None:
+            energy_calibration = EnergyCalibration.from_dict(data['energy_calibration'])
         action_source = data.get('action_source', 'applied')
         if action_source not in ACTION_SOURCES:
             raise MetadataError(f'action_source must be one of {list(ACTION_SOURCES)}, got {action_source!r}')
@@ -384,7 +466,7 @@ class ModelMetadata:
                              opset=opset, normalisation=norm, training=training, metrics=metrics, files=files,
                              uses_joints=uses_joints, images=images, obs_layout=layout,
                              producer=dict(data.get('producer') or {}), spread_calibration=calibration,
-                             action_source=action_source)
+                             energy_calibration=energy_calibration, action_source=action_source)
         _check_signatures(meta)
         return meta
 

@@ -433,6 +433,8 @@ def export_model(model: HamiltonianWorldModel, out_dir: str | Path, *, robot: st
         data['action_source'] = action_source
     if getattr(model, 'spread_calibration', None) is not None and cfg.ensemble > 1:
         data['spread_calibration'] = dict(model.spread_calibration)  # optional: the ensemble's calibrated spread
+    if getattr(model, 'energy_calibration', None) is not None:
+        data['energy_calibration'] = dict(model.energy_calibration)  # optional: how far its energy books missed
     meta = ModelMetadata.from_dict(data)
     meta.save(out)
     parity = measure_parity(model, out)

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from hamwm_ros.runtime.metadata import MetadataError, SpreadCalibration
+from hamwm_ros.runtime.metadata import EnergyCalibration, MetadataError, SpreadCalibration
 
 from .integrators import (
     dissipation_substep,
@@ -567,6 +567,9 @@ class HamiltonianWorldModel(nn.Module):
         # Ensemble spread calibration (the metadata's ``spread_calibration`` entry), fitted on validation data by
         # ``hamwm train``; None: raw member spread.
         self.spread_calibration: dict[str, Any] | None = None
+        # How far the energy books missed on validation data (the metadata's ``energy_calibration`` entry); None: the
+        # validity monitor counts every mismatch against the model.
+        self.energy_calibration: dict[str, Any] | None = None
         E, d, m, hid = cfg.ensemble, cfg.latent_dim, cfg.action_dim, cfg.hidden
         mlp = dict(layers=cfg.layers, activation=cfg.activation)
         self.register_buffer('obs_mean', torch.zeros(cfg.obs_dim))
@@ -1152,6 +1155,8 @@ class HamiltonianWorldModel(nn.Module):
         blob = {'format': 'hamwm-world-model/1', 'config': self.cfg.to_dict(), 'state_dict': state, 'info': self.info}
         if self.spread_calibration is not None:
             blob['spread_calibration'] = self.spread_calibration
+        if self.energy_calibration is not None:
+            blob['energy_calibration'] = self.energy_calibration
         torch.save(blob, out / 'model.pt')
         (out / 'config.json').write_text(json.dumps(self.cfg.to_dict(), indent=2) + '\n')
         norm = {'obs_mean': self.obs_mean.tolist(), 'obs_std': self.obs_std.tolist(),
@@ -1193,4 +1198,10 @@ class HamiltonianWorldModel(nn.Module):
             except MetadataError as err:
                 raise ValueError(f'{file}: {err}') from err
             model.spread_calibration = dict(blob['spread_calibration'])
+        if blob.get('energy_calibration') is not None:
+            try:
+                EnergyCalibration.from_dict(blob['energy_calibration'])
+            except MetadataError as err:
+                raise ValueError(f'{file}: {err}') from err
+            model.energy_calibration = dict(blob['energy_calibration'])
         return model

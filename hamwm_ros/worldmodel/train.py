@@ -14,7 +14,8 @@ trajectories with its own fixed Bayesian-bootstrap draw (Dirichlet weights from 
 weights when there is only one trajectory), which with independent initialisations gives their spread. After
 training, the spread is calibrated on the held-out validation trajectories (:func:`calibrate_spread`): per-step-count
 factors that make the ensemble's mean +- 1.96 std intervals cover 95 %, stored with the model (``model.pt``) and
-exported into ``metadata.json``.
+exported into ``metadata.json``. The model's energy books are calibrated there too (:func:`calibrate_energy`): how
+far H at the next encoded state misses the H its step claims, which the validity monitor then expects.
 
 The loop is DDP-ready: under ``torchrun`` (``WORLD_SIZE`` set) it initialises torch.distributed (NCCL on GPUs, Gloo on
 CPU), shards windows with a DistributedSampler, and only rank 0 logs and writes checkpoints.
@@ -377,10 +378,16 @@ def fit(model: HamiltonianWorldModel, train: TrajectoryData, val: TrajectoryData
             cal = model.spread_calibration
             log('spread calibration on validation: ' + ', '.join(
                 f'x{f:.3g} at {k}' for k, f in zip(cal['steps'], cal['factors'])))
+    if opts.calibrate and val is not None:
+        model.energy_calibration = calibrate_energy(model, val)
+        if model.energy_calibration is not None:
+            cal = model.energy_calibration
+            log(f"energy books on validation: bias {cal['bias']:+.3g} per step; mismatch limits " + ', '.join(
+                f'{v:.3g} over {k}' for k, v in zip(cal['steps'], cal['limits'])))
     metrics = {'epochs': history, 'best_epoch': best_epoch, 'best_score': best_val,
                'best_score_kind': 'val_rollout_mse' if val_ds is not None else 'train_loss',
                'options': asdict(opts), 'config': model.cfg.to_dict(), 'world_size': world, 'device': str(device),
-               'spread_calibration': model.spread_calibration,
+               'spread_calibration': model.spread_calibration, 'energy_calibration': model.energy_calibration,
                'data': {'source': train.source, 'sha256': data_hash, 'trajectories': len(train.obs),
                         'transitions': train.n_transitions, 'validation_trajectories': len(val.obs) if val else 0,
                         'dt': train.dt, 'obs_dim': train.obs_dim, 'action_dim': train.action_dim}}
@@ -459,6 +466,68 @@ def calibrate_spread(model: HamiltonianWorldModel, val: TrajectoryData, horizon:
     cal['info'].update({'data': 'validation trajectories', 'trajectories': len(val.obs), 'windows': int(len(picks)),
                         'horizon': steps})
     return cal
+
+
+ENERGY_CALIBRATION_STEPS = (1, 2, 5, 10, 25, 50, 100)
+MIN_CALIBRATION_WINDOWS = 10
+
+
+@torch.no_grad()
+def calibrate_energy(model: HamiltonianWorldModel, val: TrajectoryData,
+                     steps: tuple[int, ...] = ENERGY_CALIBRATION_STEPS, nominal: float = 0.95
+                     ) -> dict[str, Any] | None:
+    """Fit how far the model's energy books miss on validation trajectories (the ``energy_calibration`` entry).
+
+    For each recorded step the residual r = H(encode(x[i+1])) - H(step(encode(x[i]), u[i])) (member means for an
+    ensemble) is what the validity monitor's energy balance accumulates. Its mean is the bias; for each window length
+    in ``steps`` that fits at least :data:`MIN_CALIBRATION_WINDOWS` times (windows a quarter of their length apart),
+    the ``nominal`` quantile of |sum of r - bias x n| is the limit (made non-decreasing in n). Use data the model
+    was not trained on.
+
+    Returns
+    -------
+    dict or None
+        The entry (see :class:`hamwm_ros.runtime.metadata.EnergyCalibration`), or None for a model that encodes
+        images (its frame history is not replayed here) or validation data too short for any window.
+    """
+    cfg = model.cfg
+    if cfg.encoder in ('image', 'fused') or cfg.obs_dim == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    residuals = []
+    for obs, actions in zip(val.obs, val.actions):
+        if len(obs) < 2:
+            continue
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        u = torch.as_tensor(np.asarray(actions)[:len(obs) - 1], dtype=torch.float32) if model.has_control else None
+        z = model.encode(x)
+        following = model.step(z[..., :-1, :], u)
+        observed, claimed = model.energy(z[..., 1:, :]), model.energy(following)
+        if observed.dim() > 1:          # ensemble: the monitor judges the member mean
+            observed, claimed = observed.mean(0), claimed.mean(0)
+        residuals.append((observed.double() - claimed.double()).numpy())
+    model.train(was_training)
+    if not residuals:
+        return None
+    bias = float(np.mean(np.concatenate(residuals)))
+    fitted, limits, windows = [], [], []
+    for n in steps:
+        stride = max(1, n // 4)
+        sums = [np.convolve(r, np.ones(n), 'valid')[::stride] - bias * n for r in residuals if len(r) >= n]
+        count = sum(len(s) for s in sums)
+        if count < MIN_CALIBRATION_WINDOWS:
+            continue
+        fitted.append(int(n))
+        limits.append(float(np.quantile(np.abs(np.concatenate(sums)), nominal)))
+        windows.append(int(count))
+    if not fitted:
+        return None
+    # A longer window never allows less: its few windows make a noisy quantile, and the monitor's window span varies.
+    limits = np.maximum.accumulate(limits).tolist()
+    return {'nominal': nominal, 'bias': bias, 'steps': fitted, 'limits': limits,
+            'info': {'data': 'validation trajectories', 'trajectories': len(residuals), 'windows': windows,
+                     'residual': 'H(encode(x[i+1])) - H(step(encode(x[i]), u[i]))'}}
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -561,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--batches-per-epoch', type=int, default=0, help='cap on batches per epoch (0: all)')
     g.add_argument('--no-bootstrap', action='store_true', help='train ensemble members on identical batches')
     g.add_argument('--no-calibration', action='store_true',
-                   help='keep the raw ensemble spread (no calibration on the validation trajectories)')
+                   help='keep the raw ensemble spread and fit no energy-book calibration (nothing fitted on the '
+                        'validation trajectories)')
     g.add_argument('--calibration-horizon', type=int, default=defaults.calibration_horizon,
                    help='longest rollout (steps) the spread calibration is fitted over')
     g.add_argument('--seed', type=int, default=0, help='seed for data, initialisation and batches')

@@ -44,13 +44,10 @@ def test_metadata_is_complete(shipped):
     assert held_out['finite'] and held_out['windows'] > 0
     assert set(held_out['mse_normalised']) >= {'1', '10', '32'}
     assert (meta.images is not None) == (name == 'pendulum_camera')
-    # joint models carry the energy books of their validation data (the monitor judges against them); camera models
-    # are not calibrated (their frame history is not replayed)
+    # every model carries the energy books of its validation data (the monitor judges against them)
     calibration = meta.energy_calibration
-    assert (calibration is None) == (name == 'pendulum_camera')
-    if calibration is not None:
-        assert calibration.steps[0] == 1 and calibration.limits[0] > 0
-        assert list(calibration.limits) == sorted(calibration.limits)
+    assert calibration is not None and calibration.steps[0] == 1 and calibration.limits[0] > 0
+    assert list(calibration.limits) == sorted(calibration.limits)
     assert sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) < MAX_DIR_BYTES
 
 

@@ -6,6 +6,7 @@ Both are persisted with the model and exported as optional metadata fields.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -300,4 +301,23 @@ def test_energy_calibration_is_skipped_where_it_cannot_be_fitted(tmp_path):
     assert cal is None
     image_model = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=1, latent_dim=1, hidden=8, layers=1,
                                                     dt=0.05, encoder='image', image_shape=(8, 8, 3), n_frames=2))
-    assert calibrate_energy(image_model, short) is None
+    assert calibrate_energy(image_model, short) is None     # no frames to encode
+
+
+def test_camera_model_energy_books_start_once_its_frame_history_exists():
+    from test_train import damped_pendulum
+
+    from hamwm_ros.worldmodel.data import TrajectoryData
+    from hamwm_ros.worldmodel.train import calibrate_energy
+    arrays = damped_pendulum(n=3, steps=30, images=True)
+    obs = np.concatenate([arrays['position'], arrays['velocity']], -1)
+    data = TrajectoryData(obs=list(obs), actions=list(arrays['action']), dt=float(arrays['dt']),
+                          joint_names=['hinge'], images=list(arrays['images']), source='test')
+    torch.manual_seed(0)
+    model = HamiltonianWorldModel(ModelConfig(obs_dim=2, action_dim=1, latent_dim=1, hidden=8, layers=1, dt=0.05,
+                                              encoder='image', image_shape=(12, 12, 1), n_frames=3))
+    cal = calibrate_energy(model, data)
+    assert cal is not None and cal['info']['trajectories'] == 3
+    # 31 frames per trajectory, the first two complete no frame stack: 29 encoded states, 28 one-step residuals
+    assert cal['steps'][0] == 1 and cal['info']['windows'][0] == 3 * 28
+    assert cal['limits'][0] > 0 and math.isfinite(cal['bias'])

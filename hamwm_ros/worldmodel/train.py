@@ -479,29 +479,37 @@ def calibrate_energy(model: HamiltonianWorldModel, val: TrajectoryData,
     """Fit how far the model's energy books miss on validation trajectories (the ``energy_calibration`` entry).
 
     For each recorded step the residual r = H(encode(x[i+1])) - H(step(encode(x[i]), u[i])) (member means for an
-    ensemble) is what the validity monitor's energy balance accumulates. Its mean is the bias; for each window length
-    in ``steps`` that fits at least :data:`MIN_CALIBRATION_WINDOWS` times (windows a quarter of their length apart),
-    the ``nominal`` quantile of |sum of r - bias x n| is the limit (made non-decreasing in n). Use data the model
-    was not trained on.
+    ensemble) is what the validity monitor's energy balance accumulates. A model that encodes images is given the
+    ``n_frames`` frames up to each step, so its residuals start once that many frames exist. Its mean is the bias; for
+    each window length in ``steps`` that fits at least :data:`MIN_CALIBRATION_WINDOWS` times (windows a quarter of
+    their length apart), the ``nominal`` quantile of |sum of r - bias x n| is the limit (made non-decreasing in n).
+    Use data the model was not trained on.
 
     Returns
     -------
     dict or None
-        The entry (see :class:`hamwm_ros.runtime.metadata.EnergyCalibration`), or None for a model that encodes
-        images (its frame history is not replayed here) or validation data too short for any window.
+        The entry (see :class:`hamwm_ros.runtime.metadata.EnergyCalibration`), or None for validation data too short
+        for any window, or image data missing for a model that encodes images.
     """
     cfg = model.cfg
-    if cfg.encoder in ('image', 'fused') or cfg.obs_dim == 0:
+    use_images = cfg.encoder in ('image', 'fused')
+    if use_images and val.images is None:
         return None
+    first = cfg.n_frames - 1 if use_images else 0       # the first step with a full frame history
     was_training = model.training
     model.eval()
     residuals = []
-    for obs, actions in zip(val.obs, val.actions):
-        if len(obs) < 2:
+    for index, (obs, actions) in enumerate(zip(val.obs, val.actions)):
+        if len(obs) - first < 2:
             continue
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-        u = torch.as_tensor(np.asarray(actions)[:len(obs) - 1], dtype=torch.float32) if model.has_control else None
-        z = model.encode(x)
+        x = torch.as_tensor(np.asarray(obs)[first:], dtype=torch.float32)
+        u = torch.as_tensor(np.asarray(actions)[first:len(obs) - 1], dtype=torch.float32) if model.has_control \
+            else None
+        frames = None
+        if use_images:
+            video = np.asarray(val.images[index])
+            frames = torch.as_tensor(np.stack([video[i - first:i + 1] for i in range(first, len(obs))]))
+        z = model.encode(x if cfg.obs_dim else None, frames)
         following = model.step(z[..., :-1, :], u)
         observed, claimed = model.energy(z[..., 1:, :]), model.energy(following)
         if observed.dim() > 1:          # ensemble: the monitor judges the member mean

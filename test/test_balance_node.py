@@ -309,6 +309,33 @@ def test_parameters_are_validated(balance, wb):
     assert np.ptp(points[:, 0]) == pytest.approx(0.3, abs=1e-3)  # the new sole length is in use
 
 
+def test_publish_rate_thins_the_outputs_on_the_joint_state_clock(balance, wb):
+    _, probe = balance
+    assert _set(probe, publish_rate=10.0).successful
+    try:
+        q = posture(wb)
+        # 0.3 s of joint states every 20 ms (stamps 450.00 .. 450.30), sent 20 ms apart in wall time
+        for k in range(16):
+            msg = joint_state(wb.joint_names, q, np.zeros(wb.n_joints), 450)
+            msg.header.stamp.nanosec = k * 20_000_000
+            probe.joint_pub.publish(msg)
+            deadline = time.monotonic() + 0.02
+            while time.monotonic() < deadline:
+                probe.executor.spin_once(timeout_sec=0.005)
+        # a set is due at the first state and then every 0.1 s of stamps: 450.00, .10, .20, .30 when none is lost
+        probe.wait(lambda: any(m.header.stamp.nanosec >= 200_000_000 for m in probe.stamped('/hamwm/com', 450)),
+                   'a set stamped 450.2 or later')
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            probe.executor.spin_once(timeout_sec=0.01)
+        stamps = sorted(m.header.stamp.nanosec * 1e-9 for m in probe.stamped('/hamwm/com', 450))
+        assert 3 <= len(stamps) <= 4 and min(np.diff(stamps)) >= 0.1 - 1e-6, stamps
+        assert len(probe.stamped('/hamwm/support_polygon', 450)) == len(stamps)
+    finally:
+        assert _set(probe, publish_rate=0.0).successful
+    send_until_output(probe, joint_state(wb.joint_names, q, np.zeros(wb.n_joints), 451), 451)   # every state again
+
+
 def test_every_writable_parameter_at_its_range_ends_leaves_the_node_estimating(balance, wb):
     """Tuning cannot crash the node (see ``ros_probe.sweep_parameters``); afterwards it still answers a state."""
     process, probe = balance

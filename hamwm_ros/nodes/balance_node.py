@@ -1,7 +1,9 @@
 """balance_node: whole-body balance quantities of a legged robot from its joint states.
 
 Wraps :mod:`hamwm_ros.wholebody` (Pinocchio): per ``/joint_states`` message it computes the CoM, the ZMP from full
-multibody dynamics, the support polygon of the soles in contact, the capture point and the balance margin.
+multibody dynamics, the support polygon of the soles in contact, the capture point and the balance margin, and
+publishes them for every message or, with ``publish_rate``, at most that often (the estimator, whose accelerations
+are differences of successive messages, still takes every one).
 
 Subscribes
     ``/joint_states`` (sensor_msgs/JointState; joints matched by name, extra joints ignored), and optionally
@@ -102,6 +104,10 @@ class BalanceNode(Node):
             float_range=(0.001, 10.0)))
         self.declare_parameter('marker_rate', 10.0, _descriptor(
             'rviz marker rate, Hz (0 disables markers)', float_range=(0.0, 1000.0)))
+        self.declare_parameter('publish_rate', 0.0, _descriptor(
+            'balance topics (com, zmp, capture point, support polygon, margin) at most this often, Hz, on the '
+            'joint-state stamps; 0: one set per joint state. The estimator still takes every joint state',
+            float_range=(0.0, 1000.0)))
         self._frame = self.declare_parameter('world_frame', 'odom', _descriptor(
             'frame of all published points (the frame of /odom poses)', read_only=True)).value
 
@@ -128,6 +134,7 @@ class BalanceNode(Node):
         self._dropped: dict[str, int] = {}
         self._source = ''
         self._last_markers = -math.inf
+        self._last_published = -math.inf     # joint-state stamp of the last published set
 
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -269,6 +276,11 @@ class BalanceNode(Node):
         except (ValueError, WholeBodyError) as error:
             self._drop('joint_states', str(error))
             return
+        rate = self.get_parameter('publish_rate').value
+        # 1e-6 s of slack: stamps a whole period apart must not miss it by float rounding
+        if rate > 0.0 and t - self._last_published < 1.0 / rate - 1e-6:
+            return
+        self._last_published = t
         self._publish(msg.header.stamp if _seconds(msg.header.stamp) > 0 else self.get_clock().now().to_msg(),
                       state)
 

@@ -265,6 +265,36 @@ def test_tracker_judges_with_the_calibration_in_the_model_metadata(tmp_path):
     assert ModelTracker(_model(tmp_path, 'plain')).monitor.energy_calibration is None
 
 
+def test_a_forecast_worse_than_holding_still_is_judged_only_while_the_robot_moves():
+    config = MonitorConfig(raise_after=2, clear_after=3, error_time_constant=0.01)
+    observed = np.zeros(4)
+    clock = iter(np.arange(1, 1000) * 0.1)
+
+    def feed(monitor: ValidityMonitor, model_error: float, still_error: float, times: int) -> None:
+        # RMS over 4 entries of a constant offset is the offset itself
+        for _ in range(times):
+            monitor.add_prediction(next(clock), np.full(4, model_error), observed, start=np.full(4, still_error))
+
+    monitor = ValidityMonitor(np.ones(4), config)
+    feed(monitor, 0.2, 0.12, 3)      # under error_warn (0.25), but 1.7x the error of holding still while it moves
+    report = monitor.report()
+    assert report.checks['prediction'] == OK and report.checks['hold_still'] == WARN, report.values
+    assert report.values['prediction_vs_hold_still'] == pytest.approx(0.2 / 0.12)
+    assert 'the error of holding still' in report.message and report.level == WARN
+    feed(monitor, 0.2, 0.05, 3)      # the robot (nearly) still: too little motion to judge ...
+    report = monitor.report()
+    assert math.isnan(report.values['prediction_vs_hold_still']) and report.checks['hold_still'] == OK, report.values
+    assert report.level == OK        # ... which counts as good and clears the warning through the hysteresis
+    feed(monitor, 0.2, 0.08, 3)      # 2.5x: ERROR once the robot moves (the floor lowered to let it count)
+    monitor.reconfigure(config.with_changes(hold_still_floor=0.05))
+    feed(monitor, 0.2, 0.08, 3)
+    assert monitor.report().checks['hold_still'] == ERROR
+    with pytest.raises(ValueError, match='hold_still'):
+        MonitorConfig(hold_still_warn=3.0, hold_still_error=2.0)
+    with pytest.raises(ValueError, match='hold_still_floor'):
+        MonitorConfig(hold_still_floor=-1.0)
+
+
 def test_verdict_recovers_with_hysteresis_after_a_transient_fault():
     monitor = ValidityMonitor(np.ones(2), MonitorConfig(raise_after=2, clear_after=3))
     good, bad = np.zeros(2), np.full(2, 5.0)

@@ -7,7 +7,9 @@ observed. The error is the RMS over joint positions and velocities, each divided
 (``obs_std`` from the model metadata), so 1.0 means "off by one standard deviation of the training data". It is
 smoothed with an exponential moving average (time constant in seconds, so the verdict does not depend on the tick
 rate). The error of a hold-still forecast (the state k steps ago) is kept beside it as a yardstick: a model worse than
-that predicts nothing.
+that predicts nothing. While the robot moves enough to tell (the averaged hold-still error above ``hold_still_floor``)
+the ratio of the two is a check of its own, so a model whose absolute error stays under the thresholds but which
+forecasts worse than "nothing moves" is not passed.
 
 **Energy balance.** A port-Hamiltonian model claims dH/dt = -dH^T R dH + dH^T G u (+ a small residual). Over a
 sliding window the change of H along the *observed* (encoded) states is compared with the integral of the claimed
@@ -62,6 +64,11 @@ class MonitorConfig:
         Seconds; time constant of the moving average of the prediction error.
     error_warn, error_error
         Thresholds on the averaged normalised prediction error.
+    hold_still_warn, hold_still_error
+        Thresholds on the averaged prediction error divided by the averaged error of holding still.
+    hold_still_floor
+        That ratio is judged only while the averaged hold-still error is above this (normalised units: the robot
+        moves enough for a forecast to matter); below it the ratio counts as good.
     energy_window
         Seconds of history the energy checks integrate over.
     energy_floor
@@ -86,6 +93,9 @@ class MonitorConfig:
     error_time_constant: float = 0.5
     error_warn: float = 0.25
     error_error: float = 0.5
+    hold_still_warn: float = 1.0
+    hold_still_error: float = 2.0
+    hold_still_floor: float = 0.1
     energy_window: float = 1.0
     energy_floor: float = 0.02
     balance_warn: float = 0.2
@@ -114,7 +124,9 @@ class MonitorConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a positive finite number, got {value}')
-        for check, top in (('error', math.inf), ('balance', 1.0), ('passivity', 1.0)):
+        if not (math.isfinite(self.hold_still_floor) and self.hold_still_floor >= 0):
+            raise ValueError(f'hold_still_floor must be a finite number >= 0, got {self.hold_still_floor}')
+        for check, top in (('error', math.inf), ('hold_still', math.inf), ('balance', 1.0), ('passivity', 1.0)):
             warn, error = getattr(self, f'{check}_warn'), getattr(self, f'{check}_error')
             if not (0 < warn <= error) or not math.isfinite(error) or error > top:
                 limit = '' if top == math.inf else f' <= {top:g}'
@@ -197,7 +209,7 @@ class Report:
     """The monitor's verdict and the numbers behind it.
 
     ``values`` holds floats (NaN where a number is not available yet) keyed by name; ``checks`` the level of each
-    check (``prediction``, ``energy_balance``, ``passivity``, ``model_output``).
+    check (``prediction``, ``hold_still``, ``energy_balance``, ``passivity``, ``model_output``).
     """
 
     level: int
@@ -242,7 +254,7 @@ class ValidityMonitor:
         ``energy_calibration`` comes without a positive ``model_dt``.
     """
 
-    CHECKS = ('prediction', 'energy_balance', 'passivity', 'model_output')
+    CHECKS = ('prediction', 'hold_still', 'energy_balance', 'passivity', 'model_output')
 
     def __init__(self, obs_scale: np.ndarray, config: MonitorConfig | None = None, energy_scale: float = 1.0,
                  energy_calibration: EnergyCalibration | None = None, model_dt: float | None = None) -> None:
@@ -261,6 +273,8 @@ class ValidityMonitor:
         c = self.config
         self._levels = {
             'prediction': Hysteresis(c.error_warn, c.error_error, c.raise_after, c.clear_after, c.clear_ratio),
+            'hold_still': Hysteresis(c.hold_still_warn, c.hold_still_error, c.raise_after, c.clear_after,
+                                     c.clear_ratio),
             'energy_balance': Hysteresis(c.balance_warn, c.balance_error, c.raise_after, c.clear_after,
                                          c.clear_ratio, c.energy_raise_time),
             'passivity': Hysteresis(c.passivity_warn, c.passivity_error, c.raise_after, c.clear_after, c.clear_ratio,
@@ -276,6 +290,7 @@ class ValidityMonitor:
         self.config = config
         for name, warn, error, lasting in (
                 ('prediction', config.error_warn, config.error_error, 0.0),
+                ('hold_still', config.hold_still_warn, config.hold_still_error, 0.0),
                 ('energy_balance', config.balance_warn, config.balance_error, config.energy_raise_time),
                 ('passivity', config.passivity_warn, config.passivity_error, config.energy_raise_time)):
             self._levels[name].configure(warn, error, config.raise_after, config.clear_after, config.clear_ratio,
@@ -290,6 +305,8 @@ class ValidityMonitor:
         self._baseline_ema = math.nan
         self._last_error_time = math.nan
         self._last_error = math.nan
+        self._hold_still_ratio = math.nan
+        self._hold_still_judged = math.nan      # the last ratio judged (the message's number)
         self._energy: deque[_EnergySample] = deque()
         self._energy_values = {'balance_error': math.nan, 'passivity_violation': math.nan,
                                'energy_change_observed': math.nan, 'energy_change_claimed': math.nan,
@@ -347,6 +364,12 @@ class ValidityMonitor:
         self._last_error_time = t
         self._last_error = error
         self._levels['prediction'].update(self._error_ema)
+        moving = math.isfinite(self._baseline_ema) and self._baseline_ema > self.config.hold_still_floor
+        # NaN while the robot is too still to tell: it then counts as good (below every threshold)
+        self._hold_still_ratio = self._error_ema / self._baseline_ema if moving else math.nan
+        if moving:
+            self._hold_still_judged = self._hold_still_ratio
+        self._levels['hold_still'].update(self._hold_still_ratio if moving else 0.0)
         self._evaluations += 1
         return error
 
@@ -423,6 +446,7 @@ class ValidityMonitor:
             'prediction_error': self._error_ema,
             'prediction_error_last': self._last_error,
             'hold_still_error': self._baseline_ema,
+            'prediction_vs_hold_still': self._hold_still_ratio,
             'error_step': float(c.error_step),
             'evaluations': float(self._evaluations),
             'energy': last.energy if last else math.nan,
@@ -440,6 +464,10 @@ class ValidityMonitor:
         if checks['prediction']:
             limit = c.error_error if checks['prediction'] == ERROR else c.error_warn
             reasons.append(f'{c.error_step}-step prediction error {self._error_ema:.3g} (normalised; limit {limit:g})')
+        if checks['hold_still']:
+            limit = c.hold_still_error if checks['hold_still'] == ERROR else c.hold_still_warn
+            reasons.append(f'{c.error_step}-step prediction {self._hold_still_judged:.3g}x the error of holding still '
+                           f'(limit {limit:g})')
         if checks['energy_balance']:
             limit = c.balance_error if checks['energy_balance'] == ERROR else c.balance_warn
             reasons.append(f"energy balance error {values['balance_error']:.3g} (limit {limit:g})")

@@ -77,7 +77,8 @@ JOINT_COLOURS = ((0.10, 0.60, 0.95), (0.95, 0.45, 0.10), (0.20, 0.80, 0.30), (0.
                  (0.60, 0.50, 0.95), (0.90, 0.80, 0.10))
 LEVEL_COLOURS = {0: (0.2, 0.8, 0.2), 1: (0.95, 0.7, 0.1), 2: (0.9, 0.15, 0.1), 3: (0.6, 0.6, 0.6)}
 # parameter name -> MonitorConfig field (the node's names carry a prefix where the bare name would be ambiguous)
-MONITOR_PARAMETERS = ('error_step', 'error_time_constant', 'error_warn', 'error_error', 'energy_window',
+MONITOR_PARAMETERS = ('error_step', 'error_time_constant', 'error_warn', 'error_error', 'hold_still_warn',
+                      'hold_still_error', 'hold_still_floor', 'energy_window',
                       'energy_floor', 'balance_warn', 'balance_error', 'passivity_warn', 'passivity_error',
                       'raise_after', 'energy_raise_time', 'clear_after', 'clear_ratio')
 
@@ -247,6 +248,14 @@ class WorldModelNode(LifecycleNode):
         declare('held_out_factor', 3.0, _descriptor(
             'raise error_warn / error_error to this / twice this times the model\'s own held-out error (from its '
             'metadata) when that is higher; 0: use error_warn / error_error as they are', float_range=(0.0, 1e3)))
+        declare('hold_still_warn', defaults.hold_still_warn, _descriptor(
+            'WARN above this averaged prediction error divided by the averaged error of holding still (judged while '
+            'that is above hold_still_floor)', float_range=(0.01, 1e3)))
+        declare('hold_still_error', defaults.hold_still_error, _descriptor(
+            'ERROR above this ratio of the prediction error to the error of holding still', float_range=(0.01, 1e3)))
+        declare('hold_still_floor', defaults.hold_still_floor, _descriptor(
+            'the ratio is judged only while the averaged hold-still error is above this (normalised units: the '
+            'robot moves enough for a forecast to matter)', float_range=(0.0, 1e6)))
         declare('energy_window', defaults.energy_window, _descriptor(
             'seconds of history the energy-balance checks integrate over', float_range=(0.05, 600.0)))
         declare('energy_floor', defaults.energy_floor, _descriptor(

@@ -1,4 +1,4 @@
-"""``hamwm bench graph``'s pure parts: overrides, one run's figures, joint speeds, mode shares, medians.
+"""``hamwm bench graph``'s pure parts: overrides, one run's figures, joint speeds, mode and monitor shares, medians.
 
 The graph itself (four node processes over DDS) is exercised by ``test_default_graph.py``; timing is the benchmark's
 business, never asserted here.
@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hamwm_ros.bench.graph import SETTLE_S, joint_speed_rms, medians, mode_shares, parse_overrides, summarise_run
+from hamwm_ros.bench.graph import (
+    SETTLE_S,
+    joint_speed_rms,
+    medians,
+    mode_shares,
+    monitor_summary,
+    parse_overrides,
+    summarise_run,
+)
 
 DIAGNOSTICS = {'control_ticks': '2000', 'planned_ticks': '1500', 'fallback_ticks': '300', 'hold_ticks': '200',
                'plans': '240', 'planner_ms_p50': '48.5'}
@@ -94,3 +102,34 @@ def test_mode_shares_without_events_or_time_are_empty():
     # events stamped at one instant (the latched mode and its successors before the run began): the last one holds
     assert mode_shares([(2.0, 'WAITING_FOR_STATE: a'), (2.0, 'PLANNING: b')], end=4.0) == {'PLANNING: b': 1.0,
                                                                                         'WAITING_FOR_STATE: a': 0.0}
+
+
+def _report(level: str, ratio: str, balance: str, **checks: str) -> dict[str, str]:
+    return {'level': level, 'prediction_error': '0.1', 'prediction_vs_hold_still': ratio, 'balance_error': balance,
+            **{f'check_{name}': value for name, value in checks.items()}}
+
+
+def test_monitor_summary_shares_levels_and_checks_over_the_judged_reports():
+    reports = [{'level': 'OK', 'model_dir': 'models/humanoid'},       # before the first prediction: left out
+               _report('OK', 'nan', '0.1', prediction='OK', hold_still='OK', energy_balance='OK'),
+               _report('WARN', '1.2', '0.3', prediction='OK', hold_still='WARN', energy_balance='OK'),
+               _report('WARN', '0.9', '0.35', prediction='OK', hold_still='WARN', energy_balance='WARN'),
+               _report('ERROR', '0.8', 'nan', prediction='ERROR', hold_still='OK', energy_balance='WARN')]
+    summary = monitor_summary(reports)
+    assert summary['reports'] == 4
+    assert summary['levels'] == pytest.approx({'OK': 0.25, 'WARN': 0.5, 'ERROR': 0.25, 'STALE': 0.0})
+    assert summary['not_ok'] == pytest.approx({'energy_balance': 0.5, 'hold_still': 0.5, 'prediction': 0.25})
+    assert summary['hold_still_ratio'] == pytest.approx(0.9)       # median of 1.2, 0.9, 0.8 (NaN left out)
+    assert summary['balance_error'] == pytest.approx(0.3)          # median of 0.1, 0.3, 0.35
+    empty = monitor_summary([])
+    assert empty['reports'] == 0 and np.isnan(empty['hold_still_ratio']) and empty['levels']['OK'] == 0.0
+
+
+def test_the_monitor_summary_reaches_the_run_figures_and_the_medians():
+    cpu = {'mpc_node': 0.5}
+    summaries = [monitor_summary([_report(level, '0.5', '0.1')]) for level in ('OK', 'WARN', 'WARN')]
+    runs = [summarise_run(DIAGNOSTICS, np.array([0.59]), cpu, 1.0, monitor=m) for m in summaries]
+    assert runs[1]['monitor']['levels']['WARN'] == 1.0
+    summary = medians(runs)
+    assert (summary['monitor_ok'], summary['monitor_warn'], summary['monitor_error']) == (0.0, 1.0, 0.0)
+    assert summarise_run(DIAGNOSTICS, np.array([0.59]), cpu, 1.0)['monitor']['reports'] == 0

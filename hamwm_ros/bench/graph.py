@@ -10,7 +10,9 @@ process's CPU (cores, from ``/proc``), the real-time factor, the lowest pelvis h
 every joint velocity in /joint_states from ``SETTLE_S`` of simulated time to the push (a still robot under its PD hold
 reads below 0.01 rad/s; a planner that shakes it, tenths). Where mpc_node did not plan, each run also says why: the
 share of the run spent in each mode and reason published on ``/hamwm/mpc/mode`` (numbers in a reason read ``#``, so
-"planner late: plan is 231 ms old" and "... 245 ms old" count together).
+"planner late: plan is 231 ms old" and "... 245 ms old" count together), and what world_model_node's validity
+monitor said (:func:`monitor_summary`: the share of its reports at each level, the share in which each check was
+not OK, and the medians of its hold-still ratio and energy-balance error).
 
 ``--baseline NODE.NAME:=VALUE`` (repeatable) adds a second arm with those overrides, run interleaved with the first
 (run by run, so load from other processes hits both alike), and prints the medians side by side with their ratio.
@@ -79,6 +81,54 @@ def mode_shares(events: list[tuple[float, str]], end: float) -> dict[str, float]
     return {key: value / total for key, value in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
+MONITOR_LEVELS = ('OK', 'WARN', 'ERROR', 'STALE')
+
+
+def monitor_summary(reports: list[dict[str, str]]) -> dict[str, Any]:
+    """What world_model_node's validity monitor said over a run.
+
+    Parameters
+    ----------
+    reports
+        The key/values of each of its /diagnostics statuses, in order, with their ``level`` added ('OK', 'WARN',
+        'ERROR' or 'STALE'). Reports before its first prediction (no ``prediction_error`` key) are left out.
+
+    Returns
+    -------
+    dict
+        ``reports`` (count), ``levels`` (level -> share of the reports), ``not_ok`` (check -> share of the reports in
+        which that ``check_<name>`` was not OK) and the medians ``hold_still_ratio`` and ``balance_error`` over the
+        reports where they were numbers (NaN when never).
+    """
+    judged = [r for r in reports if 'prediction_error' in r]
+
+    def median(key: str) -> float:
+        values = [float(r[key]) for r in judged if key in r]
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.median(values)) if values else float('nan')
+
+    count = len(judged)
+    levels = {level: sum(r.get('level') == level for r in judged) / count if count else 0.0
+              for level in MONITOR_LEVELS}
+    checks = sorted({key.removeprefix('check_') for r in judged for key in r if key.startswith('check_')})
+    not_ok = {check: sum(r.get(f'check_{check}', 'OK') != 'OK' for r in judged) / count for check in checks}
+    return {'reports': count, 'levels': levels, 'not_ok': not_ok,
+            'hold_still_ratio': median('prediction_vs_hold_still'), 'balance_error': median('balance_error')}
+
+
+def _monitor_reports(messages: list) -> list[dict[str, str]]:
+    """world_model_node's statuses in DiagnosticArray ``messages`` as key/values with their level."""
+    out = []
+    for msg in messages:
+        for status in msg.status:
+            if status.name.startswith('world_model_node'):
+                level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
+                values = {kv.key: kv.value for kv in status.values}
+                values['level'] = MONITOR_LEVELS[level] if 0 <= level < len(MONITOR_LEVELS) else str(level)
+                out.append(values)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hamwm bench graph', description=__doc__.split('\n\n')[0],
                                 formatter_class=HelpFormatter)
@@ -119,11 +169,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float],
                   real_time_factor: float | None, speed_rms: float = float('nan'),
-                  modes: dict[str, float] | None = None) -> dict[str, Any]:
+                  modes: dict[str, float] | None = None, monitor: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run's figures from mpc_node's last diagnostics, the /odom pelvis heights and per-node CPU (cores).
 
-    ``speed_rms`` is :func:`joint_speed_rms` before the push (rad/s) and ``modes`` :func:`mode_shares`, both
-    carried into the figures.
+    ``speed_rms`` is :func:`joint_speed_rms` before the push (rad/s), ``modes`` :func:`mode_shares` and ``monitor``
+    :func:`monitor_summary`, all carried into the figures.
 
     Raises
     ------
@@ -140,7 +190,8 @@ def summarise_run(mpc: dict[str, str], heights: np.ndarray, cpu: dict[str, float
             'hold': int(mpc['hold_ticks']) / ticks, 'control_ticks': ticks, 'plans': int(mpc['plans']),
             'plan_ms_p50': float(mpc['planner_ms_p50']), 'pelvis_min_m': lowest, 'stood': lowest > STANDING_M,
             'cpu_cores': cpu, 'cpu_total': float(sum(cpu.values())), 'real_time_factor': real_time_factor,
-            'joint_speed_rms': float(speed_rms), 'modes': dict(modes or {})}
+            'joint_speed_rms': float(speed_rms), 'modes': dict(modes or {}),
+            'monitor': dict(monitor or monitor_summary([]))}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -243,10 +294,11 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
         speed = joint_speed_rms(stamps, np.array([list(m.velocity) for m in states]), push_stamp)
         mpc, sim = _last_status(probe.recent('/diagnostics'), 'mpc_node', 'control_ticks'), \
             _last_status(probe.recent('/diagnostics'), 'sim_node', 'real_time_factor')
+        monitor = monitor_summary(_monitor_reports(probe.recent('/diagnostics')))
     factor = float(sim['real_time_factor']) if 'real_time_factor' in sim else None
     # the shares count from the first /odom (start-up, before the model is loaded, is not the graph's steady state)
     modes = mode_shares([(max(t, start), text) for t, text in mode_events if t < end], end)
-    result = summarise_run(mpc, heights, cpu, factor, speed, modes)
+    result = summarise_run(mpc, heights, cpu, factor, speed, modes, monitor)
     for log in logs.values():
         Path(log.name).unlink(missing_ok=True)
     return result
@@ -256,6 +308,8 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     """Median of each figure over runs, and how many stood."""
     keys = ('planned', 'fallback', 'hold', 'plan_ms_p50', 'pelvis_min_m', 'cpu_total', 'joint_speed_rms')
     out = {key: float(np.median([r[key] for r in runs])) for key in keys}
+    for level in ('OK', 'WARN', 'ERROR'):       # the monitor's verdicts (shares of its reports)
+        out[f'monitor_{level.lower()}'] = float(np.median([r['monitor']['levels'][level] for r in runs]))
     out['stood'] = sum(bool(r['stood']) for r in runs)
     out['runs'] = len(runs)
     return out
@@ -268,8 +322,19 @@ def _line(label: str, run: dict[str, Any]) -> str:
             f"{run['plan_ms_p50']:.1f} ms; pelvis min {run['pelvis_min_m']:.3f} m ({outcome}); joint speed RMS "
             f"before the push {run['joint_speed_rms']:.3f} rad/s; "
             f"CPU {run['cpu_total']:.2f} cores ({cpu}); real-time factor {run['real_time_factor']}"
+            + _monitor_line(run['monitor'])
             + ''.join(f'\n      {share:.2f} of the run {text}' for text, share in run['modes'].items()
                       if not text.startswith('PLANNING') and share >= 0.005))
+
+
+def _monitor_line(monitor: dict[str, Any]) -> str:
+    if not monitor['reports']:
+        return '\n      world_model_node monitor: no reports'
+    levels = ' '.join(f'{level} {share:.2f}' for level, share in monitor['levels'].items() if level != 'STALE')
+    not_ok = ', '.join(f'{check} {share:.2f}' for check, share in monitor['not_ok'].items() if share > 0)
+    return (f"\n      world_model_node monitor ({monitor['reports']} reports): {levels}; hold-still ratio p50 "
+            f"{monitor['hold_still_ratio']:.2f}, energy balance p50 {monitor['balance_error']:.2f}"
+            + (f'; not OK: {not_ok}' if not_ok else ''))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,11 +371,13 @@ def main(argv: list[str] | None = None) -> int:
             runs[arm].append(run)
             print(_line(f'{arm} run {index + 1}', run), flush=True)
     summary = {arm: medians(items) for arm, items in runs.items()}
-    print('\nmedians        planned  fallback  hold  plan p50 ms  pelvis min m  CPU cores  joint speed rad/s  stood')
+    print('\nmedians        planned  fallback  hold  plan p50 ms  pelvis min m  CPU cores  joint speed rad/s  stood'
+          '  monitor OK / WARN / ERROR')
     for arm, m in summary.items():
         print(f"  arm {arm}        {m['planned']:.2f}      {m['fallback']:.2f}  {m['hold']:.2f}"
               f"  {m['plan_ms_p50']:11.1f}  {m['pelvis_min_m']:12.3f}  {m['cpu_total']:9.2f}"
-              f"  {m['joint_speed_rms']:17.3f}  {m['stood']}/{m['runs']}")
+              f"  {m['joint_speed_rms']:17.3f}  {m['stood']}/{m['runs']}"
+              f"  {m['monitor_ok']:.2f} / {m['monitor_warn']:.2f} / {m['monitor_error']:.2f}")
     if 'B' in summary:
         a, b = summary['A'], summary['B']
         ratio = a['planned'] / b['planned'] if b['planned'] > 0 else float('inf')

@@ -138,6 +138,28 @@ class ImageSpec:
         return {'frames': self.frames, 'height': self.height, 'width': self.width, 'channels': self.channels}
 
 
+def _step_series(data: Mapping, key: str, where: str, accept: Any, what: str) -> tuple[list[int], list[float]]:
+    """A calibration's ``steps`` (strictly increasing positive ints) and the numbers ``data[key]`` fitted at each.
+
+    Raises
+    ------
+    MetadataError
+        If either list is missing or empty, their lengths differ, the steps are not strictly increasing positive
+        ints, or a number is not finite or not ``accept``-ed (the message says it must be ``what``).
+    """
+    steps = _require(data, 'steps', list, where)
+    values = _require(data, key, list, where)
+    if not steps or len(steps) != len(values):
+        raise MetadataError(f'{where}: steps and {key} must be non-empty lists of one length')
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in steps) or \
+            any(b <= a for a, b in zip(steps, steps[1:])):
+        raise MetadataError(f'{where}.steps must be strictly increasing positive integers')
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and accept(v)
+               for v in values):
+        raise MetadataError(f'{where}.{key} must be {what}')
+    return steps, values
+
+
 @dataclass(frozen=True)
 class SpreadCalibration:
     """Per-step-count multipliers of an ensemble's member standard deviation (see the module docstring).
@@ -170,16 +192,7 @@ class SpreadCalibration:
         """
         if not isinstance(data, Mapping):
             raise MetadataError(f'{where}: expected an object with steps, factors, nominal')
-        steps = _require(data, 'steps', list, where)
-        factors = _require(data, 'factors', list, where)
-        if not steps or len(steps) != len(factors):
-            raise MetadataError(f'{where}: steps and factors must be non-empty lists of one length')
-        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in steps) or \
-                any(b <= a for a, b in zip(steps, steps[1:])):
-            raise MetadataError(f'{where}.steps must be strictly increasing positive integers')
-        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0
-                   for f in factors):
-            raise MetadataError(f'{where}.factors must be positive finite numbers')
+        steps, factors = _step_series(data, 'factors', where, lambda f: f > 0, 'positive finite numbers')
         nominal = _require(data, 'nominal', (int, float), where)
         if not 0.0 < nominal < 1.0:
             raise MetadataError(f'{where}.nominal must be in (0, 1), got {nominal!r}')
@@ -266,16 +279,7 @@ class EnergyCalibration:
         """
         if not isinstance(data, Mapping):
             raise MetadataError(f'{where}: expected an object with steps, limits, bias, nominal')
-        steps = _require(data, 'steps', list, where)
-        limits = _require(data, 'limits', list, where)
-        if not steps or len(steps) != len(limits):
-            raise MetadataError(f'{where}: steps and limits must be non-empty lists of one length')
-        if not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in steps) or \
-                any(b <= a for a, b in zip(steps, steps[1:])):
-            raise MetadataError(f'{where}.steps must be strictly increasing positive integers')
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                   for v in limits):
-            raise MetadataError(f'{where}.limits must be non-negative finite numbers')
+        steps, limits = _step_series(data, 'limits', where, lambda v: v >= 0, 'non-negative finite numbers')
         bias = _require(data, 'bias', (int, float), where)
         if isinstance(bias, bool) or not math.isfinite(bias):
             raise MetadataError(f'{where}.bias must be a finite number')

@@ -1192,16 +1192,11 @@ class HamiltonianWorldModel(nn.Module):
         except RuntimeError as err:
             raise ValueError(f'{file}: weights do not match the config: {err}') from err
         model.info = dict(blob.get('info') or {})
-        if blob.get('spread_calibration') is not None:
-            try:
-                SpreadCalibration.from_dict(blob['spread_calibration'])
-            except MetadataError as err:
-                raise ValueError(f'{file}: {err}') from err
-            model.spread_calibration = dict(blob['spread_calibration'])
-        if blob.get('energy_calibration') is not None:
-            try:
-                EnergyCalibration.from_dict(blob['energy_calibration'])
-            except MetadataError as err:
-                raise ValueError(f'{file}: {err}') from err
-            model.energy_calibration = dict(blob['energy_calibration'])
+        for key, parser in (('spread_calibration', SpreadCalibration), ('energy_calibration', EnergyCalibration)):
+            if blob.get(key) is not None:
+                try:
+                    parser.from_dict(blob[key])
+                except MetadataError as err:
+                    raise ValueError(f'{file}: {err}') from err
+                setattr(model, key, dict(blob[key]))
         return model

@@ -143,6 +143,7 @@ def test_cli_exports_a_saved_model(tmp_path, capsys):
     assert meta.training['data_hash'] == 'sha256:' + 'ab' * 32
     assert (out / 'model.pt').is_file()
     assert meta.action_source == 'applied'
+    assert meta.energy_calibration is None            # a model saved without one exports without one
     assert main([str(tmp_path / 'nowhere'), '--out', str(out)]) == 1
     assert 'no world model' in capsys.readouterr().err
     # hamwm train --action-source feedforward leaves it in model.info; --action-source overrides it
@@ -153,6 +154,11 @@ def test_cli_exports_a_saved_model(tmp_path, capsys):
     assert main([str(tmp_path / 'feedforward'), '--out', str(tmp_path / 'as_applied'), '--horizon', '5',
                  '--action-source', 'applied']) == 0
     assert not load_metadata(tmp_path / 'as_applied').feedforward
+    # hamwm train's energy calibration travels through model.pt into metadata.json
+    model.energy_calibration = {'nominal': 0.95, 'bias': 0.0, 'steps': [1, 10], 'limits': [0.01, 0.04], 'info': {}}
+    model.save(tmp_path / 'calibrated')
+    assert main([str(tmp_path / 'calibrated'), '--out', str(tmp_path / 'cal'), '--horizon', '5']) == 0
+    assert load_metadata(tmp_path / 'cal').energy_calibration.limits == (0.01, 0.04)
 
 
 def test_export_output_is_deterministic(tmp_path):

@@ -80,6 +80,10 @@ def test_cli_outputs_and_resume(pendulum_npz, tmp_path):
     model = HamiltonianWorldModel.load(out)
     assert model.info['joint_names'] == ['hinge']
     assert 'action_source' not in model.info            # the default: the effort acting on the joints
+    # the energy books are calibrated on the validation split unless told not to
+    assert model.energy_calibration is not None and model.energy_calibration == resumed['energy_calibration']
+    assert main(common[:2] + ['--out', str(tmp_path / 'raw'), *common[4:], '--epochs', '1', '--no-calibration']) == 0
+    assert HamiltonianWorldModel.load(tmp_path / 'raw').energy_calibration is None
     assert main(common[:2] + ['--out', str(tmp_path / 'ff'), *common[4:], '--epochs', '1',
                               '--action-source', 'feedforward']) == 0
     assert HamiltonianWorldModel.load(tmp_path / 'ff').info['action_source'] == 'feedforward'

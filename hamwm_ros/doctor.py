@@ -133,7 +133,10 @@ def check_pinocchio() -> Check:
 
 
 def check_models(root: Path) -> list[Check]:
-    """Each model directory under ``root``: metadata valid and every ONNX file matching its recorded hash."""
+    """Each model directory under ``root``: metadata valid and every ONNX file matching its recorded hash.
+
+    The detail also says whether the model carries an energy-book calibration (the validity monitor's allowance).
+    """
     from hamwm_ros.runtime import MetadataError, load_metadata
 
     directories = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -149,8 +152,11 @@ def check_models(root: Path) -> list[Check]:
             continue
         inputs = f'{meta.images.frames} x {meta.images.width}x{meta.images.height} frames' if meta.images else \
             f'{len(meta.joint_names)} joint' + ('s' if len(meta.joint_names) != 1 else '')
+        books = meta.energy_calibration
+        energy = (f'energy books calibrated ({books.limits[0]:.3g} per step, 95 %)' if books is not None else
+                  'no energy calibration: the monitor counts every energy mismatch against it (hamwm train fits one)')
         checks.append(Check(f'model {directory.name}', OK, f'{meta.robot}: {inputs}, latent {meta.latent_dim}, dt '
-                                                           f'{meta.dt:g} s, hashes match'))
+                                                           f'{meta.dt:g} s, hashes match; {energy}'))
     return checks
 
 

@@ -43,6 +43,7 @@ def test_a_corrupt_or_missing_model_is_a_failure_with_the_command_that_fixes_it(
         handle.write(bytes([first[0] ^ 0xFF]))
     checks = {c.name: c for c in check_models(tmp_path)}
     assert checks['model pendulum'].status == OK and 'hashes match' in checks['model pendulum'].detail
+    assert 'energy books calibrated' in checks['model pendulum'].detail
     assert checks['model broken'].status == FAIL
     assert 'sha256' in checks['model broken'].detail and 'hamwm models --only broken' in checks['model broken'].detail
 

@@ -116,19 +116,6 @@ def monitor_summary(reports: list[dict[str, str]]) -> dict[str, Any]:
             'hold_still_ratio': median('prediction_vs_hold_still'), 'balance_error': median('balance_error')}
 
 
-def _monitor_reports(messages: list) -> list[dict[str, str]]:
-    """world_model_node's statuses in DiagnosticArray ``messages`` as key/values with their level."""
-    out = []
-    for msg in messages:
-        for status in msg.status:
-            if status.name.startswith('world_model_node'):
-                level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
-                values = {kv.key: kv.value for kv in status.values}
-                values['level'] = MONITOR_LEVELS[level] if 0 <= level < len(MONITOR_LEVELS) else str(level)
-                out.append(values)
-    return out
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hamwm bench graph', description=__doc__.split('\n\n')[0],
                                 formatter_class=HelpFormatter)
@@ -203,15 +190,25 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def _last_status(messages: list, node: str, key: str) -> dict[str, str]:
-    """Key/values of the last status of ``node`` (name prefix) in DiagnosticArray ``messages`` that has ``key``."""
-    for msg in reversed(messages):
+def _node_statuses(messages: list, node: str) -> list[dict[str, str]]:
+    """Key/values of each status of ``node`` (name prefix) in DiagnosticArray ``messages``, in order.
+
+    Each carries its ``level`` as well: 'OK', 'WARN', 'ERROR' or 'STALE'.
+    """
+    out = []
+    for msg in messages:
         for status in msg.status:
             if status.name.startswith(node):
+                level = status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
                 values = {kv.key: kv.value for kv in status.values}
-                if key in values:
-                    return values
-    return {}
+                values['level'] = MONITOR_LEVELS[level] if 0 <= level < len(MONITOR_LEVELS) else str(level)
+                out.append(values)
+    return out
+
+
+def _last_status(messages: list, node: str, key: str) -> dict[str, str]:
+    """Key/values of the last status of ``node`` (name prefix) in DiagnosticArray ``messages`` that has ``key``."""
+    return next((values for values in reversed(_node_statuses(messages, node)) if key in values), {})
 
 
 def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, Any]], seconds: float,
@@ -294,7 +291,7 @@ def run_once(params_file: Path, model_dir: Path, overrides: dict[str, dict[str, 
         speed = joint_speed_rms(stamps, np.array([list(m.velocity) for m in states]), push_stamp)
         mpc, sim = _last_status(probe.recent('/diagnostics'), 'mpc_node', 'control_ticks'), \
             _last_status(probe.recent('/diagnostics'), 'sim_node', 'real_time_factor')
-        monitor = monitor_summary(_monitor_reports(probe.recent('/diagnostics')))
+        monitor = monitor_summary(_node_statuses(probe.recent('/diagnostics'), 'world_model_node'))
     factor = float(sim['real_time_factor']) if 'real_time_factor' in sim else None
     # the shares count from the first /odom (start-up, before the model is loaded, is not the graph's steady state)
     modes = mode_shares([(max(t, start), text) for t, text in mode_events if t < end], end)

@@ -35,7 +35,7 @@ Pure python + numpy; no torch, no onnx, no rclpy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 import hashlib
 import json
@@ -138,7 +138,8 @@ class ImageSpec:
         return {'frames': self.frames, 'height': self.height, 'width': self.width, 'channels': self.channels}
 
 
-def _step_series(data: Mapping, key: str, where: str, accept: Any, what: str) -> tuple[list[int], list[float]]:
+def _step_series(data: Mapping, key: str, where: str, accept: Callable[[float], bool], what: str
+                 ) -> tuple[list[int], list[float]]:
     """A calibration's ``steps`` (strictly increasing positive ints) and the numbers ``data[key]`` fitted at each.
 
     Raises

@@ -575,6 +575,136 @@ class TestWithInjectedJointStates:
         mpc.wait_mode('PLANNING')
 
 
+@pytest.fixture(scope='class')
+def mpc_relay(models):
+    yield from injected_mpc({'model_dir': str(models['good']), 'control_rate': 250.0, 'planner_rate': 10.0,
+                             'mppi.num_samples': 64, 'joint_state_timeout': 0.25, 'recovery_time': 0.1,
+                             'max_plan_age': 0.5, 'command_relay': True})
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class TestCommandRelay:
+    """mpc_node with ``command_relay``: its effort commands go out from the relay process; every hold still holds."""
+
+    def test_commands_go_out_through_the_relay_and_holds_and_estop_still_apply(self, mpc_relay):
+        mpc, injector = mpc_relay
+        assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
+        assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        injector.set()
+        mpc.wait_mode('PLANNING')
+        planned = mpc.commands_after(0.5)
+        assert planned.shape[0] > 0.5 * 0.5 * 250.0 and np.all(np.abs(planned) <= EFFORT_LIMIT)
+        diagnostics = mpc.diagnostics()
+        status = diagnostics['command_relay']
+        assert status.startswith('running (pid '), diagnostics
+        pid = int(status.split('pid ')[1].split(',')[0])
+        assert pid != mpc.process.pid and _process_exists(pid)
+        assert int(diagnostics['relay_commands_published']) > 0
+        assert int(diagnostics['relay_bypassed']) == 0, diagnostics
+        assert float(diagnostics['relay_command_age_ms_p99']) <= 2.5 * 1e3 / 250.0
+        names = {name for name, _ in mpc.node.get_node_names_and_namespaces()}
+        deadline = time.monotonic() + 10.0
+        while 'mpc_node_relay' not in names and time.monotonic() < deadline:
+            time.sleep(0.1)
+            names = {name for name, _ in mpc.node.get_node_names_and_namespaces()}
+        assert 'mpc_node_relay' in names, names
+
+        # a bad joint state: safe hold, zero effort, through the relay
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+        injector.set(velocity=(math.nan,))
+        mpc.wait_mode('SAFE_HOLD')
+        time.sleep(0.1)
+        held = mpc.commands_after(0.4)
+        assert held.shape[0] > 0 and np.all(held == 0.0)
+        injector.set()
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+        mpc.wait_mode('PLANNING')
+
+        assert mpc.estop(True).success
+        mpc.wait_mode('ESTOP')
+        time.sleep(0.1)
+        stopped = mpc.commands_after(0.4)
+        assert stopped.shape[0] > 0 and np.all(stopped == 0.0)
+        response = mpc.estop(False)
+        deadline = time.monotonic() + 10.0
+        while not response.success and time.monotonic() < deadline:
+            time.sleep(0.2)
+            response = mpc.estop(False)
+        assert response.success, response.message
+
+        # deactivate: one hold from the node, then nothing (the relay went quiet); cleanup ends the relay process
+        assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
+        time.sleep(0.2)
+        assert mpc.commands_after(0.4).shape[0] == 0
+        assert _process_exists(pid)
+        assert mpc.transition(Transition.TRANSITION_CLEANUP)
+        deadline = time.monotonic() + 5.0
+        while _process_exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _process_exists(pid), 'cleanup left the relay process running'
+        assert mpc.diagnostics()['status'] == 'INACTIVE: not configured'
+
+
+    def test_a_dead_relay_hands_publishing_back_to_the_control_thread(self, mpc_relay):
+        mpc, injector = mpc_relay
+        if mpc.state() == 'unconfigured':
+            assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
+        if mpc.state() == 'inactive':
+            assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        injector.set()
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+        mpc.wait_mode('PLANNING')
+        status = mpc.diagnostics()['command_relay']
+        pid = int(status.split('pid ')[1].split(',')[0])
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)                     # the thread notices within ten periods (at least 50 ms)
+        commands = mpc.commands_after(0.5)
+        assert commands.shape[0] > 0.5 * 0.5 * 250.0 and np.all(np.abs(commands) <= EFFORT_LIMIT)
+        diagnostics = mpc.diagnostics()
+        assert diagnostics['command_relay'].startswith('exited'), diagnostics['command_relay']
+        assert int(diagnostics['relay_bypassed']) > 0
+        assert diagnostics['mode'] == 'PLANNING'
+        assert 'command relay not ticking' in mpc.log()
+        assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
+        assert mpc.transition(Transition.TRANSITION_CLEANUP)
+        # a new configure starts a new relay
+        assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
+        assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+        mpc.wait_mode('PLANNING')
+        status = mpc.diagnostics()['command_relay']
+        assert status.startswith('running (pid ') and int(status.split('pid ')[1].split(',')[0]) != pid, status
+
+
+def test_sigint_while_active_ends_the_relay_process_too(models):
+    harness = MpcHarness({'model_dir': str(models['good']), 'autostart': True, 'control_rate': 250.0,
+                          'planner_rate': 10.0, 'mppi.num_samples': 16, 'joint_state_timeout': 0.5,
+                          'command_relay': True})
+    injector = Injector(harness.node)
+    try:
+        injector.set()
+        harness.wait_mode('PLANNING')
+        status = harness.diagnostics()['command_relay']
+        pid = int(status.split('pid ')[1].split(',')[0])
+        assert _process_exists(pid)
+    finally:
+        injector.close()
+        log = harness.log()
+        code = harness.close()
+    assert code == 0, log[-3000:]
+    deadline = time.monotonic() + 5.0
+    while _process_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _process_exists(pid), 'the relay process outlived its node'
+
+
 def test_a_bad_value_in_the_parameter_file_fails_start_up_loudly(tmp_path):
     params = tmp_path / 'bad.yaml'
     params.write_text('mpc_node:\n  ros__parameters:\n    control_rate: 5000.0\n')

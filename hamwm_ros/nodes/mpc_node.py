@@ -72,6 +72,13 @@ rail envelope; its energy and tracking critics replace the track task's, ``criti
 Threads: the node's one executor thread (services, parameters, diagnostics, /clock), the input thread (joint states,
 IMU, odometry), the planner thread and the control thread share only the supervisor (internally locked) and a few
 slots guarded by ``self._lock``.
+
+Command relay (``command_relay``, on by default): configure starts a process of its own
+(:mod:`hamwm_ros.nodes.command_relay`, node ``<name>_relay``) that publishes the effort commands on its own clock
+and interpreter lock; the control thread posts each command to it through shared memory instead of publishing it.
+Activate waits until it runs (and fails with the reason if it does not); while it is not ticking the control thread
+publishes itself (counted as ``relay_bypassed``); holds at deactivate and shutdown go out from the node itself after
+the relay has been told to go quiet; cleanup and exit stop it.
 """
 
 from __future__ import annotations
@@ -129,6 +136,7 @@ from hamwm_ros.mpc import (
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
+from hamwm_ros.nodes.command_relay import CommandRelay
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
@@ -228,6 +236,8 @@ class MpcNode(Node):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._input: InputThread | None = None   # set below; destroy_node may run if start-up fails before that
+        self._relay: CommandRelay | None = None  # the command relay process (command_relay), from configure
+        self._relay_bypassed = 0                 # control ticks that published directly: the relay was not ticking
         self._loop_stats = self._new_loop_stats()
         self._mode_text = 'INACTIVE: not configured'
         self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
@@ -323,6 +333,12 @@ class MpcNode(Node):
             'serve /joint_states, /imu and /odom on a private node (<name>_input) with its own executor thread, so '
             'their rate does not load this node\'s executor and the control thread waits less for the interpreter '
             'lock; false: on this node\'s executor', read_only=True))
+        d('command_relay', True, _descriptor(
+            'publish the effort commands from a separate process (<name>_relay, started at configure) with its own '
+            'interpreter lock, on SCHED_FIFO control_rt_priority at control_rate, 1 ms after each control tick: the '
+            'control thread decides each command and posts it, the relay publishes the latest while it is at most '
+            '2.5 periods old; false: the control thread publishes (its timing then carries the interpreter lock\'s '
+            'jitter)', read_only=True))
         d('planner_nice', 0, _descriptor(
             'niceness added to the planner thread (and its MPPI workers) at activate, so the kernel runs the control '
             'thread first when cores are short; 0 leaves it at the process priority (Linux; ignored elsewhere)',
@@ -500,6 +516,8 @@ class MpcNode(Node):
         self._hold_playback = self._param('plan_playback') == 'hold'
         self._plan_on_state = self._param('planner_trigger') == 'state'
         self._committed_param = int(self._param('committed_steps'))
+        if self._relay is not None:
+            self._relay.set_period(self._control_period)
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -982,8 +1000,38 @@ class MpcNode(Node):
             f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}'
             + (f', balance critic on soles {[f.frame for f in balance.wb.feet]}' if balance is not None else ''))
         self._check_planner_budget(controller.runtime, controller.optimizer.settings)
+        if self._param('command_relay'):
+            reason = self._start_relay(len(controller.output_names))
+            if reason is not None:
+                self.get_logger().error(f'configure failed: {reason}')
+                self._publish_mode(f'INACTIVE: configure failed: {reason}')
+                with self._lock:
+                    self._controller = None
+                return TransitionCallbackReturn.FAILURE
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
+
+    def _start_relay(self, size: int) -> str | None:
+        """Start the command relay process for ``size``-joint commands (if not running); None, or why it failed."""
+        relay = self._relay
+        if relay is not None and relay.mailbox.size == size and relay.process.poll() is None:
+            return None
+        self._stop_relay()
+        try:
+            relay = CommandRelay(size, self.resolve_topic_name('effort_controller/commands'),
+                                 f'{self.get_name()}_relay', self.get_namespace(), self.context.get_domain_id(),
+                                 int(self._param('control_rt_priority')), self._control_period)
+        except OSError as error:
+            return f'the command relay process did not start: {error}'
+        self._relay = relay
+        return None
+
+    def _stop_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            code = relay.stop()
+            if code not in (0, None):
+                self.get_logger().warning(f'the command relay process exited with code {code}')
 
     def _check_planner_budget_later(self, reuse: bool = False) -> None:
         """:meth:`_check_planner_budget` on a thread of its own (run-time changes: the caller does not wait).
@@ -1049,6 +1097,11 @@ class MpcNode(Node):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         controller = self._controller
+        if self._relay is not None:
+            reason = self._relay.wait_ready()
+            if reason is not None:
+                self.get_logger().error(f'activate failed: {reason}')
+                return TransitionCallbackReturn.FAILURE
         controller.supervisor.activate(time.monotonic())
         controller.optimizer.reset()
         if controller.balance is not None:
@@ -1099,6 +1152,8 @@ class MpcNode(Node):
         if controller is None:
             return
         hold = controller.supervisor.deactivate(time.monotonic(), reason)
+        if self._relay is not None:
+            self._relay.clear()           # the relay goes quiet; the hold goes out from here
         if self._driver_hold:
             self._publish_driver_hold(controller)
         else:
@@ -1112,6 +1167,7 @@ class MpcNode(Node):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_relay()
         with self._lock:
             self._controller = self._pending_runtime = self._pending_settings = self._pending_terminal = None
         self._publish_mode('INACTIVE: not configured')
@@ -1477,6 +1533,7 @@ class MpcNode(Node):
         stats = self._loop_stats
         logger = self.get_logger()
         stats['scheduling'] = self._raise_control_priority(int(self._param('control_rt_priority')))
+        relay = self._relay
         deadline = time.monotonic()
         previous_tick = None
         while not self._stop.is_set():
@@ -1489,6 +1546,8 @@ class MpcNode(Node):
             if now - deadline > period:            # a whole period late: count it and re-anchor, no burst
                 stats['missed'] += int((now - deadline) / period)
                 deadline = now
+            if relay is not None:
+                relay.set_phase(deadline)
             if previous_tick is not None:
                 stats['period_error_s'].append(abs(now - previous_tick - period))
             previous_tick = now
@@ -1507,7 +1566,7 @@ class MpcNode(Node):
             if driver_holds:
                 if result.transition is not None:    # the driver holds from here; no effort until the mode ends
                     self._publish_driver_hold(controller)
-            elif not self._publish_command(controller, command):
+            elif not self._publish_command(controller, command, via_relay=True):
                 return
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
@@ -1529,8 +1588,11 @@ class MpcNode(Node):
         else:
             self.get_logger().warning(text)
 
-    def _publish_command(self, controller: _Controller, command: np.ndarray) -> bool:
-        """Publish one command (and its stamped copy); False when the ROS context is gone (shutting down)."""
+    def _publish_command(self, controller: _Controller, command: np.ndarray, via_relay: bool = False) -> bool:
+        """Publish one command (and its stamped copy); False when the ROS context is gone (shutting down).
+
+        ``via_relay`` (the control loop): hand it to the command relay process when one is running and ticking.
+        """
         if not self.context.ok():
             return False
         values = np.asarray(command, dtype=np.float64)[controller.output_index]
@@ -1541,8 +1603,21 @@ class MpcNode(Node):
         msg = Float64MultiArray()
         msg.layout.dim = [MultiArrayDimension(label='joints', size=values.size, stride=values.size)]
         msg.data = _doubles(values)
+        relay = self._relay if via_relay else None
+        if relay is not None:
+            now = time.monotonic()
+            if relay.healthy(now, self._control_period):
+                relay.post(values, now)
+            else:
+                relay = None
+                self._relay_bypassed += 1
+                count = self._throttle.due('relay_bypassed')
+                if count:
+                    self.get_logger().warning(
+                        f'command relay not ticking: {count} commands published from the control thread instead')
         try:
-            self._command_pub.publish(msg)
+            if relay is None:
+                self._command_pub.publish(msg)
             self._loop_stats['published'] += 1
             if self._publish_stamped:
                 stamped = JointState(name=controller.output_names)
@@ -1588,6 +1663,7 @@ class MpcNode(Node):
                 'control_rate_achieved_hz': f"{stats['ticks'] / elapsed:.1f}" if sup.active else '0',
                 'missed_deadlines': str(stats['missed']), 'control_scheduling': stats['scheduling'],
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
+                'command_relay': self._relay_status(),
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
                 # the last planner budget check (configure, hot-load, or a change of BUDGET_PARAMS)
                 'predictor_ms': f'{self._predictor_ms:.2f}',
@@ -1623,6 +1699,17 @@ class MpcNode(Node):
                 'estop_triggers': str(self._estop.triggers),
             })
             values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
+            if self._relay is not None:
+                relay = self._relay.stats()
+                values.update({
+                    'relay_period_error_p99_ms': f"{1e3 * relay['period_error_p99_s']:.3f}",
+                    'relay_missed_deadlines': str(relay['missed']), 'relay_ticks': str(relay['ticks']),
+                    'relay_commands_published': str(relay['published']),
+                    'relay_stale_ticks': str(relay['stale']), 'relay_repeats': str(relay['repeats']),
+                    'relay_command_age_ms_p50': f"{1e3 * relay['command_age_p50_s']:.3f}",
+                    'relay_command_age_ms_p99': f"{1e3 * relay['command_age_p99_s']:.3f}",
+                    'relay_bypassed': str(self._relay_bypassed),
+                })
             schedule = controller.swingup
             values['task'] = 'track' if schedule is None else 'swingup'
             if schedule is not None:
@@ -1651,11 +1738,23 @@ class MpcNode(Node):
         message.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(message)
 
+    def _relay_status(self) -> str:
+        relay = self._relay
+        if relay is None:
+            return 'off' if not self._param('command_relay') else 'not started (configure starts it)'
+        stats = relay.stats()
+        if not stats['running']:
+            return f'exited (code {relay.process.returncode})'
+        if stats['pid'] == 0:
+            return 'starting'
+        return f"running (pid {stats['pid']}, {stats['scheduling']})"
+
     def destroy_node(self) -> None:
         """Stop the loops (publishing the safe hold if active), then destroy the node."""
         self._join_budget_checks()
         if self._threads:
             self._hold('node destroyed')
+        self._stop_relay()
         if self._input is not None:
             self._input.stop()
         super().destroy_node()

@@ -431,6 +431,8 @@ def graph_stage(model_dir: Path, seconds_per_goal: float, timeout_s: float) -> d
         'control_ticks': ticks,
         'missed_deadlines': int(values.get('missed_deadlines', 0)),
         'period_error_p99_ms': float(values.get('period_error_p99_ms', 'nan')),
+        # the command relay process (command_relay): when the commands went out; nan without it
+        'relay_period_error_p99_ms': float(values.get('relay_period_error_p99_ms', 'nan')),
         'planner_ms_p50': float(values.get('planner_ms_p50', 'nan')),
         'state_to_command_ms_p50': float(values.get('state_to_command_ms_p50', 'nan')),
         'state_to_command_ms_p99': float(values.get('state_to_command_ms_p99', 'nan')),
@@ -514,8 +516,10 @@ def summary_table(figures: dict[str, Any]) -> str:
                               for s in g['segments'])
             rows.append(('ROS 2 mpc_node', 'on goal' if g['success'] else 'OFF GOAL',
                          f"{goals}; planned {100 * g['planned_fraction']:.0f}% of {g['control_ticks']} ticks; "
-                         f"period error p99 {_fmt(g['period_error_p99_ms'])} ms, {g['missed_deadlines']} missed; "
-                         f"state->command p50 {_fmt(g['state_to_command_ms_p50'], '.1f')} ms"))
+                         f"period error p99 {_fmt(g['period_error_p99_ms'])} ms, {g['missed_deadlines']} missed"
+                         + (f" (published by the relay: {_fmt(g['relay_period_error_p99_ms'])} ms); "
+                            if math.isfinite(g.get('relay_period_error_p99_ms', math.nan)) else '; ')
+                         + f"state->command p50 {_fmt(g['state_to_command_ms_p50'], '.1f')} ms"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(2)]
     lines = []
     for k, row in enumerate(rows):

@@ -39,6 +39,14 @@ def test_summary_of_samples():
     assert figures['period_error_p99_ms_max'] == pytest.approx(9.5)
     assert figures['mode_changes'] == 2 and figures['modes_entered'] == {'PLANNING': 2, 'SAFE_HOLD': 1}
     assert figures['commands_per_s'] == pytest.approx(98.0)
+    assert figures['relay'] is False                              # no relay figures: none reported
+    for t, sample in samples:
+        sample.update({'relay_period_error_p99_ms': 0.05 * t, 'relay_commands_published': 97.0 * t,
+                       'relay_bypassed': 1.0, 'relay_rss_kb': 500.0 + 2 * t})
+    figures = summarise(samples, ['PLANNING: a'], 20480.0)
+    assert figures['relay'] is True and figures['relay_commands_published'] == 97.0 * 9
+    assert figures['relay_period_error_p99_ms_max'] == pytest.approx(0.45)
+    assert figures['relay_rss_growth_kib'] == pytest.approx(12.0)
 
 
 def test_short_soak_prints_finite_figures_and_passes():
@@ -61,6 +69,8 @@ def test_short_soak_prints_finite_figures_and_passes():
     assert math.isfinite(p99) and p99 >= 0.0
     commands = int(_figure(text, 'commands_published').split()[0])
     assert commands > 100, text                    # ~6 s at 500 Hz, even with many missed periods
+    relay = _figure(text, 'relay')                 # command_relay is on by default
+    assert int(relay.split()[0]) > 100, text
     changes = int(_figure(text, 'mode_changes').split()[0])
     assert changes >= 0
     assert 'mpc_node 0, sim_node 0' in _figure(text, 'exit_codes'), text

@@ -15,7 +15,9 @@ Printed (one ``key: value`` line each, so scripts and tests can parse them):
 * ``missed_deadline_rate``: missed control periods over all periods (ticks + missed), mpc_node's own count;
 * ``period_error_p99_ms``: mpc_node's rolling p99 of |tick interval - period| (its last 5000 ticks): the last value,
   the median and the maximum of the samples;
-* ``commands_published`` and ``mode_changes`` (with the count per mode entered).
+* ``commands_published`` and ``mode_changes`` (with the count per mode entered);
+* ``relay`` (with ``command_relay``, the default): what the relay process published, how many commands the control
+  thread published instead, the relay's rolling p99 period error and its RSS growth (bounded like mpc_node's).
 
 Exit code 1 when the RSS growth exceeds ``--max-growth-mib`` (20 MiB by default), when either node died or stopped
 reporting, or when no sample came in; 0 otherwise.
@@ -83,7 +85,8 @@ def _sample(msg: Any) -> dict[str, Any] | None:
                 return None
             out: dict[str, Any] = {'mode': values.get('mode', '')}
             for key in ('rss_kb', 'threads', 'missed_deadlines', 'control_ticks', 'commands_published',
-                        'period_error_p99_ms', 'control_elapsed_s', 'stale_to_hold_ms_max'):
+                        'period_error_p99_ms', 'control_elapsed_s', 'stale_to_hold_ms_max',
+                        'relay_period_error_p99_ms', 'relay_commands_published', 'relay_bypassed', 'relay_rss_kb'):
                 try:
                     out[key] = float(values[key])
                 except (KeyError, ValueError):
@@ -107,7 +110,21 @@ def summarise(samples: list[tuple[float, dict[str, Any]]], modes: list[str], bou
     periods = final['control_ticks'] + final['missed_deadlines']
     entered = Counter(m.split(':', 1)[0] for m in modes)
     growth = statistics.median(last) - statistics.median(first)
+    relay: dict[str, Any] = {'relay': False}
+    if math.isfinite(final.get('relay_commands_published', math.nan)):
+        relay_p99 = [s['relay_period_error_p99_ms'] for _, s in samples
+                     if math.isfinite(s.get('relay_period_error_p99_ms', math.nan))]
+        relay_first = [s['relay_rss_kb'] for t, s in samples if t <= t_start + window and s.get('relay_rss_kb', -1) > 0]
+        relay_last = [s['relay_rss_kb'] for t, s in samples if t >= t_end - window and s.get('relay_rss_kb', -1) > 0]
+        relay = {'relay': True, 'relay_commands_published': final['relay_commands_published'],
+                 'relay_bypassed': final['relay_bypassed'],
+                 'relay_period_error_p99_ms_last': final['relay_period_error_p99_ms'],
+                 'relay_period_error_p99_ms_median': statistics.median(relay_p99) if relay_p99 else math.nan,
+                 'relay_period_error_p99_ms_max': max(relay_p99) if relay_p99 else math.nan,
+                 'relay_rss_growth_kib': statistics.median(relay_last) - statistics.median(relay_first)
+                 if relay_first and relay_last else math.nan}
     return {
+        **relay,
         'samples': len(samples), 'span_s': t_end - t_start, 'window_s': window,
         'rss_first_kib': statistics.median(first), 'rss_last_kib': statistics.median(last),
         'rss_growth_kib': growth, 'rss_max_kib': max(s['rss_kb'] for _, s in samples), 'rss_bound_kib': bound_kib,
@@ -218,11 +235,18 @@ def report(result: dict[str, Any]) -> str:
         f"commands_published: {r['commands_published']:.0f} ({r['commands_per_s']:.1f} /s)",
         f"mode_changes: {r['mode_changes']} (entered: {modes}; final {r['final_mode']})",
         f"stale_to_hold_ms_max: {r['stale_to_hold_ms_max']:.3f}",
+        *([f"relay: {r['relay_commands_published']:.0f} commands published by the relay process, "
+           f"{r['relay_bypassed']:.0f} by the control thread instead; period_error_p99_ms "
+           f"{r['relay_period_error_p99_ms_last']:.3f} (last; median {r['relay_period_error_p99_ms_median']:.3f}, max "
+           f"{r['relay_period_error_p99_ms_max']:.3f}); rss_growth_kib {r['relay_rss_growth_kib']:.0f}"]
+          if r.get('relay') else []),
         f"exit_codes: mpc_node {r['mpc_exit_code']}, sim_node {r['sim_exit_code']} (SIGINT at the end)",
     ]
     failures = list(r['died'])
     if r['rss_growth_kib'] > r['rss_bound_kib']:
         failures.append(f"RSS grew {r['rss_growth_kib']:.0f} KiB > {r['rss_bound_kib']:.0f} KiB")
+    if r.get('relay') and r['relay_rss_growth_kib'] > r['rss_bound_kib']:
+        failures.append(f"the relay's RSS grew {r['relay_rss_growth_kib']:.0f} KiB > {r['rss_bound_kib']:.0f} KiB")
     lines.append('result: ' + ('PASS' if not failures else 'FAIL (' + '; '.join(failures) + ')'))
     return '\n'.join(lines)
 

@@ -76,9 +76,9 @@ slots guarded by ``self._lock``.
 Command relay (``command_relay``, on by default): configure starts a process of its own
 (:mod:`hamwm_ros.nodes.command_relay`, node ``<name>_relay``) that publishes the effort commands on its own clock
 and interpreter lock; the control thread posts each command to it through shared memory instead of publishing it.
-Activate waits until it runs (and fails with the reason if it does not); while it is not ticking the control thread
-publishes itself (counted as ``relay_bypassed``); holds at deactivate and shutdown go out from the node itself after
-the relay has been told to go quiet; cleanup and exit stop it.
+Activate restarts it if it died and waits until it runs (failing with the reason if it does not); while it is not
+ticking the control thread publishes itself (counted as ``relay_bypassed``); holds at deactivate and shutdown go out
+from the node itself after the relay has been told to go quiet; cleanup and exit stop it.
 """
 
 from __future__ import annotations
@@ -182,18 +182,18 @@ SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_e
 # live parameters the swing-up's terminal value P is built from (its stage costs, the plan's horizon, the goal);
 # changing one rebuilds P, as does a hot-loaded model (its dt)
 TERMINAL_INPUTS = ('critics.tracking.weight', 'critics.effort.weight', 'mppi.horizon', 'goal_position')
-
-
+# appended to a command relay failure (the relay process writes to this node's output)
+RELAY_HINT = ' (its output is in this log; command_relay false publishes from the control thread)'
 
 
 def _doubles(values: np.ndarray) -> array.array:
     return array.array('d', np.ascontiguousarray(values, dtype=np.float64).tobytes())
 
 
-def _rss_kb() -> int:
-    """Resident memory of this process in KiB (Linux /proc; -1 elsewhere)."""
+def _rss_kb(pid: int | str = 'self') -> int:
+    """Resident memory of process ``pid`` (default this one) in KiB (Linux /proc; -1 elsewhere or if it is gone)."""
     try:
-        with open('/proc/self/statm') as statm:
+        with open(f'/proc/{pid}/statm') as statm:
             return int(statm.read().split()[1]) * (os.sysconf('SC_PAGE_SIZE') // 1024)
     except (OSError, ValueError, IndexError):
         return -1
@@ -1003,7 +1003,7 @@ class MpcNode(Node):
         if self._param('command_relay'):
             reason = self._start_relay(len(controller.output_names))
             if reason is not None:
-                self.get_logger().error(f'configure failed: {reason}')
+                self.get_logger().error(f'configure failed: {reason}{RELAY_HINT}')
                 self._publish_mode(f'INACTIVE: configure failed: {reason}')
                 with self._lock:
                     self._controller = None
@@ -1097,10 +1097,13 @@ class MpcNode(Node):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         controller = self._controller
-        if self._relay is not None:
-            reason = self._relay.wait_ready()
+        if self._param('command_relay'):
+            # (re)start it if it is not running (it died since configure), then wait until it publishes
+            reason = self._start_relay(len(controller.output_names))
+            if reason is None:
+                reason = self._relay.wait_ready()
             if reason is not None:
-                self.get_logger().error(f'activate failed: {reason}')
+                self.get_logger().error(f'activate failed: {reason}{RELAY_HINT}')
                 return TransitionCallbackReturn.FAILURE
         controller.supervisor.activate(time.monotonic())
         controller.optimizer.reset()
@@ -1709,6 +1712,7 @@ class MpcNode(Node):
                     'relay_command_age_ms_p50': f"{1e3 * relay['command_age_p50_s']:.3f}",
                     'relay_command_age_ms_p99': f"{1e3 * relay['command_age_p99_s']:.3f}",
                     'relay_bypassed': str(self._relay_bypassed),
+                    'relay_rss_kb': str(_rss_kb(relay['pid']) if relay['running'] and relay['pid'] else -1),
                 })
             schedule = controller.swingup
             values['task'] = 'track' if schedule is None else 'swingup'

@@ -20,7 +20,7 @@ import numpy as np
 # header slots (float64)
 _SEQ, _WRITTEN, _CHECK, _PERIOD, _STOP, _READY, _HEARTBEAT, _SCHEDULING = range(8)
 _TICKS, _MISSED, _PUBLISHED, _STALE, _REPEATS, _REFUSED, _TORN, _RING_COUNT = range(8, 16)
-_PHASE = 16
+_PHASE, _MATCHED = 16, 17
 HEADER = 20
 RING = 5000                # period errors and command ages kept for percentiles (10 s at 500 Hz)
 READ_RETRIES = 4
@@ -88,6 +88,7 @@ class CommandMailbox:
             block[:] = 0.0
             self._header[_WRITTEN] = math.nan
             self._header[_CHECK] = math.nan
+            self._header[_MATCHED] = -1.0
 
     @property
     def name(self) -> str:
@@ -173,6 +174,10 @@ class CommandMailbox:
         self._header[_SCHEDULING] = float(scheduling)
         self._header[_READY] = float(pid)
 
+    def set_matched(self, count: int) -> None:
+        """How many subscriptions the reader's publisher has matched (the writer compares it with its own)."""
+        self._header[_MATCHED] = float(count)
+
     def record_tick(self, now: float, period_error: float | None, missed: int) -> None:
         """One reader tick at ``now``: its period error (None for the first) and the deadlines it missed."""
         header = self._header
@@ -200,6 +205,11 @@ class CommandMailbox:
     def ready_pid(self) -> int:
         """The reader's pid once it publishes, else 0."""
         return int(self._header[_READY])
+
+    @property
+    def matched(self) -> int:
+        """Subscriptions the reader's publisher matched at its last report (-1 before any)."""
+        return int(self._header[_MATCHED])
 
     @property
     def heartbeat(self) -> float:

@@ -68,6 +68,9 @@ def relay_and_probe():
         while probe.subscription.get_publisher_count() == 0:
             assert time.monotonic() < deadline, 'the relay never matched the probe'
             time.sleep(0.05)
+        while relay.matched < 1:             # the relay reports its match count every MATCH_REPORT_TICKS ticks
+            assert time.monotonic() < deadline, f'the relay reported {relay.matched} matched subscriptions'
+            time.sleep(0.01)
         yield relay, probe
     finally:
         relay.stop()

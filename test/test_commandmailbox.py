@@ -73,7 +73,9 @@ def test_wrong_sizes_are_refused():
 def test_reader_statistics_reach_the_writer(pair):
     writer, reader = pair
     assert math.isnan(writer.stats()['period_error_p99_s'])
-    assert reader.phase == 0.0
+    assert reader.phase == 0.0 and writer.matched == -1          # no match count reported yet
+    reader.set_matched(2)
+    assert writer.matched == 2
     writer.set_phase(12.5)
     writer.set_period(0.002)
     assert reader.phase == 12.5 and reader.period == 0.002

@@ -608,6 +608,8 @@ class TestCommandRelay:
         assert pid != mpc.process.pid and _process_exists(pid)
         assert int(diagnostics['relay_commands_published']) > 0
         assert int(diagnostics['relay_bypassed']) == 0, diagnostics
+        # ticks published from the node while the relay had not yet discovered the probe (start-up only)
+        assert 0 <= int(diagnostics['relay_unmatched_ticks']) < int(diagnostics['control_ticks'])
         assert float(diagnostics['relay_command_age_ms_p99']) <= 2.5 * 1e3 / 250.0
         names = {name for name, _ in mpc.node.get_node_names_and_namespaces()}
         deadline = time.monotonic() + 10.0

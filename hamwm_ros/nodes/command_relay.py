@@ -36,6 +36,10 @@ MAX_AGE_PERIODS = 2.5      # a posted command older than this many periods is st
 # thread posts ~0.15 ms after its deadline and its lateness p99 is 0.3-0.9 ms at 500 Hz on 2 cores, so almost every
 # command goes out on the tick after it was decided, at the same age, without adding half a period at low rates.
 PHASE_OFFSET_S = 0.001
+# The relay is a DDS participant of its own, so a subscriber that appears (a driver, a simulator restarted) can match
+# the node's publisher before the relay's: the relay reports its match count this often and the node publishes
+# itself while its own publisher has matched more (no command is lost to the relay's discovery).
+MATCH_REPORT_TICKS = 10
 START_TIMEOUT_S = 20.0     # the relay process imports rclpy and joins the graph: seconds before activation gives up
 
 
@@ -54,7 +58,7 @@ def _on_term(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_relay(mailbox: CommandMailbox, publish: Any, parent_pid: int) -> None:
+def run_relay(mailbox: CommandMailbox, publish: Any, parent_pid: int, matched: Any = None) -> None:
     """The relay loop: until a stop request or the parent's exit, publish the latest fresh command each period.
 
     Parameters
@@ -65,11 +69,18 @@ def run_relay(mailbox: CommandMailbox, publish: Any, parent_pid: int) -> None:
         Called with each command's values (float64 array); returns False when publishing is over (context gone).
     parent_pid
         The node's pid; the loop ends when this process is re-parented (the node died without a stop request).
+    matched
+        Returns how many subscriptions the publisher has matched; reported through the mailbox every
+        ``MATCH_REPORT_TICKS`` ticks (the node publishes itself while its own publisher has matched more).
     """
     deadline = time.monotonic()
     previous_tick = None
     last_written = math.nan
+    ticks = 0
     while not mailbox.stop_requested and os.getppid() == parent_pid:
+        if matched is not None and ticks % MATCH_REPORT_TICKS == 0:
+            mailbox.set_matched(matched())
+        ticks += 1
         period = mailbox.period
         if not period > 0.0:
             time.sleep(0.01)
@@ -140,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             return True
 
         mailbox.mark_ready(os.getpid(), _raise_priority(int(config['priority'])))
-        run_relay(mailbox, publish, int(config['parent_pid']))
+        run_relay(mailbox, publish, int(config['parent_pid']), publisher.get_subscription_count)
     except KeyboardInterrupt:
         pass
     finally:
@@ -205,6 +216,11 @@ class CommandRelay:
     def healthy(self, now: float, period: float) -> bool:
         """Whether the relay is ready and ticked within the last ten periods (at least 50 ms)."""
         return self.mailbox.ready_pid != 0 and now - self.mailbox.heartbeat < max(0.05, 10.0 * period)
+
+    @property
+    def matched(self) -> int:
+        """Subscriptions the relay's publisher had matched at its last report (-1 before any)."""
+        return self.mailbox.matched
 
     def post(self, values: np.ndarray, now: float) -> None:
         """Hand the relay the command of time ``now``."""

@@ -77,8 +77,10 @@ Command relay (``command_relay``, on by default): configure starts a process of 
 (:mod:`hamwm_ros.nodes.command_relay`, node ``<name>_relay``) that publishes the effort commands on its own clock
 and interpreter lock; the control thread posts each command to it through shared memory instead of publishing it.
 Activate restarts it if it died and waits until it runs (failing with the reason if it does not); while it is not
-ticking the control thread publishes itself (counted as ``relay_bypassed``); holds at deactivate and shutdown go out
-from the node itself after the relay has been told to go quiet; cleanup and exit stop it.
+ticking, or while its publisher has matched fewer subscriptions than the node's own (a new subscriber discovers the
+two DDS participants separately), the control thread publishes itself (``relay_bypassed``,
+``relay_unmatched_ticks``); holds at deactivate and shutdown go out from the node itself after the relay has been
+told to go quiet; cleanup and exit stop it.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ from hamwm_ros.mpc import (
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
-from hamwm_ros.nodes.command_relay import CommandRelay
+from hamwm_ros.nodes.command_relay import MATCH_REPORT_TICKS, CommandRelay
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
@@ -238,6 +240,9 @@ class MpcNode(Node):
         self._input: InputThread | None = None   # set below; destroy_node may run if start-up fails before that
         self._relay: CommandRelay | None = None  # the command relay process (command_relay), from configure
         self._relay_bypassed = 0                 # control ticks that published directly: the relay was not ticking
+        self._relay_unmatched = 0                # ... or had matched fewer subscribers than this node's publisher
+        self._direct_matched = 0                 # subscribers of this node's effort publisher, refreshed every
+        self._match_check = 0                    # MATCH_REPORT_TICKS ticks
         self._loop_stats = self._new_loop_stats()
         self._mode_text = 'INACTIVE: not configured'
         self._imu: tuple[float, Imu] | None = None         # (monotonic receipt, message), for the balance critic
@@ -1609,8 +1614,17 @@ class MpcNode(Node):
         relay = self._relay if via_relay else None
         if relay is not None:
             now = time.monotonic()
-            if relay.healthy(now, self._control_period):
+            self._match_check -= 1
+            if self._match_check <= 0:
+                self._match_check = MATCH_REPORT_TICKS
+                self._direct_matched = self._command_pub.get_subscription_count()
+            healthy = relay.healthy(now, self._control_period)
+            if healthy and relay.matched >= self._direct_matched:
                 relay.post(values, now)
+            elif healthy:           # a subscriber the relay has not discovered yet: publish from here meanwhile
+                relay.clear()       # and nothing older from the relay in between
+                relay = None
+                self._relay_unmatched += 1
             else:
                 relay = None
                 self._relay_bypassed += 1
@@ -1712,6 +1726,7 @@ class MpcNode(Node):
                     'relay_command_age_ms_p50': f"{1e3 * relay['command_age_p50_s']:.3f}",
                     'relay_command_age_ms_p99': f"{1e3 * relay['command_age_p99_s']:.3f}",
                     'relay_bypassed': str(self._relay_bypassed),
+                    'relay_unmatched_ticks': str(self._relay_unmatched),
                     'relay_rss_kb': str(_rss_kb(relay['pid']) if relay['running'] and relay['pid'] else -1),
                 })
             schedule = controller.swingup

@@ -306,6 +306,7 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
             'commands_published': int(last.get('relay_commands_published', 0)),
             'stale_ticks': int(last.get('relay_stale_ticks', 0)), 'repeats': int(last.get('relay_repeats', 0)),
             'bypassed': int(last.get('relay_bypassed', 0)),
+            'unmatched': int(last.get('relay_unmatched_ticks', 0)),
             'command_age_ms_p50': float(last.get('relay_command_age_ms_p50', 'nan')),
             'command_age_ms_p99': float(last.get('relay_command_age_ms_p99', 'nan'))},
         'bare_loop': {'period_error_p99_ms': bare['period_error_p99_ms'], 'missed_deadlines': bare['missed'],
@@ -335,7 +336,8 @@ def print_loop(fig: dict[str, Any]) -> None:
     if relay:
         print(f"command relay: {relay['commands_published']} published, {relay['repeats']} of them repeats (the "
               f"control thread had posted no newer one), {relay['stale_ticks']} ticks with no fresh command, "
-              f"{relay['bypassed']} published by the control thread instead; command age when published p50 "
+              f"{relay['bypassed'] + relay['unmatched']} published by the control thread instead ({relay['unmatched']} "
+              "while the relay had not yet matched every subscriber); command age when published p50 "
               f"{relay['command_age_ms_p50']:.3f} ms, p99 {relay['command_age_ms_p99']:.3f} ms")
     publisher = relay['period_error_p99_ms'] if relay else m['period_error_p99_ms']
     ratio = publisher / max(b['period_error_p99_ms'], 1e-9)

@@ -102,11 +102,13 @@ class CommandMailbox:
         Raises
         ------
         ValueError
-            If ``values`` has the wrong length.
+            If ``values`` has the wrong length or a value that is not finite.
         """
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         if values.size != self.size:
             raise ValueError(f'expected {self.size} values, got {values.size}')
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f'a command must be finite, got {values}')
         header = self._header
         header[_SEQ] += 1.0
         self._values[:] = values

@@ -170,3 +170,43 @@ def test_the_relay_exits_when_its_node_process_dies_without_stopping_it(tmp_path
     else:
         os.kill(pid, 9)
         pytest.fail('the orphaned relay kept running')
+
+
+def test_the_relay_loop_refuses_non_finite_commands_and_stops_on_request():
+    # the loop alone, in a thread, publishing into a list: no process, no DDS
+    from hamwm_ros.commandmailbox import CommandMailbox, _checksum
+    from hamwm_ros.nodes.command_relay import run_relay
+
+    writer = CommandMailbox(2)
+    reader = CommandMailbox(2, name=writer.name)
+    published: list[np.ndarray] = []
+    writer.set_period(PERIOD)
+    thread = threading.Thread(target=run_relay, args=(reader, lambda v: published.append(v) or True, os.getppid()),
+                              kwargs={'matched': lambda: 3})
+    thread.start()
+    try:
+        writer.post(np.array([1.0, 2.0]), time.monotonic() + 60.0)
+        time.sleep(0.1)
+        assert len(published) > 5 and all(np.array_equal(v, [1.0, 2.0]) for v in published)
+        assert writer.matched == 3
+        with pytest.raises(ValueError, match='finite'):
+            writer.post(np.array([np.nan, 2.0]), time.monotonic())
+        # one that got into the block anyway (checksum and all): the relay refuses it
+        bad, written = np.array([np.inf, 2.0]), time.monotonic() + 60.0
+        writer._header[0] += 1.0
+        writer._values[:] = bad
+        writer._header[1], writer._header[2] = written, _checksum(bad, written, writer._weights)
+        writer._header[0] += 1.0
+        time.sleep(0.02)
+        count = len(published)
+        time.sleep(0.1)
+        assert len(published) == count                       # a non-finite command never goes out
+        assert writer.stats()['refused'] > 5
+        writer.request_stop()
+        thread.join(timeout=2.0)
+        assert not thread.is_alive()
+    finally:
+        writer.request_stop()
+        thread.join(timeout=2.0)
+        reader.close()
+        writer.close()

@@ -62,6 +62,8 @@ def test_wrong_sizes_are_refused():
     try:
         with pytest.raises(ValueError, match='expected 2 values'):
             writer.post(np.zeros(3), now=0.0)
+        with pytest.raises(ValueError, match='finite'):
+            writer.post(np.array([0.0, np.inf]), now=0.0)
         with pytest.raises(ValueError, match='needs'):
             CommandMailbox(5000, name=writer.name)
     finally:

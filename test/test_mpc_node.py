@@ -133,6 +133,13 @@ class MpcHarness(MpcProcess):
     def state(self) -> str:
         return self.call(GetState, '/mpc_node/get_state', GetState.Request()).current_state.label
 
+    def activate(self) -> None:
+        """Configure (if unconfigured) and activate (if inactive); a refused transition fails the test."""
+        if self.state() == 'unconfigured':
+            assert self.transition(Transition.TRANSITION_CONFIGURE), self.log()
+        if self.state() == 'inactive':
+            assert self.transition(Transition.TRANSITION_ACTIVATE), self.log()
+
     def set(self, **values: Any) -> list:
         self._marked()
         request = SetParameters.Request(parameters=[Parameter(k.replace('__', '.'), value=v).to_parameter_msg()
@@ -469,10 +476,7 @@ class TestWithInjectedJointStates:
         injector.set()
         samples = []
         for _ in range(4):
-            if mpc.state() == 'unconfigured':
-                assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
-            if mpc.state() == 'inactive':
-                assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+            mpc.activate()
             mpc.wait_mode('PLANNING')
             assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
             time.sleep(0.2)
@@ -487,10 +491,7 @@ class TestWithInjectedJointStates:
 
     def test_planner_overruns_are_counted_and_trip_the_fallback(self, mpc_direct):
         mpc, injector = mpc_direct
-        if mpc.state() == 'unconfigured':
-            assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
-        if mpc.state() == 'inactive':
-            assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        mpc.activate()
         injector.set()
         mpc.wait_mode('PLANNING')
         # 100 Hz planning over 16384 samples x 25 steps cannot keep up on this machine: every iteration overruns.
@@ -515,10 +516,7 @@ class TestWithInjectedJointStates:
 
     def test_fuzzed_joint_states_never_crash_the_node_or_reach_a_command(self, mpc_direct):
         mpc, injector = mpc_direct
-        if mpc.state() == 'unconfigured':
-            assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
-        if mpc.state() == 'inactive':
-            assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        mpc.activate()
         injector.fields = {}
         rng = np.random.default_rng(7)
         specials = np.array([math.nan, math.inf, -math.inf, 1e308, -1e308, 0.0, 0.3, 20.0])
@@ -595,18 +593,24 @@ class TestCommandRelay:
 
     def test_commands_go_out_through_the_relay_and_holds_and_estop_still_apply(self, mpc_relay):
         mpc, injector = mpc_relay
-        assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
-        assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        mpc.activate()
         injector.set()
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
         mpc.wait_mode('PLANNING')
         planned = mpc.commands_after(0.5)
         assert planned.shape[0] > 0.5 * 0.5 * 250.0 and np.all(np.abs(planned) <= EFFORT_LIMIT)
+        # the node publishes itself until the relay has discovered this probe too (a second or so under load)
+        deadline = time.monotonic() + 20.0
         diagnostics = mpc.diagnostics()
+        while int(diagnostics.get('relay_commands_published', 0)) == 0 and time.monotonic() < deadline:
+            diagnostics = mpc.diagnostics()
         status = diagnostics['command_relay']
         assert status.startswith('running (pid '), diagnostics
         pid = int(status.split('pid ')[1].split(',')[0])
         assert pid != mpc.process.pid and _process_exists(pid)
-        assert int(diagnostics['relay_commands_published']) > 0
+        assert int(diagnostics['relay_commands_published']) > 0, diagnostics
+        taken_over = mpc.commands_after(0.5)            # and from then on the relay publishes them
+        assert taken_over.shape[0] > 0.5 * 0.5 * 250.0 and np.all(np.abs(taken_over) <= EFFORT_LIMIT)
         assert int(diagnostics['relay_bypassed']) == 0, diagnostics
         # ticks published from the node while the relay had not yet discovered the probe (start-up only)
         assert 0 <= int(diagnostics['relay_unmatched_ticks']) < int(diagnostics['control_ticks'])
@@ -656,10 +660,7 @@ class TestCommandRelay:
 
     def test_a_dead_relay_hands_publishing_back_to_the_control_thread(self, mpc_relay):
         mpc, injector = mpc_relay
-        if mpc.state() == 'unconfigured':
-            assert mpc.transition(Transition.TRANSITION_CONFIGURE), mpc.log()
-        if mpc.state() == 'inactive':
-            assert mpc.transition(Transition.TRANSITION_ACTIVATE), mpc.log()
+        mpc.activate()
         injector.set()
         mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
         mpc.wait_mode('PLANNING')

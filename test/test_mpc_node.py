@@ -684,6 +684,31 @@ class TestCommandRelay:
         assert status.startswith('running (pid ') and int(status.split('pid ')[1].split(',')[0]) != pid, status
 
 
+    def test_no_relay_for_the_trajectory_interface_until_efforts_are_published(self, mpc_relay):
+        mpc, injector = mpc_relay
+        if mpc.state() == 'active':
+            assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
+        if mpc.state() == 'inactive':
+            assert mpc.transition(Transition.TRANSITION_CLEANUP)
+        assert all(r.successful for r in mpc.set(command_interface='trajectory'))
+        mpc.activate()
+        injector.set()
+        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+        mpc.wait_mode('PLANNING')
+        diagnostics = mpc.diagnostics()
+        assert diagnostics['command_relay'] == 'not started (command_interface publishes no effort)', diagnostics
+        assert mpc.commands_after(0.3).shape[0] == 0
+        assert all(r.successful for r in mpc.set(command_interface='effort'))
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:
+            diagnostics = mpc.diagnostics()
+            if int(diagnostics.get('relay_commands_published', 0)) > 0:
+                break
+        assert diagnostics['command_relay'].startswith('running (pid '), diagnostics
+        assert int(diagnostics['relay_commands_published']) > 0, diagnostics
+        assert mpc.commands_after(0.5).shape[0] > 0.5 * 0.5 * 250.0
+
+
 def test_sigint_while_active_ends_the_relay_process_too(models):
     harness = MpcHarness({'model_dir': str(models['good']), 'autostart': True, 'control_rate': 250.0,
                           'planner_rate': 10.0, 'mppi.num_samples': 16, 'joint_state_timeout': 0.5,

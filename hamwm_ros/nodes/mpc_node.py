@@ -73,7 +73,7 @@ Threads: the node's one executor thread (services, parameters, diagnostics, /clo
 IMU, odometry), the planner thread and the control thread share only the supervisor (internally locked) and a few
 slots guarded by ``self._lock``.
 
-Command relay (``command_relay``, on by default): configure starts a process of its own
+Command relay (``command_relay``, on by default): with efforts to publish, configure starts a process of its own
 (:mod:`hamwm_ros.nodes.command_relay`, node ``<name>_relay``) that publishes the effort commands on its own clock
 and interpreter lock; the control thread posts each command to it through shared memory instead of publishing it.
 Activate restarts it if it died and waits until it runs (failing with the reason if it does not); while it is not
@@ -717,6 +717,11 @@ class MpcNode(Node):
         names = {p.name for p in parameters}
         self._cache_rates()
         controller = self._controller
+        if controller is not None and 'command_interface' in names and self._wants_relay() and self._relay is None:
+            # efforts from now on: start the relay; the control thread publishes them itself until it is up
+            reason = self._start_relay(len(controller.output_names))
+            if reason is not None:
+                self.get_logger().error(f'{reason}; the control thread publishes the efforts')
         if controller is not None:
             controller.supervisor.update_config(self._supervisor_config())
             for critic in CRITICS:
@@ -1005,7 +1010,7 @@ class MpcNode(Node):
             f'{meta.dt:g} s, providers {list(controller.runtime.providers)}), commands for {controller.output_names}'
             + (f', balance critic on soles {[f.frame for f in balance.wb.feet]}' if balance is not None else ''))
         self._check_planner_budget(controller.runtime, controller.optimizer.settings)
-        if self._param('command_relay'):
+        if self._wants_relay():
             reason = self._start_relay(len(controller.output_names))
             if reason is not None:
                 self.get_logger().error(f'configure failed: {reason}{RELAY_HINT}')
@@ -1015,6 +1020,10 @@ class MpcNode(Node):
                 return TransitionCallbackReturn.FAILURE
         self._publish_mode('INACTIVE: configured')
         return TransitionCallbackReturn.SUCCESS
+
+    def _wants_relay(self) -> bool:
+        """Whether a relay should run: ``command_relay`` on and efforts published (not the trajectory interface)."""
+        return bool(self._param('command_relay')) and self._publish_effort
 
     def _start_relay(self, size: int) -> str | None:
         """Start the command relay process for ``size``-joint commands (if not running); None, or why it failed."""
@@ -1102,7 +1111,7 @@ class MpcNode(Node):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         controller = self._controller
-        if self._param('command_relay'):
+        if self._wants_relay():
             # (re)start it if it is not running (it died since configure), then wait until it publishes
             reason = self._start_relay(len(controller.output_names))
             if reason is None:
@@ -1541,7 +1550,6 @@ class MpcNode(Node):
         stats = self._loop_stats
         logger = self.get_logger()
         stats['scheduling'] = self._raise_control_priority(int(self._param('control_rt_priority')))
-        relay = self._relay
         deadline = time.monotonic()
         previous_tick = None
         while not self._stop.is_set():
@@ -1554,6 +1562,7 @@ class MpcNode(Node):
             if now - deadline > period:            # a whole period late: count it and re-anchor, no burst
                 stats['missed'] += int((now - deadline) / period)
                 deadline = now
+            relay = self._relay      # read each tick: a change of command_interface may start one
             if relay is not None:
                 relay.set_phase(deadline)
             if previous_tick is not None:
@@ -1760,7 +1769,10 @@ class MpcNode(Node):
     def _relay_status(self) -> str:
         relay = self._relay
         if relay is None:
-            return 'off' if not self._param('command_relay') else 'not started (configure starts it)'
+            if not self._param('command_relay'):
+                return 'off'
+            return 'not started (configure starts it)' if self._publish_effort else \
+                'not started (command_interface publishes no effort)'
         stats = relay.stats()
         if not stats['running']:
             return f'exited (code {relay.process.returncode})'

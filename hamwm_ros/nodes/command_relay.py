@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import array
+from collections.abc import Callable
 import json
 import math
 import os
@@ -58,7 +59,8 @@ def _on_term(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_relay(mailbox: CommandMailbox, publish: Any, parent_pid: int, matched: Any = None) -> None:
+def run_relay(mailbox: CommandMailbox, publish: Callable[[np.ndarray], bool], parent_pid: int,
+              matched: Callable[[], int] | None = None) -> None:
     """The relay loop: until a stop request or the parent's exit, publish the latest fresh command each period.
 
     Parameters

@@ -588,15 +588,20 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _plan_on_injected_states(mpc: MpcHarness, injector: Injector) -> None:
+    """Configure and activate if needed, feed good joint states, and wait for PLANNING."""
+    mpc.activate()
+    injector.set()
+    mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
+    mpc.wait_mode('PLANNING')
+
+
 class TestCommandRelay:
     """mpc_node with ``command_relay``: its effort commands go out from the relay process; every hold still holds."""
 
     def test_commands_go_out_through_the_relay_and_holds_and_estop_still_apply(self, mpc_relay):
         mpc, injector = mpc_relay
-        mpc.activate()
-        injector.set()
-        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
-        mpc.wait_mode('PLANNING')
+        _plan_on_injected_states(mpc, injector)
         planned = mpc.commands_after(0.5)
         assert planned.shape[0] > 0.5 * 0.5 * 250.0 and np.all(np.abs(planned) <= EFFORT_LIMIT)
         # the node publishes itself until the relay has discovered this probe too (a second or so under load)
@@ -660,10 +665,7 @@ class TestCommandRelay:
 
     def test_a_dead_relay_hands_publishing_back_to_the_control_thread(self, mpc_relay):
         mpc, injector = mpc_relay
-        mpc.activate()
-        injector.set()
-        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
-        mpc.wait_mode('PLANNING')
+        _plan_on_injected_states(mpc, injector)
         status = mpc.diagnostics()['command_relay']
         pid = int(status.split('pid ')[1].split(',')[0])
         os.kill(pid, signal.SIGKILL)
@@ -691,10 +693,7 @@ class TestCommandRelay:
         if mpc.state() == 'inactive':
             assert mpc.transition(Transition.TRANSITION_CLEANUP)
         assert all(r.successful for r in mpc.set(command_interface='trajectory'))
-        mpc.activate()
-        injector.set()
-        mpc.mark = mpc.probe.seq('/hamwm/mpc/mode')
-        mpc.wait_mode('PLANNING')
+        _plan_on_injected_states(mpc, injector)
         diagnostics = mpc.diagnostics()
         assert diagnostics['command_relay'] == 'not started (command_interface publishes no effort)', diagnostics
         assert mpc.commands_after(0.3).shape[0] == 0

@@ -241,8 +241,9 @@ class CommandRelay:
         self.mailbox.set_phase(deadline)
 
     def stats(self) -> dict[str, Any]:
-        """The relay's figures (:meth:`CommandMailbox.stats`) and whether its process still runs."""
-        return {**self.mailbox.stats(), 'running': self.process.poll() is None}
+        """The relay's figures (:meth:`CommandMailbox.stats`), whether its process runs, its exit code if not."""
+        code = self.process.poll()
+        return {**self.mailbox.stats(), 'running': code is None, 'exit_code': code}
 
     def stop(self, timeout: float = 3.0) -> int | None:
         """Ask the relay to stop, wait for it (SIGTERM, then SIGKILL past ``timeout``), remove the mailbox.

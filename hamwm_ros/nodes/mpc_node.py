@@ -1027,9 +1027,8 @@ class MpcNode(Node):
 
     def _start_relay(self, size: int) -> str | None:
         """Start the command relay process for ``size``-joint commands (if not running); None, or why it failed."""
-        relay = self._relay
-        if relay is not None and relay.mailbox.size == size and relay.process.poll() is None:
-            return None
+        if self._relay is not None and self._relay.process.poll() is None:
+            return None     # running (one relay per configured controller: its command size cannot change)
         self._stop_relay()
         try:
             relay = CommandRelay(size, self.resolve_topic_name('effort_controller/commands'),
@@ -1617,43 +1616,50 @@ class MpcNode(Node):
             values = np.zeros_like(values)
         if not self._publish_effort:
             return True
-        msg = Float64MultiArray()
-        msg.layout.dim = [MultiArrayDimension(label='joints', size=values.size, stride=values.size)]
-        msg.data = _doubles(values)
-        relay = self._relay if via_relay else None
-        if relay is not None:
-            now = time.monotonic()
-            self._match_check -= 1
-            if self._match_check <= 0:
-                self._match_check = MATCH_REPORT_TICKS
-                self._direct_matched = self._command_pub.get_subscription_count()
-            healthy = relay.healthy(now, self._control_period)
-            if healthy and relay.matched >= self._direct_matched:
-                relay.post(values, now)
-            elif healthy:           # a subscriber the relay has not discovered yet: publish from here meanwhile
-                relay.clear()       # and nothing older from the relay in between
-                relay = None
-                self._relay_unmatched += 1
-            else:
-                relay = None
-                self._relay_bypassed += 1
-                count = self._throttle.due('relay_bypassed')
-                if count:
-                    self.get_logger().warning(
-                        f'command relay not ticking: {count} commands published from the control thread instead')
+        data = _doubles(values)
         try:
-            if relay is None:
+            if not (via_relay and self._post_to_relay(values)):
+                msg = Float64MultiArray(data=data)
+                msg.layout.dim = [MultiArrayDimension(label='joints', size=values.size, stride=values.size)]
                 self._command_pub.publish(msg)
             self._loop_stats['published'] += 1
             if self._publish_stamped:
                 stamped = JointState(name=controller.output_names)
                 stamped.header.stamp = self.get_clock().now().to_msg()
-                stamped.effort = msg.data
+                stamped.effort = data
                 self._stamped_pub.publish(stamped)
         except Exception:  # noqa: BLE001 - the context can shut down between the check and the publish
             if self.context.ok():
                 raise
             return False
+        return True
+
+    def _post_to_relay(self, values: np.ndarray) -> bool:
+        """Hand ``values`` to the command relay; False when the caller must publish them itself.
+
+        That is: no relay, a relay not ticking (counted, with a throttled warning), or a relay whose publisher has
+        matched fewer subscribers than this node's (a subscriber that has not discovered it yet; counted).
+        """
+        relay = self._relay
+        if relay is None:
+            return False
+        now = time.monotonic()
+        if not relay.healthy(now, self._control_period):
+            self._relay_bypassed += 1
+            count = self._throttle.due('relay_bypassed')
+            if count:
+                self.get_logger().warning(
+                    f'command relay not ticking: {count} commands published from the control thread instead')
+            return False
+        self._match_check -= 1
+        if self._match_check <= 0:
+            self._match_check = MATCH_REPORT_TICKS
+            self._direct_matched = self._command_pub.get_subscription_count()
+        if relay.matched < self._direct_matched:
+            relay.clear()       # nothing older from the relay while this node publishes
+            self._relay_unmatched += 1
+            return False
+        relay.post(values, now)
         return True
 
     def _publish_mode(self, text: str) -> None:
@@ -1672,6 +1678,7 @@ class MpcNode(Node):
         else:
             sup = controller.supervisor
             mode = sup.modes.mode
+            relay_stats = self._relay.stats() if self._relay is not None else None
             status.level = {Mode.PLANNING: DiagnosticStatus.OK, Mode.FALLBACK: DiagnosticStatus.WARN,
                             Mode.WAITING_FOR_STATE: DiagnosticStatus.WARN, Mode.INACTIVE: DiagnosticStatus.OK,
                             Mode.SAFE_HOLD: DiagnosticStatus.ERROR, Mode.ESTOP: DiagnosticStatus.ERROR}[mode]
@@ -1689,7 +1696,7 @@ class MpcNode(Node):
                 'control_rate_achieved_hz': f"{stats['ticks'] / elapsed:.1f}" if sup.active else '0',
                 'missed_deadlines': str(stats['missed']), 'control_scheduling': stats['scheduling'],
                 'period_error_p99_ms': f'{1e3 * float(np.percentile(errors, 99)):.3f}',
-                'command_relay': self._relay_status(),
+                'command_relay': self._relay_status(relay_stats),
                 'planner_ms_p50': f'{1e3 * float(np.median(planner)):.2f}',
                 # the last planner budget check (configure, hot-load, or a change of BUDGET_PARAMS)
                 'predictor_ms': f'{self._predictor_ms:.2f}',
@@ -1725,18 +1732,18 @@ class MpcNode(Node):
                 'estop_triggers': str(self._estop.triggers),
             })
             values.update({f'rejected_{kind}': str(count) for kind, count in sorted(sup.stats.rejected.items())})
-            if self._relay is not None:
-                relay = self._relay.stats()
+            if relay_stats is not None:
                 values.update({
-                    'relay_period_error_p99_ms': f"{1e3 * relay['period_error_p99_s']:.3f}",
-                    'relay_missed_deadlines': str(relay['missed']), 'relay_ticks': str(relay['ticks']),
-                    'relay_commands_published': str(relay['published']),
-                    'relay_stale_ticks': str(relay['stale']), 'relay_repeats': str(relay['repeats']),
-                    'relay_command_age_ms_p50': f"{1e3 * relay['command_age_p50_s']:.3f}",
-                    'relay_command_age_ms_p99': f"{1e3 * relay['command_age_p99_s']:.3f}",
+                    'relay_period_error_p99_ms': f"{1e3 * relay_stats['period_error_p99_s']:.3f}",
+                    'relay_missed_deadlines': str(relay_stats['missed']), 'relay_ticks': str(relay_stats['ticks']),
+                    'relay_commands_published': str(relay_stats['published']),
+                    'relay_stale_ticks': str(relay_stats['stale']), 'relay_repeats': str(relay_stats['repeats']),
+                    'relay_command_age_ms_p50': f"{1e3 * relay_stats['command_age_p50_s']:.3f}",
+                    'relay_command_age_ms_p99': f"{1e3 * relay_stats['command_age_p99_s']:.3f}",
                     'relay_bypassed': str(self._relay_bypassed),
                     'relay_unmatched_ticks': str(self._relay_unmatched),
-                    'relay_rss_kb': str(_rss_kb(relay['pid']) if relay['running'] and relay['pid'] else -1),
+                    'relay_rss_kb': str(_rss_kb(relay_stats['pid'])
+                                        if relay_stats['running'] and relay_stats['pid'] else -1),
                 })
             schedule = controller.swingup
             values['task'] = 'track' if schedule is None else 'swingup'
@@ -1766,16 +1773,15 @@ class MpcNode(Node):
         message.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(message)
 
-    def _relay_status(self) -> str:
-        relay = self._relay
-        if relay is None:
+    def _relay_status(self, stats: dict[str, Any] | None) -> str:
+        """The relay's state in words, from its :meth:`CommandRelay.stats` (None: no relay)."""
+        if stats is None:
             if not self._param('command_relay'):
                 return 'off'
             return 'not started (configure starts it)' if self._publish_effort else \
                 'not started (command_interface publishes no effort)'
-        stats = relay.stats()
         if not stats['running']:
-            return f'exited (code {relay.process.returncode})'
+            return f"exited (code {stats['exit_code']})"
         if stats['pid'] == 0:
             return 'starting'
         return f"running (pid {stats['pid']}, {stats['scheduling']})"

@@ -212,6 +212,46 @@ def test_lifted_foot_leaves_single_support(wb):
     assert state.margin == pytest.approx(-(state.support_polygon[:, 1].min() - state.zmp[1]), abs=1e-9)
 
 
+def _tipped_about_the_toes(wb: WholeBodyModel, angle: float) -> tuple[np.ndarray, float]:
+    """The standing biped rotated forward by ``angle`` (rad) about its soles' toe line; returns q and that line's x."""
+    est = BalanceEstimator(wb)
+    est.update(0.0, np.zeros(wb.n_joints), np.zeros(wb.n_joints))
+    q = est.last_q.copy()
+    wb.tick(q, np.zeros(wb.model.nv), np.zeros(wb.model.nv))
+    toe_x = max(s[9] for s in wb.soles) + FOOT[0] / 2
+    pivot = np.array([toe_x, 0.0, wb.ground_height])
+    turn = pin.utils.rpyToMatrix(0.0, angle, 0.0)      # +pitch about y lowers +x: the heels rise
+    base = pin.XYZQUATToSE3(q[:7])
+    q[:3] = pivot + turn @ (base.translation - pivot)
+    q[3:7] = pin.SE3ToXYZQUAT(pin.SE3(turn @ base.rotation, q[:3]))[3:]
+    return q, toe_x
+
+
+def test_soles_rolled_onto_their_toes_leave_the_toe_edges_as_support(wb):
+    q, toe_x = _tipped_about_the_toes(wb, 0.15)          # heels 3.3 cm up, sole centres 1.65 cm up
+    zero = np.zeros(wb.model.nv)
+    com, zx, zy, margin = wb.tick(q, zero, zero)
+    assert wb.contacts == (True, True)
+    assert all(s[11] > wb.contact_height for s in wb.soles)   # by the sole centres, neither would be in contact
+    polygon = wb.edges.polygon
+    assert np.allclose(polygon[:, 0], toe_x, atol=1e-9)     # the toe edges only: a segment across both feet
+    assert np.ptp(polygon[:, 1]) == pytest.approx(0.2 + FOOT[1])
+    # static: the ZMP is the CoM's ground projection, behind the toe line; the margin is minus that distance
+    assert (zx, zy) == pytest.approx((com[0], com[1]), abs=1e-9)
+    assert margin == pytest.approx(-(toe_x - zx), abs=1e-9)
+    assert margin == pytest.approx(float(signed_distance(polygon, np.array([zx, zy]))), abs=1e-12)
+
+
+def test_a_slightly_tilted_sole_still_supports_with_its_whole_rectangle(wb):
+    q, _ = _tipped_about_the_toes(wb, 0.02)              # heels 4.4 mm up: within contact_height
+    zero = np.zeros(wb.model.nv)
+    wb.tick(q, zero, zero)
+    assert wb.contacts == (True, True)
+    # the whole rectangles (foreshortened by the tilt; a polygon cached from the flat pose is within tolerance)
+    assert np.ptp(wb.edges.polygon[:, 0]) == pytest.approx(FOOT[0] * math.cos(0.02), abs=wb.polygon_tolerance)
+    assert np.ptp(wb.edges.polygon[:, 1]) == pytest.approx(0.2 + FOOT[1])
+
+
 # ------------------------------------------------------------------------------------------------ base estimation
 def test_stance_kinematics_keeps_the_stance_sole_flat_and_still(wb):
     rng = np.random.default_rng(6)

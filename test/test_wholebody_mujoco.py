@@ -18,6 +18,9 @@ import math
 import numpy as np
 import pytest
 
+from hamwm_ros.sim import Simulation, robot_urdf_path
+from hamwm_ros.wholebody import WholeBodyModel
+from hamwm_ros.wholebody.geometry import signed_distance
 from hamwm_ros.wholebody.proof import SCENARIOS, run_scenario
 
 TARGET_RMS = 0.005  # metres
@@ -84,3 +87,33 @@ def test_unknown_push_moves_the_zmp_away_from_the_cop(results):
     """
     result = results['push']
     assert result.push_error_unknown > 0.02
+
+
+def test_feet_rolled_onto_their_toes_still_support_the_contact_center_of_pressure():
+    """A push that tips the humanoid forward rolls its soles onto their toe edges.
+
+    With the sole centres well above the ground the support polygon must be those edges, and MuJoCo's contact CoP
+    must lie inside it.
+    """
+    sim = Simulation('humanoid')
+    wb = WholeBodyModel(robot_urdf_path('humanoid'), floating_base=True, sole_frames=('left_sole', 'right_sole'))
+    sim.reset(seed=0)
+    sim.step(300)
+    sim.apply_push((280.0, 0.0, 0.0), 0.1)   # 28 N s forward: more than the PD hold survives
+    rolled = []
+    while sim.time < 1.4:                     # until the robot has tipped ~30 degrees
+        sim.step(10)
+        if sim.time < 0.45:                   # the push and its aftermath (an external force on the pelvis)
+            continue
+        q, v, a = sim.pinocchio_state()
+        _, zx, zy, margin = wb.tick(q, v, a)
+        cop, _ = sim.center_of_pressure()
+        assert wb.edges is not None, f'no support polygon at {sim.time:.2f} s'
+        inside = float(signed_distance(wb.edges.polygon, cop[:2]))
+        assert inside > -1e-3, (sim.time, inside, wb.edges.polygon)
+        assert margin == pytest.approx(inside, abs=1e-5)   # the ZMP is the CoP (same state, exact accelerations)
+        if min(s[11] for s in wb.soles) > wb.contact_height:   # both sole centres up: rolled onto the toes
+            rolled.append(np.ptp(wb.edges.polygon[:, 0]))
+    assert len(rolled) >= 20
+    # rolled, the support is the toe edges: a thin strip, not the 0.22 m long soles
+    assert max(rolled) < 0.05

@@ -23,6 +23,7 @@ from hamwm_ros.wholebody import (
     PlanBalance,
     WholeBodyModel,
 )
+from hamwm_ros.wholebody.geometry import signed_distance
 
 B, H, DT = 6, 16, 0.02
 
@@ -138,6 +139,25 @@ def test_no_support_polygon_turns_balance_off_with_a_reason(wb):
     assert not balance.ready and 'no support polygon' in balance.reason
     assert balance.skipped == 1
     assert np.all(balance(predictions(wb, standing_posture(wb), 0.0)).margin == np.inf)
+
+
+def test_a_toe_edge_support_keeps_balance_on_and_scores_the_distance_to_it(wb):
+    """Soles rolled onto their toes leave a segment of support, and balance stays on (it used to switch off).
+
+    Every predicted ZMP is scored by its signed distance to that segment (never inside it).
+    """
+    balance = linearised(wb)
+    q_full = balance.estimator.last_q
+    full = BalanceEstimator(wb).update(0.0, standing_posture(wb), np.zeros(wb.n_joints), None).support_polygon
+    toe = full[:, 0].max()
+    segment = np.array([[toe, full[:, 1].min()], [toe, full[:, 1].max()]])
+    assert balance.linearise(q_full, 0, segment, np.zeros(wb.n_joints)), balance.reason
+    result = balance(predictions(wb, standing_posture(wb), 0.0))
+    np.testing.assert_allclose(result.margin, signed_distance(segment, result.zmp), atol=1e-12)
+    assert np.all(result.margin < 0.0)
+    # sample 0 stands still: its ZMP is the CoM's ground projection, behind the toe line
+    com = wb.evaluate(q_full, np.zeros(wb.model.nv), np.zeros(wb.model.nv)).com
+    assert result.margin[0] == pytest.approx(np.full(H, -(toe - com[0])), abs=1e-6)
 
 
 def test_reset_turns_balance_off_until_the_next_update(wb):

@@ -254,7 +254,7 @@ class PushLoop:
                 com, zx, zy, margin = wb.tick(q_full, v_full, a_full, external=external)
                 polygon = wb.edges.polygon if wb.edges is not None else np.zeros((0, 2))
             if controller == 'mppi':
-                ok = polygon.shape[0] >= 3
+                ok = polygon.shape[0] > 0      # a segment or point while the feet roll onto their toes or edges
                 if ok:
                     stance = 0 if wb.contacts and wb.contacts[0] else 1
                     started = time.perf_counter()

@@ -89,7 +89,8 @@ class BalanceNode(Node):
         ground = self.declare_parameter('ground_height', 0.0, _descriptor(
             'height of the flat ground in world_frame, m', float_range=(-100.0, 100.0))).value
         contact = self.declare_parameter('contact_height', 0.01, _descriptor(
-            'a sole whose centre is at most this far above the ground is in contact, m',
+            'a sole corner at most this far above the ground touches it; the support polygon is the hull of the '
+            'touching corners (a sole rolled onto its toe adds its toe edge), m',
             float_range=(0.0005, 0.2))).value
         tau = self.declare_parameter('accel_time_constant', 0.005, _descriptor(
             'low-pass time constant of the finite-difference accelerations, s (0: raw differences)',
@@ -211,7 +212,6 @@ class BalanceNode(Node):
         if any(p.name in ('sole_lengths', 'sole_widths') for p in parameters):
             sizes = self._sole_sizes(len(wb.feet), self._optional('sole_lengths'), self._optional('sole_widths'))
             wb.feet = tuple(Foot(f.frame, f.frame_id, length, width) for f, (length, width) in zip(wb.feet, sizes))
-            wb._polygon_cache = None
 
     # ------------------------------------------------------------------ input
     def _drop(self, kind: str, reason: str) -> None:

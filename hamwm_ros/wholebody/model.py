@@ -162,7 +162,9 @@ class WholeBodyModel:
     ground_height
         Height of the flat ground plane, metres.
     contact_height
-        A sole whose centre is at most this far above the ground plane counts as in contact, metres.
+        A sole corner at most this far above the ground plane touches it, metres. A sole is in contact when a
+        corner touches; the support polygon is the hull of the touching corners (a sole rolled onto its toe
+        adds its toe edge only).
     polygon_tolerance
         Sole motion below which the cached support polygon is reused, metres (0 recomputes it every tick).
 
@@ -224,17 +226,28 @@ class WholeBodyModel:
             if not (length > 0.0 and width > 0.0 and math.isfinite(length) and math.isfinite(width)):
                 raise WholeBodyError(f"sole size of '{frame}' must be positive, got {size}")
             feet.append(Foot(frame, self.model.getFrameId(frame), length, width))
-        self.feet: tuple[Foot, ...] = tuple(feet)
-        self._fids = [foot.frame_id for foot in feet]
         if not polygon_tolerance >= 0.0:
             raise WholeBodyError(f'polygon_tolerance must be >= 0, got {polygon_tolerance}')
         self.polygon_tolerance = float(polygon_tolerance)
         self._polygon_cache: tuple | None = None
+        self.feet = tuple(feet)
+        self._fids = [foot.frame_id for foot in feet]
         self._weight = self.mass * self.gravity
         self.soles: list[list[float]] = []
         self.contacts: tuple[bool, ...] = ()
         self.edges: EdgeTable | None = None
         self._use_views(True)
+
+    @property
+    def feet(self) -> tuple[Foot, ...]:
+        """The soles; assigning new ones (other sizes, same frames) drops the cached support polygon."""
+        return self._feet
+
+    @feet.setter
+    def feet(self, feet: Sequence[Foot]) -> None:
+        self._feet: tuple[Foot, ...] = tuple(feet)
+        self._half_soles = [(0.5 * foot.length, 0.5 * foot.width) for foot in self._feet]
+        self._polygon_cache = None
 
     # ---------------------------------------------------------------- views into data
     def _views_now(self) -> tuple:
@@ -344,15 +357,24 @@ class WholeBodyModel:
             placements = [self.data.oMf[fid] for fid in self._fids]
         return self._hull([_placement_array(p).tolist() for p in placements], contacts)
 
-    def _hull(self, soles: list[list[float]], contacts: Sequence[bool]) -> EdgeTable | None:
-        """Support polygon from sole placements as 12 numbers each (rotation column-major, then translation)."""
+    def _hull(self, soles: list[list[float]], contacts: Sequence[bool],
+              corners: Sequence[tuple[bool, ...] | None] | None = None) -> EdgeTable | None:
+        """Support polygon from sole placements as 12 numbers each (rotation column-major, then translation).
+
+        ``corners`` gives, per sole, which of its rectangle's corners touch the ground (None: all of them). A sole
+        rolled onto an edge or a toe contributes only that edge or corner, so the polygon may be a segment or a
+        point (`EdgeTable` measures distances to those too).
+        """
         points = []
         for k, in_contact in enumerate(contacts):
             if not in_contact:
                 continue
             foot = self.feet[k]
+            touching = None if corners is None else corners[k]
             r00, r10, _, r01, r11, _, _, _, _, px, py, _ = soles[k]
-            for sx, sy in _CORNERS:
+            for c, (sx, sy) in enumerate(_CORNERS):
+                if touching is not None and not touching[c]:
+                    continue
                 lx, ly = sx * foot.length, sy * foot.width
                 points.append((px + r00 * lx + r01 * ly, py + r10 * lx + r11 * ly))
         if not points:
@@ -369,7 +391,8 @@ class WholeBodyModel:
         q, v, a
             Full configuration, velocity and acceleration (Pinocchio conventions; floating base first).
         contacts
-            One flag per sole; None decides by sole height (``contact_height``).
+            One flag per sole (a sole in contact adds its whole rectangle); None decides by the soles' corner
+            heights (``contact_height``, see Notes).
         external
             Known non-contact external wrench on the robot (a push, a carried load's handle): force (3) and moment
             about the world origin (3), world axes. It is removed so the ZMP is that of the ground contacts only.
@@ -385,10 +408,13 @@ class WholeBodyModel:
 
         Notes
         -----
-        The support polygon is reused while the contact set is unchanged and no sole in contact has moved by more
-        than ``polygon_tolerance`` (metres in x and y; the same number as a change of the cosine/sine of its yaw);
-        the reused polygon is then off by at most that tolerance (plus ``length/2`` times the yaw change). Setting
-        ``_polygon_cache`` to None forces a recomputation (after changing ``feet``).
+        With ``contacts`` None a sole is in contact when its lowest corner is within ``contact_height`` of the
+        ground, and a sole rolled onto an edge or toe (some corners touching, some not) adds only its touching
+        corners: the polygon may then be a segment or a point. The support polygon is reused while the contact set
+        is unchanged, every sole in contact is flat on the ground (all its corners touching) and none has moved by
+        more than ``polygon_tolerance`` (metres in x and y; the same number as a change of the cosine/sine of its
+        yaw); the reused polygon is then off by at most that tolerance (plus ``length/2`` times the yaw change).
+        Setting ``_polygon_cache`` to None forces a recomputation (assigning ``feet`` does).
         """
         model, data, fids, views, weight = self._hot
         _ccm(model, data, q, v, a)
@@ -406,21 +432,37 @@ class WholeBodyModel:
             dly -= ny - (cz * fx - cx * fz_e)
         # plain loops, not comprehensions: in CPython 3.11 each comprehension is a function call (~0.2 us here)
         soles: list[list[float]] = []
+        corners: tuple | None = None
         if contacts is None:
+            # a sole touches where its lowest corner does; rolled onto an edge or toe, only those corners support
             limit = self.ground_height + self.contact_height
-            flags = []
-            for view in sole_views:
+            flags: list[bool] = []
+            touching: list | None = None
+            for (half_length, half_width), view in zip(self._half_soles, sole_views):
                 h = view.tolist()
                 soles.append(h)
-                flags.append(h[11] <= limit)
+                hx, hy, z = half_length * h[2], half_width * h[5], h[11]  # corner height offsets from the centre
+                spread = (hx if hx > 0.0 else -hx) + (hy if hy > 0.0 else -hy)
+                if z + spread <= limit:        # flat on the ground: every corner touches
+                    flags.append(True)
+                elif z - spread <= limit:      # rolled onto an edge or a corner
+                    if touching is None:
+                        touching = [None] * len(sole_views)
+                    touching[len(flags)] = tuple(z + (2.0 * sx) * hx + (2.0 * sy) * hy <= limit
+                                                 for sx, sy in _CORNERS)
+                    flags.append(True)
+                else:
+                    flags.append(False)
             contacts = tuple(flags)
+            if touching is not None:
+                corners = tuple(touching)
         else:
             for view in sole_views:
                 soles.append(view.tolist())
         self.soles, self.contacts = soles, contacts
         # the support polygon: the cached one while the soles in contact stay put (see Notes)
         edges, cache = None, self._polygon_cache
-        if cache is not None and cache[0] == contacts:
+        if cache is not None and cache[0] == contacts and corners is None:
             edges = cache[2]
             for k, x0, x1, y0, y1, c0, c1, s0, s1 in cache[1]:  # bounds: cached value -+ polygon_tolerance
                 h = soles[k]
@@ -428,11 +470,12 @@ class WholeBodyModel:
                     edges = None
                     break
         if edges is None:
-            edges = self._hull(soles, contacts)
+            edges = self._hull(soles, contacts, corners)
             tol = self.polygon_tolerance
             bounds = [(k, h[9] - tol, h[9] + tol, h[10] - tol, h[10] + tol, h[0] - tol, h[0] + tol, h[1] - tol,
                        h[1] + tol) for k, h in enumerate(soles) if contacts[k]]
-            self._polygon_cache = None if edges is None else (contacts, bounds, edges)
+            # a rolled sole's support moves with its pitch, which the bounds do not track: not cached
+            self._polygon_cache = None if edges is None or corners is not None else (contacts, bounds, edges)
         self.edges = edges
         fz = dpz + weight  # vertical non-gravity external force
         if fz <= 1e-6 * weight:

@@ -91,8 +91,8 @@ class PlanBalance:
         self.ready = False
         try:
             state = self.estimator.update(t, position, velocity, base=base)
-            polygon = state.support_polygon
-            if polygon.shape[0] < 3:
+            polygon = state.support_polygon    # a segment or a point when the soles are rolled onto edges
+            if polygon.shape[0] == 0:
                 return self._off('no sole in contact: no support polygon')
             stance = self.estimator.stance
             if stance is None or not state.contacts[stance]:
@@ -114,19 +114,19 @@ class PlanBalance:
         stance
             Index of the sole held fixed over the horizon.
         polygon
-            (m, 2) current support polygon, counter-clockwise.
+            (m, 2) current support polygon, counter-clockwise; m = 1 or 2 is a sole rolled onto a corner or edge.
         velocity
             (n,) joint velocities now (step 0 of the predicted differences).
 
         Returns
         -------
         bool
-            False (balance off for this plan, :attr:`reason` says why) when the polygon has fewer than 3
-            vertices or the linearisation fails.
+            False (balance off for this plan, :attr:`reason` says why) when the polygon is empty or the
+            linearisation fails.
         """
         start = time.perf_counter()
         self.ready = False
-        if polygon.shape[0] < 3:
+        if polygon.shape[0] == 0:
             return self._off('no sole in contact: no support polygon')
         try:
             self.batched.linearise(configuration, stance, polygon)

@@ -247,7 +247,27 @@ class WholeBodyModel:
     def feet(self, feet: Sequence[Foot]) -> None:
         self._feet: tuple[Foot, ...] = tuple(feet)
         self._half_soles = [(0.5 * foot.length, 0.5 * foot.width) for foot in self._feet]
+        self._all_soles = (True,) * len(self._feet)
         self._polygon_cache = None
+
+    def _touching_corners(self, soles: list[list[float]], limit: float) -> tuple[tuple[bool, ...], tuple | None]:
+        """Contact flags and, when a sole is rolled onto an edge or corner, which corners of each sole touch.
+
+        Returns
+        -------
+        tuple
+            ``(contacts, corners)``: ``corners`` None when every sole in contact is flat (all its corners touch),
+            else one entry per sole, None for a flat sole or one off the ground, else a flag per corner.
+        """
+        flags, touching, rolled = [], [], False
+        for (half_length, half_width), h in zip(self._half_soles, soles):
+            hx, hy, z = half_length * h[2], half_width * h[5], h[11]
+            corners = tuple(z + 2.0 * (sx * hx + sy * hy) <= limit for sx, sy in _CORNERS)
+            flags.append(any(corners))
+            partial = any(corners) and not all(corners)
+            touching.append(corners if partial else None)
+            rolled = rolled or partial
+        return tuple(flags), (tuple(touching) if rolled else None)
 
     # ---------------------------------------------------------------- views into data
     def _views_now(self) -> tuple:
@@ -436,26 +456,22 @@ class WholeBodyModel:
         if contacts is None:
             # a sole touches where its lowest corner does; rolled onto an edge or toe, only those corners support
             limit = self.ground_height + self.contact_height
-            flags: list[bool] = []
-            touching: list | None = None
+            flat, rolled = True, False
             for (half_length, half_width), view in zip(self._half_soles, sole_views):
                 h = view.tolist()
                 soles.append(h)
-                hx, hy, z = half_length * h[2], half_width * h[5], h[11]  # corner height offsets from the centre
+                hx, hy = half_length * h[2], half_width * h[5]  # corner heights differ from the centre's by +-hx +-hy
                 spread = (hx if hx > 0.0 else -hx) + (hy if hy > 0.0 else -hy)
-                if z + spread <= limit:        # flat on the ground: every corner touches
-                    flags.append(True)
-                elif z - spread <= limit:      # rolled onto an edge or a corner
-                    if touching is None:
-                        touching = [None] * len(sole_views)
-                    touching[len(flags)] = tuple(z + (2.0 * sx) * hx + (2.0 * sy) * hy <= limit
-                                                 for sx, sy in _CORNERS)
-                    flags.append(True)
-                else:
-                    flags.append(False)
-            contacts = tuple(flags)
-            if touching is not None:
-                corners = tuple(touching)
+                if h[11] + spread > limit:          # not every corner touches
+                    flat = False
+                    if h[11] - spread <= limit:     # but some do: rolled onto an edge or a corner
+                        rolled = True
+            if flat:                                # the common case: every sole flat on the ground
+                contacts = self._all_soles
+            elif rolled:
+                contacts, corners = self._touching_corners(soles, limit)
+            else:                                   # each sole either flat on the ground or clear of it
+                contacts = tuple([h[11] <= limit for h in soles])
         else:
             for view in sole_views:
                 soles.append(view.tolist())

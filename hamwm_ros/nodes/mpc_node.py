@@ -135,6 +135,7 @@ from hamwm_ros.mpc import (
     planner_budget,
     timed_rollout,
 )
+from hamwm_ros.mpc.settings import SMOOTHING_METHODS
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
@@ -175,7 +176,7 @@ COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
 SAFE_HOLDS = ('zero_effort', 'driver_hold', 'nominal_hold')
 DRIVER_HOLD_MODES = (Mode.WAITING_FOR_STATE, Mode.SAFE_HOLD)    # ESTOP keeps zero effort: an e-stop cuts torque
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed',
-               'noise_correlation', 'workers')
+               'noise_correlation', 'workers', 'smoothing', 'smoothing_window', 'smoothing_order')
 # Settings that change the planner budget: its period, or the rollout a worker makes per iteration
 BUDGET_PARAMS = ('planner_rate', 'mppi.num_samples', 'mppi.horizon', 'mppi.workers')
 TASKS = ('track', 'swingup')
@@ -450,6 +451,13 @@ class MpcNode(Node):
         d('mppi.seed', 0, _descriptor('noise seed of the MPPI sampler', int_range=(0, 2**31 - 1)))
         d('mppi.noise_correlation', 0.0, _descriptor('lag-one correlation of the exploration noise over the horizon '
                                                      '(0: white; near 1: slowly varying)', float_range=(0.0, 0.99)))
+        d('mppi.smoothing', 'none', _descriptor(
+            'none | savgol: Savitzky-Golay filter of the plan after each update (a standing robot\'s corrections '
+            'wander less)'))
+        d('mppi.smoothing_window', 5, _descriptor('odd window of the plan smoothing, model steps',
+                                                  int_range=(3, 101)))
+        d('mppi.smoothing_order', 2, _descriptor('polynomial order of the plan smoothing, < mppi.smoothing_window',
+                                                 int_range=(0, 10)))
         d('mppi.workers', 1, _descriptor('planner threads: the samples are split into this many chunks, rolled out '
                                          'and scored concurrently (each with onnx_threads onnxruntime threads); on '
                                          'a small machine more than 1 competes with the control thread',
@@ -562,7 +570,10 @@ class MpcNode(Node):
                             noise_std=tuple(noise * bound), max_retries=2,
                             noise_correlation=float(self._param('mppi.noise_correlation', changes)),
                             seed=int(self._param('mppi.seed', changes)),
-                            workers=int(self._param('mppi.workers', changes)))
+                            workers=int(self._param('mppi.workers', changes)),
+                            smoothing=str(self._param('mppi.smoothing', changes)),
+                            smoothing_window=int(self._param('mppi.smoothing_window', changes)),
+                            smoothing_order=int(self._param('mppi.smoothing_order', changes)))
 
     def _action_bound(self, limits: JointLimits, changes: dict[str, Any] | None = None) -> np.ndarray:
         """The plan's effort bound per joint: the limits, scaled for the swing-up and the PD-residual modes."""
@@ -635,6 +646,14 @@ class MpcNode(Node):
                 raise ValueError(f'{name} must be finite, got {value}')
         if str(self._param('planner_trigger', changes)) not in ('timer', 'state'):
             raise ValueError(f"planner_trigger must be timer or state, got {self._param('planner_trigger', changes)!r}")
+        smoothing = str(self._param('mppi.smoothing', changes))
+        if smoothing not in SMOOTHING_METHODS:
+            raise ValueError(f'mppi.smoothing must be one of {list(SMOOTHING_METHODS)}, got {smoothing!r}')
+        window, order = int(self._param('mppi.smoothing_window', changes)), int(self._param('mppi.smoothing_order',
+                                                                                           changes))
+        if window % 2 == 0 or order >= window:
+            raise ValueError(f'mppi.smoothing_window must be odd and above mppi.smoothing_order, got {window} and '
+                             f'{order}')
         if str(self._param('plan_playback', changes)) not in ('linear', 'hold'):
             raise ValueError(f"plan_playback must be linear or hold, got {self._param('plan_playback', changes)!r}")
         interface = str(self._param('command_interface', changes))

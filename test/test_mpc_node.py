@@ -140,6 +140,13 @@ class MpcHarness(MpcProcess):
         if self.state() == 'inactive':
             assert self.transition(Transition.TRANSITION_ACTIVATE), self.log()
 
+    def unconfigure(self) -> None:
+        """Deactivate (if active) and clean up (if inactive); a refused transition fails the test."""
+        if self.state() == 'active':
+            assert self.transition(Transition.TRANSITION_DEACTIVATE), self.log()
+        if self.state() == 'inactive':
+            assert self.transition(Transition.TRANSITION_CLEANUP), self.log()
+
     def set(self, **values: Any) -> list:
         self._marked()
         request = SetParameters.Request(parameters=[Parameter(k.replace('__', '.'), value=v).to_parameter_msg()
@@ -558,10 +565,7 @@ class TestWithInjectedJointStates:
 
     def test_estop_latched_before_configure_holds_through_activation(self, mpc_direct):
         mpc, injector = mpc_direct
-        if mpc.state() == 'active':
-            assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
-        if mpc.state() == 'inactive':
-            assert mpc.transition(Transition.TRANSITION_CLEANUP)
+        mpc.unconfigure()
         injector.set()
         assert mpc.estop(True).success                      # unconfigured
         assert mpc.transition(Transition.TRANSITION_CONFIGURE)
@@ -695,10 +699,7 @@ class TestCommandRelay:
 
     def test_no_relay_for_the_trajectory_interface_until_efforts_are_published(self, mpc_relay):
         mpc, injector = mpc_relay
-        if mpc.state() == 'active':
-            assert mpc.transition(Transition.TRANSITION_DEACTIVATE)
-        if mpc.state() == 'inactive':
-            assert mpc.transition(Transition.TRANSITION_CLEANUP)
+        mpc.unconfigure()
         assert all(r.successful for r in mpc.set(command_interface='trajectory'))
         _plan_on_injected_states(mpc, injector)
         diagnostics = mpc.diagnostics()

@@ -263,8 +263,9 @@ class WholeBodyModel:
         for (half_length, half_width), h in zip(self._half_soles, soles):
             hx, hy, z = half_length * h[2], half_width * h[5], h[11]
             corners = tuple(z + 2.0 * (sx * hx + sy * hy) <= limit for sx, sy in _CORNERS)
-            flags.append(any(corners))
-            partial = any(corners) and not all(corners)
+            touches = any(corners)
+            partial = touches and not all(corners)
+            flags.append(touches)
             touching.append(corners if partial else None)
             rolled = rolled or partial
         return tuple(flags), (tuple(touching) if rolled else None)

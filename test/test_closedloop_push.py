@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from hamwm_ros.closedloop.push import PushConfig, PushLoop, compare, paired_differences
+from hamwm_ros.sim.rollouts import _EXCITATION
 
 MODEL = Path(__file__).resolve().parent.parent / 'models' / 'humanoid'
 
@@ -103,10 +105,6 @@ def test_the_humanoid_correction_bound_stays_within_the_models_training_efforts(
     # Corrections beyond the feed-forward efforts the shipped model was trained on bent the arms where its energy
     # books fail, and over minutes of standing the monitor flapped the ROS graph into its fallback (README, "Minutes
     # of standing"): the file and the push stage may not plan beyond that level unless the model is retrained wider.
-    import yaml
-
-    from hamwm_ros.sim.rollouts import _EXCITATION
-
     mpc = yaml.safe_load((MODEL.parent.parent / 'config' / 'hamwm.yaml').read_text())['mpc_node']['ros__parameters']
     config = PushConfig()
     trained = _EXCITATION['humanoid']

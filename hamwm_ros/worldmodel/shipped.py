@@ -137,8 +137,8 @@ RECIPES: dict[str, Recipe] = {
         train={'epochs': 30, 'batch_size': 64, 'horizon': 8, 'stride': 2, 'lr': 3e-3, 'batches_per_epoch': 80},
         eval_trajectories=6, eval_steps=140, action_source='feedforward',
         # 16 steps (0.32 s) unrolled in predictor.onnx, the planner's horizon: half the cost of a plan (the push
-        # stage's plan p50 4.8 against 8.7 ms), the same push figures and a calmer standing robot than 32 steps
-        # (README, "Humanoid planner horizon"); world_model_node chains two calls for its 32-step forecast.
+        # stage's plan p50 4.8 against 8.7 ms) with the same push figures as 32 steps (README, Known weaknesses: "The
+        # humanoid over ROS on 2 cores plans at 50 Hz"); world_model_node chains two calls for its 32-step forecast.
         horizon=16,
         notes='joints only (floating base not observed); latent size = joint count; input = the feed-forward effort '
               'over the 1 kHz PD hold of the nominal posture, which belongs to the learned plant; zero momentum at '

@@ -181,8 +181,8 @@ class PushLoop:
                                      temperature=cfg.temperature, normalise_costs=cfg.normalise_costs,
                                      noise_std=tuple(cfg.noise_fraction * limits),
                                      noise_correlation=cfg.noise_correlation, seed=cfg.seed,
-                                     smoothing='savgol' if cfg.smoothing_window else 'none',
-                                     smoothing_window=cfg.smoothing_window or 5)
+                                     **({'smoothing': 'savgol', 'smoothing_window': cfg.smoothing_window}
+                                        if cfg.smoothing_window else {}))
         goal = np.concatenate([sim.nominal_posture, np.zeros(n)])
         weights = np.concatenate([np.ones(n), np.full(n, 0.01)])
         critics = [

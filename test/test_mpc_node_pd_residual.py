@@ -84,3 +84,30 @@ def test_safe_hold_publishes_no_effort_and_the_nominal_posture_for_the_driver(re
     injector.set(position=(0.3,), velocity=(0.0,))  # fresh data again: planning and efforts resume
     mpc.wait_mode('PLANNING')
     assert mpc.commands_after(0.5).shape[0] > 0
+
+
+def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(residual):
+    mpc, injector = residual
+    injector.set(position=(0.3,), velocity=(0.0,))
+    mpc.wait_mode('PLANNING')
+    assert all(r.successful for r in mpc.set(handover_time=0.5))
+    time.sleep(0.5)
+    pd_hold = KP * (0.0 - 0.3)                    # the injected state stays put: the PD hold is constant
+    commands_before = mpc.probe.seq('/effort_controller/commands')
+    ff_before = mpc.probe.seq(FEEDFORWARD)
+    assert all(r.successful for r in mpc.set(max_plan_age=0.001))     # every plan is late from the next tick on
+    mpc.wait_mode('FALLBACK', contains='late')
+    time.sleep(1.2)
+    new = mpc.probe.seq('/effort_controller/commands') - commands_before
+    corrections = np.array([m.data[0] for m in mpc.probe.recent('/effort_controller/commands')[-new:]]) - pd_hold
+    zero = np.flatnonzero(np.abs(corrections) > 1e-12)
+    assert zero.size and zero[-1] < corrections.size - 10, corrections   # the hold alone at the end
+    fade = corrections[:zero[-1] + 1][-20:]
+    # A step would go from a plan's correction (held for its 20 ms steps) straight to 0; the hand-over falls
+    # tick by tick, from at most the bound, over 0.5 s (about 50 ticks at 100 Hz).
+    assert np.all(fade > 0.0) and np.all(np.diff(fade) < 0.0) and fade[0] <= FRACTION * LIMIT + 1e-9, fade
+    feedforward = [m.effort[0] for m in mpc.probe.recent(FEEDFORWARD)[-(mpc.probe.seq(FEEDFORWARD) - ff_before):]]
+    assert len(feedforward) >= 20 and feedforward[-1] == 0.0, feedforward     # the applied correction, per tick
+    assert int(mpc.diagnostics()['handover_ticks']) >= 20
+    mpc.set(max_plan_age=0.5, handover_time=0.0)
+    mpc.wait_mode('PLANNING')

@@ -156,6 +156,76 @@ def test_plan_on_fallback_adds_the_pd_hold_at_every_tick():
         sup.replace_config(plan_on_fallback=1)
 
 
+def test_switches_between_plan_and_fallback_hand_over_linearly():
+    sup = make(plan_on_fallback=True, overrun_limit=1, handover_time=8 * MS)
+    sup.activate(0.0)
+    t = run_until_healthy(sup)                 # cart at 0.1 m, at rest: the PD hold alone is -4 N
+    assert sup.on_plan(Plan(np.full((40, 2), [1.0, 0.0]), start=t, dt=4 * MS))
+    feed(sup, t)
+    result = sup.tick(t)                       # from the start-up fallback to the first plan: it fades in
+    assert result.mode is Mode.PLANNING and result.command[0] == pytest.approx(-4.0)
+    assert result.handover == pytest.approx([-1.0, 0.0]) and result.correction == pytest.approx([0.0, 0.0])
+    t += 8 * MS
+    feed(sup, t)
+    result = sup.tick(t)
+    assert result.mode is Mode.PLANNING and result.command[0] == pytest.approx(-3.0)
+    assert result.handover is None and result.correction == pytest.approx([1.0, 0.0])
+    sup.on_planner_iteration(0.05, 0.02)       # one overrun trips the fallback
+    expected = {0: -3.0, 2: -3.5, 4: -4.0}     # ticks after the switch: the plan's 1 N fades over 8 ms
+    handovers = sup.stats.handover_ticks
+    for k in range(5):
+        feed(sup, t + k * MS)
+        result = sup.tick(t + (k + 1) * 2 * MS)
+        assert result.mode is Mode.FALLBACK
+        if k in expected:
+            assert result.command[0] == pytest.approx(expected[k])
+    assert result.handover is None and result.correction == pytest.approx([0.0, 0.0])
+    assert sup.stats.handover_ticks == handovers + 4
+    sup.on_planner_iteration(0.001, 0.02)      # on time again: back to the plan, the correction fades in
+    now = t + 12 * MS
+    feed(sup, now)
+    result = sup.tick(now)
+    assert result.mode is Mode.PLANNING and result.command[0] == pytest.approx(-4.0)
+    assert result.correction == pytest.approx([0.0, 0.0])
+    result = sup.tick(now + 4 * MS)
+    assert result.command[0] == pytest.approx(-3.5) and result.correction == pytest.approx([0.5, 0.0])
+    assert sup.tick(now + 8 * MS).command[0] == pytest.approx(-3.0)
+
+
+def test_without_a_handover_time_the_fallback_takes_over_at_once_and_holds_never_blend():
+    sup = make(plan_on_fallback=True, overrun_limit=1)
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    sup.on_plan(Plan(np.full((40, 2), [1.0, 0.0]), start=t, dt=4 * MS))
+    feed(sup, t)
+    assert sup.tick(t).command[0] == pytest.approx(-3.0)
+    sup.on_planner_iteration(0.05, 0.02)
+    result = sup.tick(t + PERIOD)
+    assert result.mode is Mode.FALLBACK and result.command[0] == pytest.approx(-4.0) and result.handover is None
+    sup.update_config(sup.replace_config(handover_time=8 * MS))
+    sup.on_planner_iteration(0.001, 0.02)
+    assert sup.tick(t + 2 * PERIOD).handover is not None             # back to the plan: blending in
+    sup.trigger_estop('operator', t)
+    result = sup.tick(t + 3 * PERIOD)
+    assert result.mode is Mode.ESTOP and np.all(result.command == 0.0) and result.handover is None
+    assert not sup.handing_over                                       # an e-stop ends a blend at once
+    with pytest.raises(ValueError, match='duration'):
+        sup.replace_config(handover_time=-1.0)
+
+
+def test_a_plan_already_late_when_taken_may_not_go_out_as_a_trajectory():
+    sup = make()                               # max_plan_age 64 ms
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    assert sup.on_plan(Plan(np.full((64, 2), [1.0, 0.0]), start=t, dt=4 * MS))
+    assert sup.trajectory_allowed(t + 8 * MS, plan_start=t) and sup.trajectory_allowed(t + 8 * MS)
+    assert not sup.trajectory_allowed(t + 80 * MS, plan_start=t)     # the next tick refuses it: late
+    for k in range(0, 82, 2):                  # fresh states meanwhile: only the plan grows old
+        feed(sup, t + k * MS)
+        result = sup.tick(t + k * MS)
+    assert result.mode is Mode.FALLBACK and 'late' in result.reason
+
+
 def test_state_to_command_latency_is_recorded_once_per_plan():
     sup = make()
     sup.activate(0.0)

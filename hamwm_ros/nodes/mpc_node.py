@@ -170,7 +170,7 @@ CRITICS = ('tracking', 'energy', 'effort', 'smoothness', 'limits')
 DEFAULT_WEIGHTS = {'tracking': 100.0, 'energy': 0.0, 'effort': 0.01, 'smoothness': 0.01, 'limits': 1.0}
 SUPERVISOR_PARAMS = ('joint_state_timeout', 'recovery_time', 'max_stamp_age', 'max_future_stamp', 'zero_stamp',
                      'position_tolerance', 'max_consecutive_rejections', 'max_plan_age', 'overrun_limit',
-                     'limit_margin', 'model_invalid_time')
+                     'limit_margin', 'model_invalid_time', 'handover_time')
 BALANCE_PARAMS = ('critics.balance.weight', 'critics.balance.margin_target', 'critics.balance.capture_weight')
 COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
 SAFE_HOLDS = ('zero_effort', 'driver_hold', 'nominal_hold')
@@ -436,6 +436,10 @@ class MpcNode(Node):
         d('overrun_limit', 5, _descriptor('planner overruns in a row that trip the fallback', int_range=(1, 10000)))
         d('max_effort_rate', 0.0, _descriptor('largest effort change per second (N m/s or N/s); 0: unlimited',
                                               float_range=(0.0, 1.0e7)))
+        d('handover_time', 0.0, _descriptor(
+            's over which a switch between the plan and the fallback (either way) blends from the last command to '
+            'the new law (bumpless transfer; effort interface); 0: at once. E-stop and safe holds never blend',
+            float_range=(0.0, 1.0)))
         # MPPI
         d('mppi.num_samples', 256, _descriptor('sampled action sequences per iteration', int_range=(2, 65536)))
         d('mppi.horizon', 0, _descriptor('planning steps (model steps); 0: the horizon the model was exported with',
@@ -1421,11 +1425,12 @@ class MpcNode(Node):
             self._plan_latency.append(time.monotonic() - receipt)
         # the correction due now (pd_residual); it goes out only while the supervisor allows planning (a plan taken
         # while the monitor holds the fallback is kept for later but not applied)
-        applied = taken and self._pd_residual and supervisor.trajectory_allowed(time.monotonic())
+        applied = taken and self._pd_residual and supervisor.trajectory_allowed(time.monotonic(), receipt)
         if applied:
             step = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
             correction = np.asarray(result.sequence[step], dtype=np.float64)
-            self._publish_feedforward(controller, correction)
+            if not supervisor.handing_over:     # during a hand-over the control loop publishes what is applied
+                self._publish_feedforward(controller, correction)
         if applied and self._publish_trajectory:
             # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
@@ -1436,7 +1441,8 @@ class MpcNode(Node):
             target = (fallback.nominal + offset)[None]
             self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
         elif taken and not self._pd_residual and self._publish_trajectory \
-                and result.predicted_observations is not None and supervisor.trajectory_allowed(time.monotonic()):
+                and result.predicted_observations is not None \
+                and supervisor.trajectory_allowed(time.monotonic(), receipt):
             n = len(controller.limits.names)
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
@@ -1570,6 +1576,7 @@ class MpcNode(Node):
         stats['scheduling'] = self._raise_control_priority(int(self._param('control_rt_priority')))
         deadline = time.monotonic()
         previous_tick = None
+        handing_over = False
         while not self._stop.is_set():
             period = self._control_period
             deadline += period
@@ -1603,9 +1610,14 @@ class MpcNode(Node):
                     self._publish_driver_hold(controller)
             elif not self._publish_command(controller, command, via_relay=True):
                 return
+            blending = result is not None and result.handover is not None
+            if self._pd_residual and (blending or handing_over):
+                # the correction applied on the PD hold while a switch is blended, and once when it ends
+                self._publish_feedforward(controller, result.correction if result is not None else None)
+            handing_over = blending
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)
-                if result.transition.mode is not Mode.PLANNING and self._pd_residual:
+                if result.transition.mode is not Mode.PLANNING and self._pd_residual and not blending:
                     self._publish_feedforward(controller, None)     # the hold alone: no correction from here
                 if result.transition.mode is not Mode.PLANNING and not driver_holds:
                     self._publish_hold_trajectory(controller, result.transition.mode)
@@ -1732,7 +1744,7 @@ class MpcNode(Node):
                 'planner_overruns_consecutive': str(sup.overruns.consecutive),
                 'plans': str(sup.stats.plans), 'invalid_plans': str(sup.stats.invalid_plans),
                 'planned_ticks': str(sup.stats.planned_ticks), 'fallback_ticks': str(sup.stats.fallback_ticks),
-                'hold_ticks': str(sup.stats.hold_ticks),
+                'hold_ticks': str(sup.stats.hold_ticks), 'handover_ticks': str(sup.stats.handover_ticks),
                 'commands_non_finite_refused': str(sup.command_guard.non_finite),
                 'commands_clamped': str(sup.command_guard.clamped),
                 'commands_limit_cut': str(sup.command_guard.limit_cut),

@@ -12,6 +12,7 @@ Everything a controller must get right independently of how good the planner is 
 * :mod:`~hamwm_ros.safety.limits`: URDF joint limits in a given joint order (read by the simulation's URDF reader),
   the outward-effort rule and trajectory clamping;
 * :mod:`~hamwm_ros.safety.validity`: the world-model validity input (monitor ERROR/STALE -> fallback);
+* :mod:`~hamwm_ros.safety.handover`: the bumpless hand-over between the plan and the fallback;
 * :mod:`~hamwm_ros.safety.supervisor`: all of the above combined into the control-rate decision ``tick(now)``.
 
 ``hamwm_ros.nodes.mpc_node`` wraps the supervisor for ROS 2. No rclpy, no torch.
@@ -19,6 +20,7 @@ Everything a controller must get right independently of how good the planner is 
 
 from hamwm_ros.safety.estop import EStop
 from hamwm_ros.safety.guards import CommandGuard, InputGuard, InputVerdict
+from hamwm_ros.safety.handover import Handover
 from hamwm_ros.safety.limits import JointLimits, LimitsError, clamp_trajectory, outward_effort_mask
 from hamwm_ros.safety.modes import Mode, ModeMachine, Transition
 from hamwm_ros.safety.overrun import OverrunCounter
@@ -27,7 +29,7 @@ from hamwm_ros.safety.validity import ModelValidity
 from hamwm_ros.safety.watchdog import StampPolicy, StampVerdict, Watchdog
 
 __all__ = [
-    'CommandGuard', 'EStop', 'InputGuard', 'InputVerdict', 'JointLimits', 'LimitsError', 'Mode', 'ModeMachine',
-    'ModelValidity', 'OverrunCounter', 'Plan', 'StampPolicy', 'StampVerdict', 'Supervisor', 'SupervisorConfig',
-    'TickResult', 'Transition', 'Watchdog', 'clamp_trajectory', 'outward_effort_mask',
+    'CommandGuard', 'EStop', 'Handover', 'InputGuard', 'InputVerdict', 'JointLimits', 'LimitsError', 'Mode',
+    'ModeMachine', 'ModelValidity', 'OverrunCounter', 'Plan', 'StampPolicy', 'StampVerdict', 'Supervisor',
+    'SupervisorConfig', 'TickResult', 'Transition', 'Watchdog', 'clamp_trajectory', 'outward_effort_mask',
 ]

@@ -16,6 +16,10 @@ Decision on each :meth:`Supervisor.tick`, first match wins (see :mod:`hamwm_ros.
                                                                   ``plan_on_fallback``: plus the PD hold)
     otherwise                               -> FALLBACK           PD hold of the nominal posture
 
+A switch between PLANNING and FALLBACK (either way) hands over over ``handover_time`` seconds
+(:class:`~hamwm_ros.safety.handover.Handover`): the step between the last output and the new law's command decays
+linearly to zero instead of reaching the robot at once. The zero-effort modes never blend.
+
 A plan is usable when it is finite, was made from a state received at most ``max_plan_age`` ago, still covers
 ``now``, and the planner has not overrun ``overrun_limit`` times in a row. Every output then goes through the
 :class:`~hamwm_ros.safety.guards.CommandGuard`: zero-effort modes go to zero at once; the others are clamped to the
@@ -37,6 +41,7 @@ import numpy as np
 from hamwm_ros.mpc.fallback import PDHoldFallback
 from hamwm_ros.safety.estop import EStop
 from hamwm_ros.safety.guards import CommandGuard, InputGuard, InputVerdict
+from hamwm_ros.safety.handover import Handover
 from hamwm_ros.safety.limits import JointLimits
 from hamwm_ros.safety.modes import Mode, ModeMachine, Transition
 from hamwm_ros.safety.overrun import OverrunCounter
@@ -76,6 +81,9 @@ class SupervisorConfig:
         True: a plan is a correction to the fallback's PD hold, and PLANNING commands the PD hold evaluated at the
         tick from the latest state plus the plan's effort (a floating-base robot keeps its posture feedback at the
         control rate, and the planner only adds what the model says improves on it). False: the plan's effort alone.
+    handover_time
+        Seconds over which a switch between the plan and the fallback blends from the last output to the new law
+        (:class:`~hamwm_ros.safety.handover.Handover`); 0: the new law at once.
     """
 
     joint_state_timeout: float = 0.02
@@ -92,6 +100,7 @@ class SupervisorConfig:
     model_invalid_time: float = 0.5
     model_validity_timeout: float = math.inf
     plan_on_fallback: bool = False
+    handover_time: float = 0.0
 
     def __post_init__(self) -> None:
         # Build throwaway parts so every value is validated by the class that uses it.
@@ -100,6 +109,7 @@ class SupervisorConfig:
         OverrunCounter(self.overrun_limit)
         CommandGuard([1.0], self.max_effort_delta, limit_margin=self.limit_margin)
         ModelValidity(self.model_invalid_time, self.model_validity_timeout)
+        Handover(self.handover_time)
         if not math.isfinite(self.position_tolerance) or self.position_tolerance < 0:
             raise ValueError(f'position_tolerance must be finite and >= 0, got {self.position_tolerance}')
         if isinstance(self.max_consecutive_rejections, bool) or not isinstance(self.max_consecutive_rejections,
@@ -149,12 +159,30 @@ class Plan:
 
 @dataclass
 class TickResult:
-    """What one control tick decided."""
+    """What one control tick decided.
+
+    Attributes
+    ----------
+    command
+        The effort to publish.
+    mode, reason
+        The mode in force and why.
+    transition
+        The mode change this tick made, if any.
+    handover
+        Effort a hand-over between the plan and the fallback added this tick (before the command guard); None when
+        no hand-over is in progress.
+    correction
+        With ``plan_on_fallback`` in PLANNING or FALLBACK: the effort added to the PD hold this tick (the plan's
+        and any hand-over's, before the command guard); None otherwise.
+    """
 
     command: np.ndarray
     mode: Mode
     reason: str
     transition: Transition | None = None
+    handover: np.ndarray | None = None
+    correction: np.ndarray | None = None
 
 
 @dataclass
@@ -173,6 +201,7 @@ class SupervisorStats:
     planned_ticks: int = 0
     fallback_ticks: int = 0
     hold_ticks: int = 0
+    handover_ticks: int = 0             # PLANNING or FALLBACK ticks that blended a switch's step
     plans: int = 0
     invalid_plans: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -218,6 +247,8 @@ class Supervisor:
         self.command_guard = CommandGuard(limits.effort, self.config.max_effort_delta, limits,
                                           self.config.limit_margin)
         self.validity = ModelValidity(self.config.model_invalid_time, self.config.model_validity_timeout)
+        self.handover = Handover(self.config.handover_time)
+        self._plan_effort: np.ndarray | None = None     # the plan's sample in force this tick (PLANNING)
         self.active = False
         self._state: _State | None = None
         self._plan: Plan | None = None
@@ -249,6 +280,7 @@ class Supervisor:
             self.command_guard.limit_margin = config.limit_margin
             self.validity.invalid_time = config.model_invalid_time
             self.validity.report_timeout = config.model_validity_timeout
+            self.handover.duration = config.handover_time
 
     def replace_config(self, **changes: float | int | str) -> SupervisorConfig:
         """A validated copy of the settings with ``changes`` (does not apply it).
@@ -271,6 +303,7 @@ class Supervisor:
             self._fault, self._ever_healthy = None, False
             self._reset_requested = True
             self.command_guard.hold()
+            self.handover.reset()
             self.modes.set(Mode.WAITING_FOR_STATE, 'activated', now)
 
     def deactivate(self, now: float, reason: str = 'deactivated') -> np.ndarray:
@@ -278,6 +311,7 @@ class Supervisor:
         with self._lock:
             self.active = False
             self._plan = None
+            self.handover.reset()
             self.modes.set(Mode.INACTIVE, reason, now)
             return self.command_guard.hold()
 
@@ -344,17 +378,20 @@ class Supervisor:
         with self._lock:
             self.validity.report(level, message, now)
 
-    def trajectory_allowed(self, now: float) -> bool:
-        """True when a fresh plan may go out as a trajectory now.
+    def trajectory_allowed(self, now: float, plan_start: float | None = None) -> bool:
+        """True when a fresh plan may go out as a trajectory (or a correction) now.
 
         That is: active, no e-stop, the last tick was PLANNING or a FALLBACK that a new plan ends (none yet, late,
-        expired; not planner overruns), and the world model is trusted. The state's health is the last tick's (at
-        most one control period old); nothing here changes the watchdog.
+        expired; not planner overruns), the world model is trusted, and (given the plan's ``plan_start``) the plan
+        is not already older than ``max_plan_age``, which the next tick would refuse. The state's health is the last
+        tick's (at most one control period old); nothing here changes the watchdog.
         """
         with self._lock:
             mode = self.modes.mode
             usable = mode is Mode.PLANNING or (mode is Mode.FALLBACK and not self.overruns.tripped)
-            return (self.active and usable and not self.estop.latched and self.validity.problem(now) is None)
+            late = plan_start is not None and now - plan_start > self.config.max_plan_age
+            return (self.active and usable and not late and not self.estop.latched
+                    and self.validity.problem(now) is None)
 
     def on_planner_iteration(self, duration: float, period: float) -> bool:
         """Record one planner iteration's duration against its period; return True if it overran."""
@@ -411,16 +448,31 @@ class Supervisor:
                 self.stats.stale_to_hold_max = max(self.stats.stale_to_hold_max, latency)
             if mode.commands_zero:
                 self.stats.hold_ticks += 1
-                out = self.command_guard.hold()
+                self.handover.reset()
+                return TickResult(self.command_guard.hold(), mode, reason, transition)
+            if mode is Mode.PLANNING:
+                self.stats.planned_ticks += 1
             else:
-                if mode is Mode.PLANNING:
-                    self.stats.planned_ticks += 1
-                else:
-                    self.stats.fallback_ticks += 1
-                state = self._state
-                out = self.command_guard.apply(command, *((state.position, state.velocity) if state is not None
-                                                          else (None, None)))
-            return TickResult(out, mode, reason, transition)
+                self.stats.fallback_ticks += 1
+            if transition is not None and transition.previous in (Mode.PLANNING, Mode.FALLBACK):
+                self.handover.start(now, self.command_guard.previous, command)
+            command, added = self.handover.apply(now, command)
+            correction = None
+            if added is not None:
+                self.stats.handover_ticks += 1
+            if self.config.plan_on_fallback:
+                correction = self._plan_effort.copy() if mode is Mode.PLANNING else np.zeros_like(command)
+                if added is not None:
+                    correction += added
+            state = self._state
+            out = self.command_guard.apply(command, *((state.position, state.velocity) if state is not None
+                                                      else (None, None)))
+            return TickResult(out, mode, reason, transition, added, correction)
+
+    @property
+    def handing_over(self) -> bool:
+        """True while a switch between the plan and the fallback is being blended."""
+        return self.handover.active
 
     def _decide(self, now: float) -> tuple[Mode, str, np.ndarray | None]:
         if not self.active:
@@ -430,7 +482,7 @@ class Supervisor:
             return Mode.ESTOP, f'e-stop: {self.estop.reason}', None
         if not health.healthy:
             reason = health.reason
-            if self._fault is not None and not health.stale:
+            if self._fault is not None:     # named even once stale: rejected input leaves no fresh state behind
                 reason = f'input fault: {self._fault}; {health.reason}'
             return (Mode.SAFE_HOLD if self._ever_healthy else Mode.WAITING_FOR_STATE), reason, None
         self._ever_healthy = True
@@ -456,6 +508,7 @@ class Supervisor:
                 elif plan is not self._commanded_plan:
                     self._commanded_plan = plan
                     self.stats.state_to_command.append(now - plan.start)
+        self._plan_effort = command
         if command is not None:
             if self.config.plan_on_fallback:
                 return Mode.PLANNING, 'following the MPPI plan on the PD hold', \

@@ -85,8 +85,10 @@ def test_mpc_node_swings_the_shipped_pendulum_up_with_sim_node():
     sim = None
     try:
         mpc.wait_mode('WAITING_FOR_STATE')     # configured and active before the episode starts
-        # physics starts once mpc_node and the probe listen, so both see the seeded start
-        sim = SimProcess('pendulum', {'initial_seed': 3, 'wait_for_subscribers': 2}, params_file=PENDULUM)
+        # physics starts once mpc_node and the probe listen (and have matched the publisher too), so both see the
+        # seeded start
+        sim = SimProcess('pendulum', {'initial_seed': 3, 'wait_for_subscribers': 2, 'subscriber_settle_time': 0.5},
+                         params_file=PENDULUM)
         first = mpc.probe.wait_for('/joint_states', timeout=60.0, after=0)
         assert first is not None, f'no joint states:\n{sim.log()[-3000:]}'
         assert _stamp(first) < 0.05, 'the probe missed the start of the episode'

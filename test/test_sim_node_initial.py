@@ -1,6 +1,7 @@
 """sim_node's initial state over real DDS: seeded, explicit, and physics that waits for its subscribers.
 
-Parameters initial_seed / initial_noise, initial_positions / initial_velocities and wait_for_subscribers. Its own
+Parameters initial_seed / initial_noise, initial_positions / initial_velocities, wait_for_subscribers and
+subscriber_settle_time. Its own
 module: no other sim_node may publish /joint_states on the domain while these run (test_sim_node.py keeps three
 alive for its whole module).
 """
@@ -62,15 +63,19 @@ def test_initial_positions_and_velocities_by_joint_order():
 
     probe = None
     with SimProcess('cartpole', {'camera_rate': 0.0, 'initial_positions': [0.5, 3.0],
-                                 'initial_velocities': [0.0, 0.2], 'wait_for_subscribers': 1},
-                    params_file=False) as sim:
+                                 'initial_velocities': [0.0, 0.2], 'wait_for_subscribers': 1,
+                                 'subscriber_settle_time': 0.5}, params_file=False) as sim:
         try:
+            subscribed = time.monotonic()
             probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_c', keep=5000)
             msg = probe.wait_for('/joint_states', timeout=60.0, after=0)
             assert msg is not None, sim.log()[-3000:]
+            waited = time.monotonic() - subscribed
         finally:
             if probe is not None:
                 probe.close()
+        assert 'first physics step in 0.5 s' in sim.log(), sim.log()[-3000:]
+    assert waited >= 0.5, 'physics started before the settle time after its subscriber matched'
     assert _stamp(msg) < 0.01
     assert np.asarray(msg.position) == pytest.approx([0.5, 3.0], abs=2e-3)
     assert np.asarray(msg.velocity) == pytest.approx([0.0, 0.2], abs=2e-2)

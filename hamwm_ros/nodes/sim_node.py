@@ -307,6 +307,13 @@ class SimNode(Node):
         self._wait_subscribers = int(self.declare_parameter('wait_for_subscribers', 0, _descriptor(
             'physics (and simulated time) starts only once /joint_states has this many subscribers, so a '
             'controller sees the initial state; 0: at once', read_only=True, int_range=(0, 100))).value)
+        # The publisher counts a subscriber once it has matched it, but the subscriber may match the publisher only
+        # later and drops what comes before: a fresh mpc_node's input saw its first joint state 0.25 s after physics
+        # started in some demo episodes (session 23).
+        self._settle_time = float(self.declare_parameter('subscriber_settle_time', 0.0, _descriptor(
+            'with wait_for_subscribers: wall seconds from the subscribers matching to the first physics step, for '
+            'them to match this publisher too (until then they drop its messages)', read_only=True,
+            float_range=(0.0, 10.0))).value)
 
         camera_on = float(self.get_parameter('camera_rate').value) > 0.0
         # MuJoCo (and the renderer's OpenGL context, which is bound to one thread) lives in the simulation thread:
@@ -640,6 +647,11 @@ class SimNode(Node):
                     if self._stop.wait(0.01):
                         return
                 self.get_logger().info('subscribers matched: physics starts')
+            if self._wait_subscribers > 0 and self._settle_time > 0.0:
+                self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the subscribers to '
+                                       'match this publisher too')
+                if self._stop.wait(self._settle_time):
+                    return
             self._loop()
         except Exception as error:  # noqa: BLE001 - the thread must report any failure and stop the node
             # Shutting down (publishers may already be gone): SIGINT shuts the context down from the signal handler,

@@ -95,6 +95,7 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     pd_hold = KP * (0.0 - 0.3)                    # the injected state stays put: the PD hold is constant
     commands_before = mpc.probe.seq('/effort_controller/commands')
     ff_before = mpc.probe.seq(FEEDFORWARD)
+    trajectories_before = mpc.probe.seq(TRAJECTORY)
     assert all(r.successful for r in mpc.set(max_plan_age=0.001))     # every plan is late from the next tick on
     mpc.wait_mode('FALLBACK', contains='late')
     time.sleep(1.2)
@@ -109,5 +110,15 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     feedforward = [m.effort[0] for m in mpc.probe.recent(FEEDFORWARD)[-(mpc.probe.seq(FEEDFORWARD) - ff_before):]]
     assert len(feedforward) >= 20 and feedforward[-1] == 0.0, feedforward     # the applied correction, per tick
     assert int(mpc.diagnostics()['handover_ticks']) >= 20
+    # Over the trajectory interface the target moves the same way: from nominal + correction / kp to nominal over
+    # handover_time (two points, zero velocities), not in a step.
+    new = mpc.probe.seq(TRAJECTORY) - trajectories_before
+    ramps = [m for m in mpc.probe.recent(TRAJECTORY)[-new:] if len(m.points) == 2]
+    assert len(ramps) == 1, [len(m.points) for m in mpc.probe.recent(TRAJECTORY)[-new:]]
+    start, end = ramps[0].points
+    assert (start.time_from_start.sec, start.time_from_start.nanosec) == (0, 0)
+    assert (end.time_from_start.sec, end.time_from_start.nanosec) == (0, 500_000_000)
+    assert list(end.positions) == [0.0] and list(start.velocities) == list(end.velocities) == [0.0]
+    assert 0.0 < abs(start.positions[0]) <= FRACTION * LIMIT / KP + 1e-9, start.positions
     mpc.set(max_plan_age=0.5, handover_time=0.0)
     mpc.wait_mode('PLANNING')

@@ -26,8 +26,10 @@ def test_the_step_decays_linearly_and_the_blend_ends_at_its_duration():
     assert command == pytest.approx([1.5, -0.5])
     command, added = handover.apply(1.05, np.array([4.0, 1.0]))        # the new law moves; the step's share is added
     assert command == pytest.approx([5.0, 0.0]) and added == pytest.approx([1.0, -1.0])
+    assert handover.added(1.075) == pytest.approx([0.5, -0.5])         # what a trajectory target adds then
     command, added = handover.apply(1.1, np.array([0.0, 1.0]))
     assert added is None and command == pytest.approx([0.0, 1.0]) and not handover.active
+    assert handover.added(1.1) is None
 
 
 def test_a_switch_during_a_blend_starts_from_the_output_in_force():

@@ -438,7 +438,8 @@ class MpcNode(Node):
                                               float_range=(0.0, 1.0e7)))
         d('handover_time', 0.0, _descriptor(
             's over which a switch between the plan and the fallback (either way) blends from the last command to '
-            'the new law (bumpless transfer; effort interface); 0: at once. E-stop and safe holds never blend',
+            'the new law (bumpless transfer; with pd_residual the trajectory targets too); 0: at once. E-stop and '
+            'safe holds never blend',
             float_range=(0.0, 1.0)))
         # MPPI
         d('mppi.num_samples', 256, _descriptor('sampled action sequences per iteration', int_range=(2, 65536)))
@@ -1437,6 +1438,9 @@ class MpcNode(Node):
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
             # add velocity targets, that is damping the model never saw.
             fallback = supervisor.fallback
+            added = supervisor.handover_added(time.monotonic())
+            if added is not None:       # fading in after a fallback: the target moves by a share per plan
+                correction = correction + added
             offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
             target = (fallback.nominal + offset)[None]
             self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
@@ -1530,15 +1534,26 @@ class MpcNode(Node):
         nominal = controller.supervisor.fallback.nominal[None].copy()
         self._publish_trajectory_msg(controller, nominal, np.zeros_like(nominal), self._control_period, first_step=0)
 
-    def _publish_hold_trajectory(self, controller: _Controller, mode: Mode | None = None) -> None:
+    def _publish_hold_trajectory(self, controller: _Controller, mode: Mode | None = None,
+                                 correction: np.ndarray | None = None) -> None:
         """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold.
 
-        With pd_residual the FALLBACK (PD hold of the nominal posture) holds the nominal posture instead.
+        With pd_residual the FALLBACK (PD hold of the nominal posture) holds the nominal posture instead; when the
+        switch is handed over (``correction``: the one still applied, non-zero), the target moves there from nominal +
+        correction / kp over ``handover_time`` (two points), as the efforts do.
         """
         state = controller.supervisor.latest_state()
         if state is None or not self._publish_trajectory:
             return
         if mode is Mode.FALLBACK and self._pd_residual:
+            supervisor = controller.supervisor
+            ramp = supervisor.config.handover_time
+            if ramp > 0.0 and correction is not None and np.any(correction != 0.0):
+                fallback = supervisor.fallback
+                offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
+                targets = np.stack([fallback.nominal + offset, fallback.nominal])
+                self._publish_trajectory_msg(controller, targets, np.zeros_like(targets), ramp, first_step=0)
+                return
             self._publish_nominal_target(controller)    # a step target, not a 2 ms dash to the nominal posture
             return
         position = state[0][None]
@@ -1620,7 +1635,7 @@ class MpcNode(Node):
                 if result.transition.mode is not Mode.PLANNING and self._pd_residual and not blending:
                     self._publish_feedforward(controller, None)     # the hold alone: no correction from here
                 if result.transition.mode is not Mode.PLANNING and not driver_holds:
-                    self._publish_hold_trajectory(controller, result.transition.mode)
+                    self._publish_hold_trajectory(controller, result.transition.mode, result.correction)
 
     def _report_transition(self, transition: Any) -> None:
         """Publish a mode change and log it (throttled per target mode)."""

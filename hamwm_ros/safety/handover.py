@@ -84,6 +84,11 @@ class Handover:
             return 0.0
         return min(1.0, max(0.0, 1.0 - (now - self._start) / self._duration))
 
+    def added(self, now: float) -> np.ndarray | None:
+        """The share of the switch's step added at ``now`` (None when no blend is in progress or it is over)."""
+        share = self.weight(now)
+        return None if share <= 0.0 else share * self._offset
+
     def apply(self, now: float, command: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The blended command at ``now`` and the share of the step added to it (None once the blend is over).
 

@@ -16,7 +16,7 @@ Decision on each :meth:`Supervisor.tick`, first match wins (see :mod:`hamwm_ros.
                                                                   ``plan_on_fallback``: plus the PD hold)
     otherwise                               -> FALLBACK           PD hold of the nominal posture
 
-A switch between PLANNING and FALLBACK (either way) hands over over ``handover_time`` seconds
+A switch between PLANNING and FALLBACK (either way) is handed over across ``handover_time`` seconds
 (:class:`~hamwm_ros.safety.handover.Handover`): the step between the last output and the new law's command decays
 linearly to zero instead of reaching the robot at once. The zero-effort modes never blend.
 
@@ -473,6 +473,11 @@ class Supervisor:
     def handing_over(self) -> bool:
         """True while a switch between the plan and the fallback is being blended."""
         return self.handover.active
+
+    def handover_added(self, now: float) -> np.ndarray | None:
+        """Effort a hand-over in progress adds at ``now`` (None: none), for the trajectory interface's targets."""
+        with self._lock:
+            return self.handover.added(now)
 
     def _decide(self, now: float) -> tuple[Mode, str, np.ndarray | None]:
         if not self.active:

@@ -220,6 +220,11 @@ class _Controller:
     swingup: SwingUpSchedule | None = None     # task swingup: sets the critics before every plan
 
 
+def _hold_target(fallback: PDHoldFallback, correction: np.ndarray) -> np.ndarray:
+    """The position target at which a driver's PD (the fallback's gains) commands the PD hold plus ``correction``."""
+    return fallback.nominal + np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
+
+
 class MpcNode(Node):
     """Lifecycle node running MPPI on the world model behind the safety supervisor; see the module docstring."""
 
@@ -1437,12 +1442,10 @@ class MpcNode(Node):
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
             # add velocity targets, that is damping the model never saw.
-            fallback = supervisor.fallback
             added = supervisor.handover_added(time.monotonic())
             if added is not None:       # fading in after a fallback: the target moves by a share per plan
                 correction = correction + added
-            offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
-            target = (fallback.nominal + offset)[None]
+            target = _hold_target(supervisor.fallback, correction)[None]
             self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
         elif taken and not self._pd_residual and self._publish_trajectory \
                 and result.predicted_observations is not None \
@@ -1549,9 +1552,7 @@ class MpcNode(Node):
             supervisor = controller.supervisor
             ramp = supervisor.config.handover_time
             if ramp > 0.0 and correction is not None and np.any(correction != 0.0):
-                fallback = supervisor.fallback
-                offset = np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
-                targets = np.stack([fallback.nominal + offset, fallback.nominal])
+                targets = np.stack([_hold_target(supervisor.fallback, correction), supervisor.fallback.nominal])
                 self._publish_trajectory_msg(controller, targets, np.zeros_like(targets), ramp, first_step=0)
                 return
             self._publish_nominal_target(controller)    # a step target, not a 2 ms dash to the nominal posture

@@ -120,5 +120,24 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     assert (end.time_from_start.sec, end.time_from_start.nanosec) == (0, 500_000_000)
     assert list(end.positions) == [0.0] and list(start.velocities) == list(end.velocities) == [0.0]
     assert 0.0 < abs(start.positions[0]) <= FRACTION * LIMIT / KP + 1e-9, start.positions
-    mpc.set(max_plan_age=0.5, handover_time=0.0)
+    # Plans at 2 Hz that age past max_plan_age after 0.3 s: each new plan ends a fallback. Over the trajectory
+    # interface it goes out as a ramp from the target in force to its own over handover_time, never as a step.
+    assert all(r.successful for r in mpc.set(handover_time=0.2, planner_rate=2.0, max_plan_age=0.3))
+    trajectories_before = mpc.probe.seq(TRAJECTORY)
+    time.sleep(3.0)
+    new = mpc.probe.seq(TRAJECTORY) - trajectories_before
+    messages = mpc.probe.recent(TRAJECTORY)[-new:]
+    ramps_in = [m for m in messages if len(m.points) == 2 and m.points[1].positions[0] != 0.0]
+    assert len(ramps_in) >= 3, [[p.positions[0] for p in m.points] for m in messages]
+    for msg in ramps_in:
+        start, end = msg.points
+        assert (end.time_from_start.sec, end.time_from_start.nanosec) == (0, 200_000_000)
+        assert abs(start.positions[0]) < abs(end.positions[0]) <= FRACTION * LIMIT / KP + 1e-9
+    # Before the first ramp the old plan may end the fallback itself (the next plan then finds PLANNING and sends a
+    # blended target); from it on, every plan ends a fallback: no target of a plan's full correction in one point.
+    first = messages.index(ramps_in[0])
+    steps = [m.points[0].positions[0] for m in messages[first:]
+             if len(m.points) == 1 and m.points[0].positions[0] != 0.0]
+    assert not steps, steps
+    assert all(r.successful for r in mpc.set(handover_time=0.0, planner_rate=10.0, max_plan_age=0.5))
     mpc.wait_mode('PLANNING')

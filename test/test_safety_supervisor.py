@@ -202,7 +202,9 @@ def test_without_a_handover_time_the_fallback_takes_over_at_once_and_holds_never
     sup.on_planner_iteration(0.05, 0.02)
     result = sup.tick(t + PERIOD)
     assert result.mode is Mode.FALLBACK and result.command[0] == pytest.approx(-4.0) and result.handover is None
+    assert not sup.plan_fades_in                                      # no hand-over time: a new plan steps in
     sup.update_config(sup.replace_config(handover_time=8 * MS))
+    assert sup.plan_fades_in                                          # now a plan ending this fallback fades in
     sup.on_planner_iteration(0.001, 0.02)
     assert sup.tick(t + 2 * PERIOD).handover is not None             # back to the plan: blending in
     sup.trigger_estop('operator', t)

@@ -1435,18 +1435,28 @@ class MpcNode(Node):
         if applied:
             step = min(len(result.sequence) - 1, max(0, int((time.monotonic() - receipt) / dt)))
             correction = np.asarray(result.sequence[step], dtype=np.float64)
-            if not supervisor.handing_over:     # during a hand-over the control loop publishes what is applied
+            # A plan that ends a fallback with a hand-over starts from the output in force, and during a hand-over
+            # the control loop publishes the correction actually applied, every tick.
+            fades_in = supervisor.plan_fades_in
+            if not (fades_in or supervisor.handing_over):
                 self._publish_feedforward(controller, correction)
         if applied and self._publish_trajectory:
             # pd_residual over the trajectory interface: the driver's own PD (at its rate, without the transport's
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
             # add velocity targets, that is damping the model never saw.
+            fallback = supervisor.fallback
             added = supervisor.handover_added(time.monotonic())
-            if added is not None:       # fading in after a fallback: the target moves by a share per plan
-                correction = correction + added
-            target = _hold_target(supervisor.fallback, correction)[None]
-            self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
+            if fades_in:        # this plan ends a fallback at the next tick: ramp from the target in force to it
+                in_force = np.zeros_like(correction) if added is None else added
+                targets = np.stack([_hold_target(fallback, in_force), _hold_target(fallback, correction)])
+                self._publish_trajectory_msg(controller, targets, np.zeros_like(targets),
+                                             supervisor.config.handover_time, first_step=0)
+            else:
+                if added is not None:       # a hand-over in progress: the blended correction
+                    correction = correction + added
+                target = _hold_target(fallback, correction)[None]
+                self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
         elif taken and not self._pd_residual and self._publish_trajectory \
                 and result.predicted_observations is not None \
                 and supervisor.trajectory_allowed(time.monotonic(), receipt):

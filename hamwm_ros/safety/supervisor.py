@@ -474,6 +474,15 @@ class Supervisor:
         """True while a switch between the plan and the fallback is being blended."""
         return self.handover.active
 
+    @property
+    def plan_fades_in(self) -> bool:
+        """True when a plan taken now would start a hand-over at the next tick (FALLBACK with a ``handover_time``).
+
+        What that plan commands then starts from the output in force, so a trajectory target or a published
+        correction must not jump to the plan's value yet.
+        """
+        return self.modes.mode is Mode.FALLBACK and self.config.handover_time > 0.0
+
     def handover_added(self, now: float) -> np.ndarray | None:
         """Effort a hand-over in progress adds at ``now`` (None: none), for the trajectory interface's targets."""
         with self._lock:

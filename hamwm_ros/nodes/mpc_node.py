@@ -1445,17 +1445,14 @@ class MpcNode(Node):
             # delay) holds nominal + correction / kp, which commands PD hold + correction. One point at time 0 (a
             # step target with zero velocity, held until the next plan): a spline through the plan's steps would
             # add velocity targets, that is damping the model never saw.
-            fallback = supervisor.fallback
             added = supervisor.handover_added(time.monotonic())
             if fades_in:        # this plan ends a fallback at the next tick: ramp from the target in force to it
-                in_force = np.zeros_like(correction) if added is None else added
-                targets = np.stack([_hold_target(fallback, in_force), _hold_target(fallback, correction)])
-                self._publish_trajectory_msg(controller, targets, np.zeros_like(targets),
-                                             supervisor.config.handover_time, first_step=0)
+                self._publish_target_ramp(controller, np.zeros_like(correction) if added is None else added,
+                                          correction)
             else:
                 if added is not None:       # a hand-over in progress: the blended correction
                     correction = correction + added
-                target = _hold_target(fallback, correction)[None]
+                target = _hold_target(supervisor.fallback, correction)[None]
                 self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
         elif taken and not self._pd_residual and self._publish_trajectory \
                 and result.predicted_observations is not None \
@@ -1547,6 +1544,16 @@ class MpcNode(Node):
         nominal = controller.supervisor.fallback.nominal[None].copy()
         self._publish_trajectory_msg(controller, nominal, np.zeros_like(nominal), self._control_period, first_step=0)
 
+    def _publish_target_ramp(self, controller: _Controller, start: np.ndarray, end: np.ndarray) -> None:
+        """Two-point target ramp of a pd_residual hand-over on the trajectory interface.
+
+        The target for correction ``start`` now and for ``end`` at ``handover_time``, zero velocities.
+        """
+        supervisor = controller.supervisor
+        targets = np.stack([_hold_target(supervisor.fallback, start), _hold_target(supervisor.fallback, end)])
+        self._publish_trajectory_msg(controller, targets, np.zeros_like(targets), supervisor.config.handover_time,
+                                     first_step=0)
+
     def _publish_hold_trajectory(self, controller: _Controller, mode: Mode | None = None,
                                  correction: np.ndarray | None = None) -> None:
         """Hold the last measured position (one point, zero velocity): the trajectory interface's safe hold.
@@ -1559,11 +1566,9 @@ class MpcNode(Node):
         if state is None or not self._publish_trajectory:
             return
         if mode is Mode.FALLBACK and self._pd_residual:
-            supervisor = controller.supervisor
-            ramp = supervisor.config.handover_time
-            if ramp > 0.0 and correction is not None and np.any(correction != 0.0):
-                targets = np.stack([_hold_target(supervisor.fallback, correction), supervisor.fallback.nominal])
-                self._publish_trajectory_msg(controller, targets, np.zeros_like(targets), ramp, first_step=0)
+            if controller.supervisor.config.handover_time > 0.0 and correction is not None \
+                    and np.any(correction != 0.0):
+                self._publish_target_ramp(controller, correction, np.zeros_like(correction))
                 return
             self._publish_nominal_target(controller)    # a step target, not a 2 ms dash to the nominal posture
             return

@@ -102,9 +102,8 @@ class Handover:
             return target, None
         if target.shape != self._offset.shape:
             raise ValueError(f'command {target.shape} and blend {self._offset.shape} differ in shape')
-        share = self.weight(now)
-        if share <= 0.0:
+        added = self.added(now)
+        if added is None:
             self.reset()
             return target, None
-        added = share * self._offset
         return target + added, added

@@ -457,13 +457,13 @@ class Supervisor:
             if transition is not None and transition.previous in (Mode.PLANNING, Mode.FALLBACK):
                 self.handover.start(now, self.command_guard.previous, command)
             command, added = self.handover.apply(now, command)
-            correction = None
             if added is not None:
                 self.stats.handover_ticks += 1
-            if self.config.plan_on_fallback:
-                correction = self._plan_effort.copy() if mode is Mode.PLANNING else np.zeros_like(command)
+            correction = None
+            if self.config.plan_on_fallback:     # the plan's sample is a fresh array: no copy needed
+                correction = self._plan_effort if mode is Mode.PLANNING else np.zeros_like(command)
                 if added is not None:
-                    correction += added
+                    correction = correction + added
             state = self._state
             out = self.command_guard.apply(command, *((state.position, state.velocity) if state is not None
                                                       else (None, None)))

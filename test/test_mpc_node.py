@@ -255,11 +255,13 @@ class TestWithSimulatedPendulum:
                                ({'joint_state_timeout': math.nan}, ''), ({'joints': ['hinge']}, 'read-only'),
                                ({'planner_rate': 400.0}, 'planner_rate'), ({'zero_stamp': 'sometimes'}, 'zero_stamp'),
                                ({'mppi.smoothing': 'lowpass'}, 'mppi.smoothing'),
-                               ({'mppi.smoothing_window': 4}, 'odd'), ({'mppi.smoothing_order': 5}, 'above')):
+                               ({'mppi.smoothing_window': 4}, 'odd'), ({'mppi.smoothing_order': 5}, 'above'),
+                               ({'mppi.update_perturbation': 'clipped'}, 'mppi.update_perturbation')):
             result = mpc.set(**values)[0]
             assert not result.successful and result.reason and reason in result.reason, (values, result.reason)
         assert mpc.get('control_rate') == CONTROL_RATE and mpc.get('zero_stamp') == 'reject'
         assert mpc.get('mppi.smoothing') == 'none' and mpc.get('mppi.smoothing_window') == 5
+        assert mpc.get('mppi.update_perturbation') == 'applied'
 
 
     def test_closed_loop_with_the_simulated_pendulum(self, mpc, models):
@@ -396,7 +398,9 @@ class TestWithSimulatedPendulum:
             # in-range values refused only against another parameter (planner_rate <= control_rate)
             assert sweep.accepted >= sweep.swept and len(sweep.refused) < sweep.swept // 2, sweep
             # the plan smoothing switched on while planning (the humanoid file's setting)
-            results = mpc.set(**{'mppi.smoothing_window': 9, 'mppi.smoothing': 'savgol'})
+            # and the plan let onto its bounds (the swing-up files' setting)
+            results = mpc.set(**{'mppi.smoothing_window': 9, 'mppi.smoothing': 'savgol',
+                                 'mppi.update_perturbation': 'sampled'})
             assert all(r.successful for r in results), [r.reason for r in results]
             deadline = time.monotonic() + 60.0
             while mpc.diagnostics()['mode'] != 'PLANNING':

@@ -15,7 +15,7 @@ import pytest
 
 from hamwm_ros.mpc.analytic import Pendulum
 from hamwm_ros.mpc.critics import EffortCritic, EnergyCritic, SmoothnessCritic, TrackingCritic
-from hamwm_ros.mpc.critics.base import CriticError
+from hamwm_ros.mpc.critics.base import Critic, CriticContext, CriticError
 from hamwm_ros.mpc.optimizer import MPPIOptimizer
 from hamwm_ros.mpc.rollout import RolloutShapeError
 from hamwm_ros.mpc.settings import MPPISettings, SettingsError
@@ -207,15 +207,61 @@ def test_smoothing_reduces_command_chatter():
     assert chatter['savgol'] < chatter['none']
 
 
+class BeyondTheBoundCritic(Critic):
+    """Prefers every action at twice the upper bound: its best feasible plan is the bound itself."""
+
+    name = 'beyond'
+
+    def score(self, ctx: CriticContext) -> np.ndarray:
+        return np.square(ctx.actions[..., 0] - 2.0 * LIMIT).sum(axis=1)
+
+
+@pytest.mark.parametrize('update', ['applied', 'sampled'])
+def test_sampled_perturbations_let_the_plan_sit_on_its_bound(update):
+    # an averaging temperature (a greedy one follows the single best sample, which can be the bound either way)
+    opt, _ = make(critics=[BeyondTheBoundCritic()], update_perturbation=update, noise_std=1.0, normalise_costs=True,
+                  temperature=1.0)
+    z0 = np.array([0.0, 0.0], np.float32)
+    for _ in range(60):
+        result = opt.plan(z0, shift=0)
+    plan = result.sequence[:, 0]
+    assert result.valid and np.all(plan <= LIMIT)
+    if update == 'sampled':
+        # the samples beyond the bound all score as the bound and pull the plan out; the clip puts it on the bound
+        assert plan.mean() > LIMIT - 0.05 and np.count_nonzero(plan == LIMIT) > plan.size // 2
+    else:
+        # those samples count as their clipped value while the ones inside pull the average in: it stays well inside
+        assert plan.mean() < LIMIT - 0.5
+
+
+def test_sampled_perturbations_pump_at_full_effort_and_swing_up_sooner():
+    outcome = {}
+    for update in ('applied', 'sampled'):
+        opt, p = make(update_perturbation=update, seed=3)
+        x, saturated, upright_tick = np.zeros(2), 0, None
+        for tick in range(240):
+            result = opt.plan(x.astype(np.float32))
+            saturated += abs(result.command[0]) >= LIMIT
+            x = p.step(x, result.command)
+            if abs(angle_error(x[0])) < 0.2:
+                upright_tick = tick
+                break
+        assert upright_tick is not None, update
+        outcome[update] = upright_tick, saturated
+    (applied_up, applied_full), (sampled_up, sampled_full) = outcome['applied'], outcome['sampled']
+    assert sampled_full > 5 * max(applied_full, 1)       # the plan sits on the bound while pumping
+    assert sampled_up <= applied_up                       # and the pole comes up no later
+
+
 @hyp_settings(max_examples=30, deadline=None)
 @given(theta=st.floats(-10, 10), omega=st.floats(-20, 20), previous=st.floats(-LIMIT, LIMIT),
        effort=st.floats(0, 100), smooth=st.floats(0, 100), temperature=st.floats(1e-3, 10),
-       rate=st.floats(0.05, 2.0), seed=st.integers(0, 2**31 - 1))
-def test_command_within_limits_and_rate(theta, omega, previous, effort, smooth, temperature, rate, seed):
+       rate=st.floats(0.05, 2.0), seed=st.integers(0, 2**31 - 1), update=st.sampled_from(['applied', 'sampled']))
+def test_command_within_limits_and_rate(theta, omega, previous, effort, smooth, temperature, rate, seed, update):
     p = Pendulum()
     critics = swing_up_critics(p, effort) + [SmoothnessCritic(smooth, scale=LIMIT)]
     opt, _ = make(p, critics, num_samples=32, horizon=8, temperature=temperature, max_action_rate=rate, seed=seed,
-                  iterations=2, smoothing='savgol')
+                  iterations=2, smoothing='savgol', update_perturbation=update)
     last = np.array([previous], np.float32)
     z = np.array([theta, omega], np.float32)
     for _ in range(3):

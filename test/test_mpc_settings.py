@@ -31,6 +31,7 @@ def test_defaults_are_valid_and_derive_action_dim():
     (dict(smoothing='kalman'), 'smoothing'),
     (dict(smoothing_window=4), 'smoothing_window'),
     (dict(smoothing_order=5), 'smoothing_order'),
+    (dict(update_perturbation='clipped'), 'update_perturbation'),
     (dict(max_retries=-1), 'max_retries'),
     (dict(include_nominal=1), 'include_nominal'),
     (dict(seed=-3), 'seed'),

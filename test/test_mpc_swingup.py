@@ -208,6 +208,7 @@ def test_swingup_parameter_files_match_the_in_process_configs(robot):
         'mppi.iterations': config.iterations, 'mppi.temperature': config.temperature,
         'mppi.normalise_costs': config.normalise_costs, 'mppi.noise_std': config.noise_std,
         'mppi.noise_correlation': config.noise_correlation, 'mppi.seed': config.seed,
+        'mppi.update_perturbation': config.update_perturbation,
         'critics.tracking.weight': config.tracking_weight, 'critics.energy.weight': config.energy_weight,
         'critics.effort.weight': config.effort_weight, 'critics.smoothness.weight': config.smoothness_weight,
         'critics.limits.weight': config.limits_weight, 'swingup.effort_fraction': config.effort_fraction,

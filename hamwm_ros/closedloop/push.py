@@ -67,6 +67,8 @@ class PushConfig:
         bounds as fractions of the effort limits.
     noise_correlation, smoothing_window
         Lag-one correlation of the exploration noise; the Savitzky-Golay window (order 2) of the plan, 0 for none.
+    update_perturbation
+        ``MPPISettings.update_perturbation``: ``'applied'`` or ``'sampled'``.
     balance_weight, tracking_weight, effort_weight, smoothness_weight, limits_weight
         Critic weights.
     seed
@@ -98,6 +100,7 @@ class PushConfig:
     # A Savitzky-Golay filter of the plan (0: none): a third of the standing robot's joint speed at window 15 (0.030
     # against 0.093 rad/s, seeds 0-5) and the same push figures (window 21: +0.14 N s, 31: +0.00; session 21).
     smoothing_window: int = 15
+    update_perturbation: str = 'applied'
     balance_weight: float = 1.0
     tracking_weight: float = 1.0
     effort_weight: float = 0.05
@@ -181,6 +184,7 @@ class PushLoop:
                                      temperature=cfg.temperature, normalise_costs=cfg.normalise_costs,
                                      noise_std=tuple(cfg.noise_fraction * limits),
                                      noise_correlation=cfg.noise_correlation, seed=cfg.seed,
+                                     update_perturbation=cfg.update_perturbation,
                                      **({'smoothing': 'savgol', 'smoothing_window': cfg.smoothing_window}
                                         if cfg.smoothing_window else {}))
         goal = np.concatenate([sim.nominal_posture, np.zeros(n)])

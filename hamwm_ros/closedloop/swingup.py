@@ -49,7 +49,7 @@ class SwingUpConfig:
         Success: ``|wrap(angle - pi)| <= tolerance`` (rad) over the final ``window_s`` seconds.
     initial_noise
         Uniform noise (rad, and rad/s on velocities) around hanging still, drawn from the episode seed.
-    num_samples, iterations, temperature, noise_std, noise_correlation
+    num_samples, iterations, temperature, noise_std, noise_correlation, update_perturbation
         MPPI settings (noise as a fraction of the effort limit).
     normalise_costs
         MPPI temperature relative to the median excess cost (``MPPISettings.normalise_costs``) instead of in cost
@@ -106,6 +106,7 @@ class SwingUpConfig:
     temperature: float = 0.05
     noise_std: float = 0.4
     noise_correlation: float = 0.6
+    update_perturbation: str = 'sampled'
     energy_weight: float = 1.0
     tracking_weight: float = 1.0
     effort_weight: float = 0.01
@@ -291,7 +292,7 @@ class SwingUpController:
             horizon=config.horizon or self.runtime.horizon, iterations=config.iterations,
             temperature=config.temperature, normalise_costs=config.normalise_costs,
             noise_std=tuple(config.noise_std * limits), noise_correlation=config.noise_correlation,
-            seed=config.seed)
+            update_perturbation=config.update_perturbation, seed=config.seed)
         # The swing-up schedule (energy shaping gated near upright, one energy target per side, wrapped-angle
         # tracking, rail envelope) is the same code mpc_node runs with task swingup.
         pole = pole_inertia(config.robot, urdf.names[config.angle_joint]) if config.energy_source == 'pole' else None

@@ -6,7 +6,8 @@ One :meth:`MPPIOptimizer.plan` call, per control tick:
 2. ``iterations`` times: perturb the nominal with Gaussian (optionally time-correlated) noise, clip to the action
    bounds and the action-rate limit, roll every sample out in one batched call, score it with the critics plus the
    information-theoretic control cost, and move the nominal by the softmin-weighted perturbations
-   (``w_k ~ exp(-(S_k - min S) / temperature)``; with ``normalise_costs`` the temperature is scaled by the median
+   (``w_k ~ exp(-(S_k - min S) / temperature)``; the perturbations as applied or as sampled,
+   ``settings.update_perturbation``; with ``normalise_costs`` the temperature is scaled by the median
    of ``S_k - min S``); optionally Savitzky-Golay smooth it;
 3. return the first action as the command.
 
@@ -409,7 +410,10 @@ class MPPIOptimizer:
         np.maximum(rows, self._low_row, out=rows)
         if math.isfinite(s.max_action_rate):
             self._rate_limit(actions, prev)
-        np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
+        if s.update_perturbation == 'applied':
+            np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
+        else:
+            eps[...] = noise                               # as drawn: the update may press the plan onto a bound
         rollout = check_rollout(self.rollout_fn(z0, actions), batch, horizon)
         costs, parts = self._score(CriticContext(actions, rollout, prev), self._costs[lo:hi], weights)
         if u_scaled is not None:

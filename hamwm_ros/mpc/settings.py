@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 SMOOTHING_METHODS = ('none', 'savgol')
+UPDATE_PERTURBATIONS = ('applied', 'sampled')
 
 
 class SettingsError(ValueError):
@@ -62,6 +63,12 @@ class MPPISettings:
         ``'none'`` or ``'savgol'`` (Savitzky-Golay filter of the updated nominal sequence).
     smoothing_window, smoothing_order
         Odd window length and polynomial order of the Savitzky-Golay filter.
+    update_perturbation
+        What the nominal moves by: ``'applied'``, the softmin-weighted perturbations as applied, after the bounds and
+        the rate limit (the plan then stays strictly inside a bound it presses against: every sample beyond it is
+        clipped to it while the ones inside pull the average in); ``'sampled'``, the perturbations as drawn (every
+        sample is still rolled out and scored with its clipped actions), so a plan whose best samples lie at or
+        beyond a bound sits on it (bang-bang effort, as an energy-pumping swing-up needs).
     max_retries
         How many times one :meth:`plan` call resets and retries after an iteration in which no sample was finite.
     include_nominal
@@ -89,6 +96,7 @@ class MPPISettings:
     smoothing: str = 'none'
     smoothing_window: int = 5
     smoothing_order: int = 2
+    update_perturbation: str = 'applied'
     max_retries: int = 2
     include_nominal: bool = True
     seed: int | None = 0
@@ -144,6 +152,9 @@ class MPPISettings:
         if not _int_range(reasons, 'smoothing_order', self.smoothing_order, 0, 10):
             if _is_int(self.smoothing_window) and self.smoothing_order >= self.smoothing_window:
                 reasons.append('smoothing_order: must be < smoothing_window')
+        if self.update_perturbation not in UPDATE_PERTURBATIONS:
+            reasons.append(f'update_perturbation: must be one of {UPDATE_PERTURBATIONS} '
+                           f'(got {self.update_perturbation!r})')
         if not isinstance(self.include_nominal, bool):
             reasons.append('include_nominal: must be a bool')
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):

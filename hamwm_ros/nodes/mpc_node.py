@@ -135,7 +135,7 @@ from hamwm_ros.mpc import (
     planner_budget,
     timed_rollout,
 )
-from hamwm_ros.mpc.settings import SMOOTHING_METHODS
+from hamwm_ros.mpc.settings import SMOOTHING_METHODS, UPDATE_PERTURBATIONS
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
 from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
@@ -176,7 +176,8 @@ COMMAND_INTERFACES = ('effort', 'trajectory', 'both')
 SAFE_HOLDS = ('zero_effort', 'driver_hold', 'nominal_hold')
 DRIVER_HOLD_MODES = (Mode.WAITING_FOR_STATE, Mode.SAFE_HOLD)    # ESTOP keeps zero effort: an e-stop cuts torque
 MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise_costs', 'noise_std', 'seed',
-               'noise_correlation', 'workers', 'smoothing', 'smoothing_window', 'smoothing_order')
+               'noise_correlation', 'workers', 'smoothing', 'smoothing_window', 'smoothing_order',
+               'update_perturbation')
 # Settings that change the planner budget: its period, or the rollout a worker makes per iteration
 BUDGET_PARAMS = ('planner_rate', 'mppi.num_samples', 'mppi.horizon', 'mppi.workers')
 TASKS = ('track', 'swingup')
@@ -468,6 +469,10 @@ class MpcNode(Node):
                                                   int_range=(3, 101)))
         d('mppi.smoothing_order', 2, _descriptor('polynomial order of the plan smoothing, < mppi.smoothing_window',
                                                  int_range=(0, 10)))
+        d('mppi.update_perturbation', 'applied', _descriptor(
+            'applied | sampled: the plan moves by the weighted perturbations after the bounds (applied: it stays '
+            'inside a bound it presses against) or as drawn (sampled: it can sit on the bound, full effort; the '
+            'swing-up files\' choice)'))
         d('mppi.workers', 1, _descriptor('planner threads: the samples are split into this many chunks, rolled out '
                                          'and scored concurrently (each with onnx_threads onnxruntime threads); on '
                                          'a small machine more than 1 competes with the control thread',
@@ -583,7 +588,8 @@ class MpcNode(Node):
                             workers=int(self._param('mppi.workers', changes)),
                             smoothing=str(self._param('mppi.smoothing', changes)),
                             smoothing_window=int(self._param('mppi.smoothing_window', changes)),
-                            smoothing_order=int(self._param('mppi.smoothing_order', changes)))
+                            smoothing_order=int(self._param('mppi.smoothing_order', changes)),
+                            update_perturbation=str(self._param('mppi.update_perturbation', changes)))
 
     def _action_bound(self, limits: JointLimits, changes: dict[str, Any] | None = None) -> np.ndarray:
         """The plan's effort bound per joint: the limits, scaled for the swing-up and the PD-residual modes."""
@@ -664,6 +670,9 @@ class MpcNode(Node):
         if window % 2 == 0 or order >= window:
             raise ValueError(f'mppi.smoothing_window must be odd and above mppi.smoothing_order, got {window} and '
                              f'{order}')
+        update = str(self._param('mppi.update_perturbation', changes))
+        if update not in UPDATE_PERTURBATIONS:
+            raise ValueError(f'mppi.update_perturbation must be one of {list(UPDATE_PERTURBATIONS)}, got {update!r}')
         if str(self._param('plan_playback', changes)) not in ('linear', 'hold'):
             raise ValueError(f"plan_playback must be linear or hold, got {self._param('plan_playback', changes)!r}")
         interface = str(self._param('command_interface', changes))

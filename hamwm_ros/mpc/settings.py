@@ -65,10 +65,11 @@ class MPPISettings:
         Odd window length and polynomial order of the Savitzky-Golay filter.
     update_perturbation
         What the nominal moves by: ``'applied'``, the softmin-weighted perturbations as applied, after the bounds and
-        the rate limit (the plan then stays strictly inside a bound it presses against: every sample beyond it is
-        clipped to it while the ones inside pull the average in); ``'sampled'``, the perturbations as drawn (every
-        sample is still rolled out and scored with its clipped actions), so a plan whose best samples lie at or
-        beyond a bound sits on it (bang-bang effort, as an energy-pumping swing-up needs).
+        the rate limit (unless one sample takes nearly all the weight, a plan pressing against a bound is pulled back
+        inside it: every sample beyond it counts as the bound while the ones inside pull the average in);
+        ``'sampled'``, the perturbations as drawn (every sample is still rolled out and scored with its clipped
+        actions), so a plan whose best samples lie at or beyond a bound sits on it (bang-bang effort, as an
+        energy-pumping swing-up needs).
     max_retries
         How many times one :meth:`plan` call resets and retries after an iteration in which no sample was finite.
     include_nominal

@@ -470,9 +470,9 @@ class MpcNode(Node):
         d('mppi.smoothing_order', 2, _descriptor('polynomial order of the plan smoothing, < mppi.smoothing_window',
                                                  int_range=(0, 10)))
         d('mppi.update_perturbation', 'applied', _descriptor(
-            'applied | sampled: the plan moves by the weighted perturbations after the bounds (applied: it stays '
-            'inside a bound it presses against) or as drawn (sampled: it can sit on the bound, full effort; the '
-            'swing-up files\' choice)'))
+            'applied | sampled: the plan moves by the weighted perturbations after the bounds (applied: averaging '
+            'pulls it back inside a bound it presses against) or as drawn (sampled: it can sit on the bound, full '
+            'effort; the swing-up files\' choice)'))
         d('mppi.workers', 1, _descriptor('planner threads: the samples are split into this many chunks, rolled out '
                                          'and scored concurrently (each with onnx_threads onnxruntime threads); on '
                                          'a small machine more than 1 competes with the control thread',

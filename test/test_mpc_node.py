@@ -256,7 +256,8 @@ class TestWithSimulatedPendulum:
                                ({'planner_rate': 400.0}, 'planner_rate'), ({'zero_stamp': 'sometimes'}, 'zero_stamp'),
                                ({'mppi.smoothing': 'lowpass'}, 'mppi.smoothing'),
                                ({'mppi.smoothing_window': 4}, 'odd'), ({'mppi.smoothing_order': 5}, 'above'),
-                               ({'mppi.update_perturbation': 'clipped'}, 'mppi.update_perturbation')):
+                               ({'mppi.update_perturbation': 'clipped'}, 'mppi.update_perturbation'),
+                               ({'swingup.far_update_perturbation': 'clipped'}, 'far_update_perturbation')):
             result = mpc.set(**values)[0]
             assert not result.successful and result.reason and reason in result.reason, (values, result.reason)
         assert mpc.get('control_rate') == CONTROL_RATE and mpc.get('zero_stamp') == 'reject'

@@ -234,6 +234,24 @@ def test_sampled_perturbations_let_the_plan_sit_on_its_bound(update):
         assert plan.mean() < LIMIT - 0.5
 
 
+def test_a_plan_call_can_override_the_update_and_refuses_an_unknown_one():
+    z0 = np.array([0.0, 0.0], np.float32)
+    plans = {}
+    for name, settings_update, call_update in (('settings', 'sampled', None), ('call', 'applied', 'sampled'),
+                                               ('applied', 'applied', None)):
+        opt, _ = make(critics=[BeyondTheBoundCritic()], update_perturbation=settings_update, noise_std=1.0,
+                      normalise_costs=True, temperature=1.0)
+        for _ in range(60):
+            result = opt.plan(z0, shift=0, update_perturbation=call_update)
+        plans[name] = result.sequence
+        assert opt.settings.update_perturbation == settings_update       # the override is for the call only
+    np.testing.assert_array_equal(plans['call'], plans['settings'])      # same seed, same update: same plan
+    assert plans['applied'].mean() < LIMIT - 0.5 < plans['call'].mean()
+    opt, _ = make()
+    with pytest.raises(ValueError, match='update_perturbation'):
+        opt.plan(z0, update_perturbation='clipped')
+
+
 def test_sampled_perturbations_pump_at_full_effort_and_swing_up_sooner():
     outcome = {}
     for update in ('applied', 'sampled'):

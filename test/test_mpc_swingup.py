@@ -50,8 +50,10 @@ def test_energy_shaping_far_from_upright_tracking_near_it():
     assert schedule.near is False
     assert schedule.energy.weight == 2.0 and schedule.tracking.weight == pytest.approx(3.0 * task.far_tracking_fraction)
     assert encoded == pytest.approx([0.1])
+    assert schedule.plan_update == task.far_update_perturbation == 'sampled'   # pumping: the plan may sit on the bound
     schedule.prepare(np.array([math.pi - 0.5 * task.energy_gate]))   # inside the gate: tracking alone
     assert schedule.near is True and schedule.energy.weight == 0.0 and schedule.tracking.weight == 3.0
+    assert schedule.plan_update is None                              # balancing: the planner's own update
     # run-time weights (mpc_node's critics.*.weight) are scheduled from the next plan on
     schedule.energy_weight, schedule.tracking_weight = 5.0, 7.0
     schedule.prepare(np.array([0.0]))
@@ -155,6 +157,7 @@ def test_terminal_value_weighted_near_upright_only():
     ({'velocity_weights': (-1.0,)}, 'velocity_weights'),
     ({'energy_margin': 2.0, 'velocity_envelope': 1.5}, 'velocity_envelope'),   # every reason at once
     ({'terminal_value_weight': -1.0}, 'terminal_value_weight'),
+    ({'far_update_perturbation': 'clipped'}, 'far_update_perturbation'),
 ])
 def test_task_settings_are_validated(changes, reason):
     with pytest.raises(ValueError, match=reason):

@@ -39,7 +39,7 @@ import numpy as np
 from hamwm_ros.mpc.critics.base import Critic, CriticContext, CriticError
 from hamwm_ros.mpc.noise import NoiseGenerator
 from hamwm_ros.mpc.rollout import Rollout, RolloutFunction, check_rollout
-from hamwm_ros.mpc.settings import MPPISettings, SettingsError
+from hamwm_ros.mpc.settings import UPDATE_PERTURBATIONS, MPPISettings, SettingsError
 from hamwm_ros.mpc.smoothing import SequenceSmoother
 
 
@@ -131,6 +131,7 @@ class MPPIOptimizer:
         self._pool: ThreadPoolExecutor | None = None   # made on first use by _worker_pool (workers > 1)
         self._pool_helpers = 0
         self._committed = 0            # leading steps the current plan call keeps (see plan's ``committed``)
+        self._update_sampled = False   # the current plan call's update_perturbation is 'sampled'
         self._noises = self._noise_streams(settings, settings.seed)
         self._allocate(settings)
         self._nominal = np.empty((settings.horizon, settings.action_dim), dtype=np.float32)
@@ -269,7 +270,7 @@ class MPPIOptimizer:
 
     # ------------------------------------------------------------------ planning
     def plan(self, z0: np.ndarray, previous_action: np.ndarray | None = None, shift: int = 1,
-             committed: int = 0) -> PlanResult:
+             committed: int = 0, update_perturbation: str | None = None) -> PlanResult:
         """Optimise the action sequence from latent state ``z0`` and return the command to apply.
 
         Parameters
@@ -286,11 +287,15 @@ class MPPIOptimizer:
             Leading steps of the sequence that are already committed (executed while this plan is computed and
             delivered: the latency in model steps). They keep their warm-start values (``previous_action`` on the
             first plan after a reset) and are not optimised; at most ``horizon - 1`` of them are kept.
+        update_perturbation
+            ``'applied'`` or ``'sampled'`` for this call only (a swing-up pumps with one and balances with the
+            other); None: the settings'.
 
         Raises
         ------
         ValueError
-            If ``shift`` or ``committed`` is negative or ``previous_action`` has the wrong size.
+            If ``shift`` or ``committed`` is negative, ``update_perturbation`` unknown or ``previous_action`` has the
+            wrong size.
         RolloutShapeError
             If the rollout function returns arrays of the wrong shape (a wiring error, not a model failure).
         Exception
@@ -302,6 +307,10 @@ class MPPIOptimizer:
             raise ValueError(f'shift must be >= 0, got {shift}')
         if committed < 0:
             raise ValueError(f'committed must be >= 0, got {committed}')
+        if update_perturbation is not None and update_perturbation not in UPDATE_PERTURBATIONS:
+            raise ValueError(f'update_perturbation must be one of {UPDATE_PERTURBATIONS} or None, got '
+                             f'{update_perturbation!r}')
+        self._update_sampled = (update_perturbation or s.update_perturbation) == 'sampled'
         prev = self._previous(previous_action)
         z0 = np.asarray(z0, dtype=np.float32)
         if not np.all(np.isfinite(z0)):
@@ -410,10 +419,10 @@ class MPPIOptimizer:
         np.maximum(rows, self._low_row, out=rows)
         if math.isfinite(s.max_action_rate):
             self._rate_limit(actions, prev)
-        if s.update_perturbation == 'applied':
-            np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
-        else:
+        if self._update_sampled:
             eps[...] = noise                               # as drawn: the update may press the plan onto a bound
+        else:
+            np.subtract(actions, self._nominal, out=eps)  # the perturbation actually applied, after the constraints
         rollout = check_rollout(self.rollout_fn(z0, actions), batch, horizon)
         costs, parts = self._score(CriticContext(actions, rollout, prev), self._costs[lo:hi], weights)
         if u_scaled is not None:

@@ -35,6 +35,7 @@ import numpy as np
 
 from hamwm_ros.mpc.critics import EnergyCritic, JointLimitsCritic, TerminalCostCritic, TrackingCritic
 from hamwm_ros.mpc.lqr import discrete_lqr, linearise
+from hamwm_ros.mpc.settings import UPDATE_PERTURBATIONS
 
 ENERGY_SOURCES = ('model', 'pole')
 GRAVITY = 9.81
@@ -87,6 +88,10 @@ class SwingUpTask:
     terminal_value_weight
         Weight of the terminal value near upright, as a multiple of the tracking weight (0: off); far from upright
         it is off.
+    far_update_perturbation
+        MPPI's ``update_perturbation`` while energy shaping leads (farther than ``energy_gate`` from upright):
+        ``'sampled'`` lets the plan sit on the effort bound and pump at full effort; near upright the planner's own
+        setting applies (``'applied'`` there keeps the balance tolerant of latency).
 
     Raises
     ------
@@ -106,6 +111,7 @@ class SwingUpTask:
     position_envelope: float = 1.0
     velocity_envelope: float = 1.0
     terminal_value_weight: float = 0.0
+    far_update_perturbation: str = 'applied'
 
     def __post_init__(self) -> None:
         for name in ('position_weights', 'velocity_weights'):
@@ -131,6 +137,9 @@ class SwingUpTask:
         for name in ('position_envelope', 'velocity_envelope'):
             if not 0.0 < getattr(self, name) <= 1.0:
                 problems.append(f'{name} must be in (0, 1], got {getattr(self, name)}')
+        if self.far_update_perturbation not in UPDATE_PERTURBATIONS:
+            problems.append(f'far_update_perturbation must be one of {list(UPDATE_PERTURBATIONS)}, got '
+                            f'{self.far_update_perturbation!r}')
         if problems:
             raise ValueError('; '.join(problems))
 
@@ -278,6 +287,7 @@ class SwingUpSchedule:
         self.energy_weight = float(energy_weight)
         self.tracking_weight = float(tracking_weight)
         self.near: bool | None = None       # whether the last prepared plan was near upright (None: none yet)
+        self.plan_update: str | None = None  # update_perturbation for the prepared plan (None: the planner's own)
         self.runtime = runtime
         self.energy = self._energy_critic(task, runtime, pole)
         self.tracking = TrackingCritic(self.goal_observation(goal), self._state_weights(task), weight=tracking_weight,
@@ -369,13 +379,15 @@ class SwingUpSchedule:
         """Set the critics for a plan from the measured ``position`` (n,); return the positions to encode.
 
         Far from upright energy shaping leads (tracking only as a weak guide, so the pole does not arrive with
-        excess speed); near upright tracking (and the terminal value, when there is one) stabilises it. The energy
+        excess speed; the plan updated as ``far_update_perturbation`` says, :attr:`plan_update`); near upright
+        tracking (and the terminal value, when there is one) stabilises it. The energy
         target is that of the side of upright the pole is on, less ``energy_margin`` x the energy scale.
         """
         task = self.task          # read once: a concurrent settings change applies from the next plan
         a = self.angle_joint
         q = np.array(position, dtype=np.float64)
         near = self.near = abs(float(wrap_angle(q[a] - math.pi))) < task.energy_gate
+        self.plan_update = None if near else task.far_update_perturbation
         self.energy.weight = 0.0 if near else self.energy_weight
         self.tracking.weight = self.tracking_weight if near else self.tracking_weight * task.far_tracking_fraction
         if self.terminal is not None:

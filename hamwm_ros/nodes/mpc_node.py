@@ -182,7 +182,8 @@ MPPI_PARAMS = ('num_samples', 'horizon', 'iterations', 'temperature', 'normalise
 BUDGET_PARAMS = ('planner_rate', 'mppi.num_samples', 'mppi.horizon', 'mppi.workers')
 TASKS = ('track', 'swingup')
 # swing-up schedule settings changeable at run time (the others are read-only: they shape the critics at configure)
-SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode', 'terminal_value_weight')
+SWINGUP_LIVE = ('energy_gate', 'far_tracking_fraction', 'energy_margin', 'wrap_encode', 'terminal_value_weight',
+                'far_update_perturbation')
 # live parameters the swing-up's terminal value P is built from (its stage costs, the plan's horizon, the goal);
 # changing one rebuilds P, as does a hot-loaded model (its dt)
 TERMINAL_INPUTS = ('critics.tracking.weight', 'critics.effort.weight', 'mppi.horizon', 'goal_position')
@@ -528,6 +529,10 @@ class MpcNode(Node):
             'near upright, weight (x critics.tracking.weight) of the LQR cost-to-go of the URDF robot linearised '
             'upright on the last predicted step (0: off); the matrix follows the tracking and effort weights, '
             'mppi.horizon, goal_position and the model', float_range=(0.0, 1e6)))
+        d('swingup.far_update_perturbation', 'applied', _descriptor(
+            'applied | sampled: mppi.update_perturbation while energy shaping leads (farther than '
+            'swingup.energy_gate from upright); sampled pumps at full effort. Near upright mppi.update_perturbation '
+            'applies'))
 
     def _cache_rates(self) -> None:
         # The loops read these plain attributes, not the parameter store, on every tick.
@@ -1419,7 +1424,9 @@ class MpcNode(Node):
             else:
                 previous = supervisor.command_guard.previous.astype(np.float32)
             self._committed = committed = self._committed_steps(dt)
-            result = optimizer.plan(z0, previous_action=previous, shift=shift, committed=committed)
+            result = optimizer.plan(z0, previous_action=previous, shift=shift, committed=committed,
+                                    update_perturbation=None if controller.swingup is None
+                                    else controller.swingup.plan_update)
         except Exception as error:  # noqa: BLE001 - a failing model must end in the fallback, not a dead thread
             optimizer.reset()
             if self._stop.is_set():         # a rollout ended by the stop (cancel_runs): nothing went wrong

@@ -1833,6 +1833,7 @@ class MpcNode(Node):
                     + (f', stale: {self._terminal_problem}' if self._terminal_problem else ''))
             if schedule is not None and schedule.near is not None:
                 values['swingup_phase'] = 'balancing (tracking)' if schedule.near else 'energy shaping'
+                values['swingup_update'] = schedule.plan_update or controller.optimizer.settings.update_perturbation
                 values['swingup_energy_target'] = f'{schedule.energy.target:.4f}'
             balance = controller.balance
             values['balance_critic'] = 'off (fixed base)' if balance is None else (

@@ -473,7 +473,7 @@ class MpcNode(Node):
         d('mppi.update_perturbation', 'applied', _descriptor(
             'applied | sampled: the plan moves by the weighted perturbations after the bounds (applied: averaging '
             'pulls it back inside a bound it presses against) or as drawn (sampled: it can sit on the bound, full '
-            'effort; the swing-up files\' choice)'))
+            'effort); with task swingup the one near upright (swingup.far_update_perturbation: while pumping)'))
         d('mppi.workers', 1, _descriptor('planner threads: the samples are split into this many chunks, rolled out '
                                          'and scored concurrently (each with onnx_threads onnxruntime threads); on '
                                          'a small machine more than 1 competes with the control thread',

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
-from test_mpc_node import injected_mpc, write_pendulum_model
+from test_mpc_node import DT, injected_mpc, write_pendulum_model
 from trajectory_msgs.msg import JointTrajectory
 
 pytestmark = pytest.mark.ros
@@ -100,6 +100,7 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     trajectories_before = mpc.probe.seq(TRAJECTORY)
     assert all(r.successful for r in mpc.set(max_plan_age=0.001))     # every plan is late from the next tick on
     mpc.wait_mode('FALLBACK', contains='late')
+    ff_fading = mpc.probe.seq(FEEDFORWARD)        # from here only the hand-over publishes the correction
     time.sleep(1.2)
     new = mpc.probe.seq('/effort_controller/commands') - commands_before
     corrections = np.array([m.data[0] for m in mpc.probe.recent('/effort_controller/commands')[-new:]]) - pd_hold
@@ -111,8 +112,17 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     # the previous command once (the relay republishes it) and the next one falls two steps: never a rise.
     assert np.all(fade > 0.0) and np.all(np.diff(fade) <= 0.0) and fade[0] <= FRACTION * LIMIT + 1e-9, fade
     assert np.unique(fade).size >= 15, fade
-    feedforward = [m.effort[0] for m in mpc.probe.recent(FEEDFORWARD)[-(mpc.probe.seq(FEEDFORWARD) - ff_before):]]
-    assert len(feedforward) >= 20 and feedforward[-1] == 0.0, feedforward     # the applied correction, per tick
+    fading = mpc.probe.seq(FEEDFORWARD) - ff_fading
+    assert fading > 0 and ff_fading >= ff_before
+    messages = mpc.probe.recent(FEEDFORWARD)[-fading:]
+    feedforward = [m.effort[0] for m in messages]
+    assert feedforward[-1] == 0.0, feedforward
+    # The applied correction while it fades, once per model step (DT, every second tick here), not every tick:
+    # about 25 over the 0.5 s; the last (zero) when the hand-over ends.
+    stamps = np.array([m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in messages[:-1]])
+    assert 12 <= len(feedforward) <= 0.5 / DT + 4, feedforward
+    assert np.all(np.diff(stamps) >= 0.8 * DT), np.diff(stamps)
+    assert np.all(np.diff(feedforward[:-1]) <= 0.0) and np.unique(feedforward).size >= 10, feedforward
     assert int(mpc.diagnostics()['handover_ticks']) >= 20
     # Over the trajectory interface the target moves the same way: from nominal + correction / kp to nominal over
     # handover_time (two points, zero velocities), not in a step.

@@ -37,8 +37,9 @@ Publishes
     (sensor_msgs/JointState: the same efforts with joint names and the stamp of the tick, node clock) when
     ``publish_stamped``; ``/hamwm/mpc/feedforward`` (sensor_msgs/JointState, effort = the correction to the PD hold
     in force, model joint names, node clock stamp) with ``pd_residual``: on every plan that goes out (taken while the
-    supervisor allows planning) and as zeros on every change out of planning, so world_model_node's monitor knows the
-    input of a model whose ``action_source`` is ``feedforward``; ``/hamwm/mpc/mode`` (std_msgs/String
+    supervisor allows planning), once per model step while a switch is handed over (``handover_time``) and as zeros
+    on every change out of planning, so world_model_node's monitor knows the input of a model whose
+    ``action_source`` is ``feedforward``; ``/hamwm/mpc/mode`` (std_msgs/String
     ``'<MODE>: <reason>'``, transient local, on every mode change; modes in :mod:`hamwm_ros.safety.modes`);
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray at ``diagnostics_rate``: mode, reason, counters, planner and
     loop timing).
@@ -1624,6 +1625,10 @@ class MpcNode(Node):
         deadline = time.monotonic()
         previous_tick = None
         handing_over = False
+        # During a hand-over the applied correction goes out on /hamwm/mpc/feedforward once per model step (its
+        # reader, the validity monitor, samples inputs at that step), not every control tick; the end always.
+        feedforward_step = float(controller.runtime.dt)
+        feedforward_due = -math.inf
         while not self._stop.is_set():
             period = self._control_period
             deadline += period
@@ -1658,9 +1663,10 @@ class MpcNode(Node):
             elif not self._publish_command(controller, command, via_relay=True):
                 return
             blending = result is not None and result.handover is not None
-            if self._pd_residual and (blending or handing_over):
+            if self._pd_residual and (blending or handing_over) and (not blending or now >= feedforward_due):
                 # the correction applied on the PD hold while a switch is blended, and once when it ends
                 self._publish_feedforward(controller, result.correction if result is not None else None)
+                feedforward_due = now + feedforward_step
             handing_over = blending
             if result is not None and result.transition is not None:
                 self._report_transition(result.transition)

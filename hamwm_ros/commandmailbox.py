@@ -20,7 +20,7 @@ import numpy as np
 # header slots (float64)
 _SEQ, _WRITTEN, _CHECK, _PERIOD, _STOP, _READY, _HEARTBEAT, _SCHEDULING = range(8)
 _TICKS, _MISSED, _PUBLISHED, _STALE, _REPEATS, _REFUSED, _TORN, _RING_COUNT = range(8, 16)
-_PHASE, _MATCHED = 16, 17
+_PHASE, _MATCHED, _STALE_HOLD, _STALE_HOLDS = 16, 17, 18, 19
 HEADER = 20
 RING = 5000                # period errors and command ages kept for percentiles (10 s at 500 Hz)
 READ_RETRIES = 4
@@ -136,6 +136,10 @@ class CommandMailbox:
         """Ask the reader to leave its loop."""
         self._header[_STOP] = 1.0
 
+    def set_stale_hold(self, enabled: bool) -> None:
+        """Whether the reader publishes zeros in place of a posted command gone stale (see `stale_hold`)."""
+        self._header[_STALE_HOLD] = 1.0 if enabled else 0.0
+
     # ------------------------------------------------------------------ reader
     def take(self) -> tuple[float, np.ndarray] | None:
         """The latest command as (its time, a copy of its values); None if none is posted or every read was torn."""
@@ -198,6 +202,18 @@ class CommandMailbox:
         if repeat:
             header[_REPEATS] += 1.0
 
+    @property
+    def stale_hold(self) -> bool:
+        """Whether a posted command gone stale (the writer stopped posting) is replaced by zeros (off by default).
+
+        A withdrawn command (:meth:`clear`) is not stale: nothing goes out after it either way.
+        """
+        return bool(self._header[_STALE_HOLD])
+
+    def record_stale_hold(self) -> None:
+        """A tick that published zeros in place of a stale command."""
+        self._header[_STALE_HOLDS] += 1.0
+
     def record_skip(self, refused: bool) -> None:
         """A tick that published nothing: no fresh command (stale, or none), or ``refused`` (not finite)."""
         self._header[_REFUSED if refused else _STALE] += 1.0
@@ -232,7 +248,7 @@ class CommandMailbox:
         return {
             'pid': int(header[_READY]), 'ticks': int(header[_TICKS]), 'missed': int(header[_MISSED]),
             'published': int(header[_PUBLISHED]), 'stale': int(header[_STALE]), 'repeats': int(header[_REPEATS]),
-            'refused': int(header[_REFUSED]), 'torn': int(header[_TORN]),
+            'refused': int(header[_REFUSED]), 'torn': int(header[_TORN]), 'stale_holds': int(header[_STALE_HOLDS]),
             'scheduling': f'SCHED_FIFO {priority}' if priority > 0 else (
                 'SCHED_OTHER (SCHED_FIFO refused)' if priority < 0 else 'SCHED_OTHER'),
             'period_error_p99_s': float(np.percentile(errors, 99)) if count else math.nan,

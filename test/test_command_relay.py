@@ -210,3 +210,47 @@ def test_the_relay_loop_refuses_non_finite_commands_and_stops_on_request():
         thread.join(timeout=2.0)
         reader.close()
         writer.close()
+
+
+def test_with_stale_hold_a_stalled_writer_gets_zeros_and_a_withdrawn_command_nothing():
+    # the loop alone, in a thread, publishing into a list: no process, no DDS
+    from hamwm_ros.commandmailbox import CommandMailbox
+    from hamwm_ros.nodes.command_relay import MAX_AGE_PERIODS, run_relay
+
+    writer = CommandMailbox(2)
+    reader = CommandMailbox(2, name=writer.name)
+    published: list[tuple[float, np.ndarray]] = []
+    writer.set_period(PERIOD)
+    thread = threading.Thread(target=run_relay, args=(reader, lambda v: published.append((time.monotonic(), v))
+                                                       or True, os.getppid()))
+    thread.start()
+    try:
+        assert not reader.stale_hold                          # off unless the writer asks
+        post_until = time.monotonic() + 0.1
+        while time.monotonic() < post_until:                  # the writer posts, then stops (a stalled node)
+            writer.post(np.array([1.0, 2.0]), time.monotonic())
+            time.sleep(PERIOD)
+        stopped = time.monotonic()
+        time.sleep(0.1)
+        assert all(t <= stopped + (MAX_AGE_PERIODS + 1) * PERIOD for t, _ in published)   # quiet: the default
+        writer.set_stale_hold(True)
+        assert reader.stale_hold
+        time.sleep(0.1)
+        zeros = [v for t, v in published if t > stopped + (MAX_AGE_PERIODS + 1) * PERIOD]
+        assert len(zeros) > 0.5 * 0.1 / PERIOD and all(np.array_equal(v, [0.0, 0.0]) for v in zeros)
+        assert writer.stats()['stale_holds'] == len(zeros)
+        writer.post(np.array([3.0, 4.0]), time.monotonic() + 60.0)     # posts again: its commands go out again
+        time.sleep(0.05)
+        assert np.array_equal(published[-1][1], [3.0, 4.0])
+        writer.clear()                                        # withdrawn, not stale: nothing, zeros included
+        time.sleep(0.02)
+        count = len(published)
+        time.sleep(0.1)
+        assert len(published) == count
+        writer.set_stale_hold(False)
+        assert not reader.stale_hold
+    finally:
+        writer.request_stop()
+        thread.join(timeout=2.0)
+        reader.close()
+        writer.close()

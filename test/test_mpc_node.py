@@ -699,6 +699,37 @@ class TestCommandRelay:
         assert mpc.diagnostics()['status'] == 'INACTIVE: not configured'
 
 
+    def test_a_stalled_node_gets_its_zero_effort_safe_hold_from_the_relay(self, mpc_relay):
+        # safe_hold zero_effort (the default): while mpc_node's process is stopped, the relay publishes zeros where
+        # a driver would otherwise keep applying the last effort; afterwards the node plans again
+        mpc, injector = mpc_relay
+        _plan_on_injected_states(mpc, injector)
+        deadline = time.monotonic() + 20.0
+        while int(mpc.diagnostics().get('relay_commands_published', 0)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        planned = mpc.commands_after(0.3)
+        assert planned.shape[0] > 0 and np.any(planned != 0.0), planned
+        before = mpc.probe.seq('/effort_controller/commands')
+        mpc.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.3)
+            during = mpc.probe.seq('/effort_controller/commands') - before
+            recent = mpc.probe.recent('/effort_controller/commands')
+        finally:
+            mpc.process.send_signal(signal.SIGCONT)
+        stalled = np.array([list(m.data) for m in recent[len(recent) - min(during, len(recent)):]])
+        # 250 Hz for 0.3 s: the last command for up to 2.5 periods (plus one in flight), then zeros every tick
+        assert stalled.shape[0] > 0.5 * 0.3 * 250.0, stalled.shape
+        assert np.all(stalled[4:] == 0.0), stalled[:10]
+        # planning again (through a safe hold if the watchdog saw the joint states stale) and the relay with it
+        deadline = time.monotonic() + 10.0
+        while mpc.diagnostics()['mode'] != 'PLANNING' and time.monotonic() < deadline:
+            time.sleep(0.1)
+        resumed = mpc.commands_after(0.3)
+        assert resumed.shape[0] > 0 and np.any(resumed != 0.0), resumed
+        assert int(mpc.diagnostics()['relay_stale_holds']) > 0.5 * 0.3 * 250.0 - 4
+        assert mpc.transition(Transition.TRANSITION_DEACTIVATE)     # the next test starts from inactive
+
     def test_a_dead_relay_hands_publishing_back_to_the_control_thread(self, mpc_relay):
         mpc, injector = mpc_relay
         _plan_on_injected_states(mpc, injector)

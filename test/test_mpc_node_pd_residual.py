@@ -9,6 +9,7 @@ MPPI workers (the PD offset is shared, each worker builds its own model input).
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -155,3 +156,25 @@ def test_a_switch_to_the_fallback_fades_the_correction_out_over_handover_time(re
     assert not steps, steps
     assert all(r.successful for r in mpc.set(handover_time=0.0, planner_rate=10.0, max_plan_age=0.5))
     mpc.wait_mode('PLANNING')
+
+
+def test_a_stalled_node_leaves_the_driver_holding_no_zero_effort_from_the_relay(residual):
+    # safe_hold nominal_hold: zero effort is not this robot's safe hold (a humanoid would fall limp), so while the
+    # node's process is stopped its relay goes quiet (the driver holds) instead of publishing zeros
+    mpc, injector = residual
+    injector.set(position=(0.3,), velocity=(0.0,))
+    mpc.wait_settled('PLANNING')
+    deadline = time.monotonic() + 20.0
+    while int(mpc.diagnostics().get('relay_commands_published', 0)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mpc.commands_after(0.3).shape[0] > 0
+    before = mpc.probe.seq('/effort_controller/commands')
+    mpc.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(0.3)
+        during = mpc.probe.seq('/effort_controller/commands') - before
+    finally:
+        mpc.process.send_signal(signal.SIGCONT)
+    assert during <= 4, during              # the last command for up to 2.5 periods (100 Hz), then nothing
+    mpc.wait_settled('PLANNING')
+    assert int(mpc.diagnostics()['relay_stale_holds']) == 0

@@ -2,12 +2,17 @@
 
 mpc_node's control thread decides each command (supervisor, watchdog, guards) and, with ``command_relay`` on, posts
 it to a :class:`hamwm_ros.commandmailbox.CommandMailbox` instead of publishing it. This process, started by the node
-with ``python -m hamwm_ros.nodes.command_relay``, wakes at the control rate on SCHED_FIFO with an interpreter lock of
-its own, ``PHASE_OFFSET_S`` (1 ms, or half a period if shorter) after each of the control thread's deadlines, takes
-the latest command and publishes it on the node's effort topic. It publishes a command only while it is fresh
-(posted at most ``MAX_AGE_PERIODS`` control periods ago), so when the node's control thread stops, stalls or holds,
-the relay goes quiet as the thread itself would; it never invents a command. It exits when the node asks, when the
-node's process is gone, or on SIGINT / SIGTERM.
+with ``python -m hamwm_ros.nodes.command_relay``, wakes at the control rate on SCHED_FIFO with an interpreter lock
+of its own, ``PHASE_OFFSET_S`` (1 ms, or half a period if shorter) after each of the control thread's deadlines,
+takes the latest command and publishes it on the node's effort topic. It publishes a command only while it is fresh
+(posted at most ``MAX_AGE_PERIODS`` control periods ago). When the posts stop without the command being withdrawn
+(the node's process stalled: starved, stopped, stuck in a long pause) the relay goes quiet, or, with the mailbox's
+``stale_hold`` on (mpc_node sets it when its ``safe_hold`` is ``zero_effort``), publishes zero effort every tick
+until the posts resume: the node's own safe hold, which its stalled watchdog cannot command. A driver that holds the
+last effort it received would otherwise keep pushing with it for the whole stall (for a balancing pole, worse than
+no effort: README, Known weaknesses). A withdrawn command (deactivate, a hold handed to the driver, the node
+publishing itself) leaves the relay quiet. It exits when the node asks, when the node's process is gone, or on
+SIGINT / SIGTERM.
 
 The cost: a command reaches the wire about ``PHASE_OFFSET_S`` after the control thread's deadline (one period more
 when the thread posts later than that; the ``relay_command_age`` figures in the node's diagnostics), in exchange for
@@ -79,6 +84,7 @@ def run_relay(mailbox: CommandMailbox, publish: Callable[[np.ndarray], bool], pa
     previous_tick = None
     last_written = math.nan
     ticks = 0
+    zeros = np.zeros(mailbox.size)
     while not mailbox.stop_requested and os.getppid() == parent_pid:
         if matched is not None and ticks % MATCH_REPORT_TICKS == 0:
             mailbox.set_matched(matched())
@@ -109,6 +115,10 @@ def run_relay(mailbox: CommandMailbox, publish: Callable[[np.ndarray], bool], pa
         if taken is None or not now - taken[0] <= MAX_AGE_PERIODS * period:
             if not math.isnan(last_written):     # ticks before the first command are not counted as stale
                 mailbox.record_skip(refused=False)
+            if taken is not None and mailbox.stale_hold:   # posted, then no more: the writer stalled
+                if not publish(zeros):
+                    return
+                mailbox.record_stale_hold()
             continue
         written, values = taken
         if not np.all(np.isfinite(values)):   # the node never posts one; never publish it anyway
@@ -231,6 +241,10 @@ class CommandRelay:
     def clear(self) -> None:
         """Withdraw the last command: nothing more goes out until the next :meth:`post`."""
         self.mailbox.clear()
+
+    def set_stale_hold(self, enabled: bool) -> None:
+        """Publish zero effort while a posted command is stale (the node stalled) instead of going quiet."""
+        self.mailbox.set_stale_hold(enabled)
 
     def set_period(self, period: float) -> None:
         """Change the relay's loop period, seconds."""

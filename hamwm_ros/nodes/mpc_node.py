@@ -81,7 +81,9 @@ Activate restarts it if it died and waits until it runs (failing with the reason
 ticking, or while its publisher has matched fewer subscriptions than the node's own (a new subscriber discovers the
 two DDS participants separately), the control thread publishes itself (``relay_bypassed``,
 ``relay_unmatched_ticks``); holds at deactivate and shutdown go out from the node itself after the relay has been
-told to go quiet; cleanup and exit stop it.
+told to go quiet; cleanup and exit stop it. When this process stalls (the posts stop without a hold: starved,
+stopped, a long pause) the relay publishes zero effort until they resume if ``safe_hold`` is ``zero_effort``
+(``relay_stale_holds``), and goes quiet with ``driver_hold`` / ``nominal_hold`` (the driver holds a posture).
 """
 
 from __future__ import annotations
@@ -552,6 +554,7 @@ class MpcNode(Node):
         self._committed_param = int(self._param('committed_steps'))
         if self._relay is not None:
             self._relay.set_period(self._control_period)
+            self._relay.set_stale_hold(not self._driver_hold)
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -1080,6 +1083,9 @@ class MpcNode(Node):
                                  int(self._param('control_rt_priority')), self._control_period)
         except OSError as error:
             return f'the command relay process did not start: {error}'
+        # a stall of this process: zero effort from the relay when that is the safe hold (the driver would keep
+        # the last effort); quiet when the driver holds a posture
+        relay.set_stale_hold(not self._driver_hold)
         self._relay = relay
         return None
 
@@ -1729,6 +1735,7 @@ class MpcNode(Node):
             return False
         now = time.monotonic()
         if not relay.healthy(now, self._control_period):
+            relay.clear()       # withdrawn, not stale: a relay ticking again must not zero what this node publishes
             self._relay_bypassed += 1
             count = self._throttle.due('relay_bypassed')
             if count:
@@ -1822,6 +1829,7 @@ class MpcNode(Node):
                     'relay_missed_deadlines': str(relay_stats['missed']), 'relay_ticks': str(relay_stats['ticks']),
                     'relay_commands_published': str(relay_stats['published']),
                     'relay_stale_ticks': str(relay_stats['stale']), 'relay_repeats': str(relay_stats['repeats']),
+                    'relay_stale_holds': str(relay_stats['stale_holds']),
                     'relay_command_age_ms_p50': f"{1e3 * relay_stats['command_age_p50_s']:.3f}",
                     'relay_command_age_ms_p99': f"{1e3 * relay_stats['command_age_p99_s']:.3f}",
                     'relay_bypassed': str(self._relay_bypassed),

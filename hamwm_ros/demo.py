@@ -210,8 +210,7 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
                               timeout=timeout_s, after=mark) is None:
                 raise RuntimeError('mpc_node never became active:\n' + node_log())
             # wait_for_subscribers: mpc_node and this recorder, so both see the episode from its first step; 0.5 s more
-            # for them to match sim_node's publisher too (3 of 12 first episodes lost 0.25 s without it); and
-            # mpc_node's commands must be able to arrive (wait_for_command_publishers 1, from the file)
+            # for them to match sim_node's publisher too (3 of 12 first episodes lost 0.25 s without it)
             sim = SimProcess(robot, {'initial_seed': int(seed), 'wait_for_subscribers': 2,
                                      'subscriber_settle_time': 0.5}, params_file=params_file)
             first = probe.seq('/joint_states')

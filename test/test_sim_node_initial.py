@@ -1,8 +1,9 @@
 """sim_node's initial state over real DDS: seeded, explicit, and physics that waits for its subscribers.
 
-Parameters initial_seed / initial_noise, initial_positions / initial_velocities, wait_for_subscribers,
-wait_for_command_publishers and subscriber_settle_time. Its own module: no other sim_node may publish /joint_states
-on the domain while these run (test_sim_node.py keeps three alive for its whole module).
+Parameters initial_seed / initial_noise, initial_positions / initial_velocities, wait_for_subscribers and
+subscriber_settle_time. Its own
+module: no other sim_node may publish /joint_states on the domain while these run (test_sim_node.py keeps three
+alive for its whole module).
 """
 
 from __future__ import annotations
@@ -78,27 +79,3 @@ def test_initial_positions_and_velocities_by_joint_order():
     assert _stamp(msg) < 0.01
     assert np.asarray(msg.position) == pytest.approx([0.5, 3.0], abs=2e-3)
     assert np.asarray(msg.velocity) == pytest.approx([0.0, 0.2], abs=2e-2)
-
-
-def test_physics_also_waits_for_a_command_publisher():
-    """wait_for_command_publishers: no physics until a controller's command publisher has matched, then at t = 0."""
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import Float64MultiArray
-
-    from hamwm_ros.sim.cli import SimProcess, TopicProbe
-
-    probe = None
-    with SimProcess('cartpole', {'camera_rate': 0.0, 'wait_for_subscribers': 1, 'wait_for_command_publishers': 1,
-                                 'subscriber_settle_time': 0.2}, params_file=False) as sim:
-        try:
-            probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_d', keep=5000)
-            _wait_for_log(sim, 'waiting for 1 command publishers')
-            assert probe.wait_for('/joint_states', timeout=1.5) is None, 'physics started without a command publisher'
-            probe.node.create_publisher(Float64MultiArray, '/effort_controller/commands', 10)
-            msg = probe.wait_for('/joint_states', timeout=30.0, after=0)
-            assert msg is not None, sim.log()[-3000:]
-            assert 'command publishers matched' in sim.log()
-        finally:
-            if probe is not None:
-                probe.close()
-    assert _stamp(msg) < 0.01, 'the first state is not the episode start'

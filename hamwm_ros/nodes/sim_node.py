@@ -307,19 +307,12 @@ class SimNode(Node):
         self._wait_subscribers = int(self.declare_parameter('wait_for_subscribers', 0, _descriptor(
             'physics (and simulated time) starts only once /joint_states has this many subscribers, so a '
             'controller sees the initial state; 0: at once', read_only=True, int_range=(0, 100))).value)
-        # The command path too: a controller's commands sent before this node's subscription has matched its
-        # publisher are lost (a late first effort, 0.2-0.5 s, in a few demo episodes; session 25).
-        self._wait_commanders = int(self.declare_parameter('wait_for_command_publishers', 0, _descriptor(
-            'physics (and simulated time) starts only once the command topics (effort_controller/commands and '
-            'joint_trajectory_controller/joint_trajectory together) have this many publishers, so a controller\'s '
-            'first commands arrive; 0: do not wait', read_only=True, int_range=(0, 100))).value)
         # The publisher counts a subscriber once it has matched it, but the subscriber may match the publisher only
         # later and drops what comes before: a fresh mpc_node's input saw its first joint state 0.25 s after physics
         # started in some demo episodes (session 23).
         self._settle_time = float(self.declare_parameter('subscriber_settle_time', 0.0, _descriptor(
-            'with wait_for_subscribers or wait_for_command_publishers: wall seconds from the last of those matches '
-            'to the first physics step, for the other side of each to match too (until then messages are dropped)',
-            read_only=True,
+            'with wait_for_subscribers: wall seconds from the subscribers matching to the first physics step, for '
+            'them to match this publisher too (until then they drop its messages)', read_only=True,
             float_range=(0.0, 10.0))).value)
 
         camera_on = float(self.get_parameter('camera_rate').value) > 0.0
@@ -385,10 +378,9 @@ class SimNode(Node):
         if sim.floating_base:
             self._imu_pub = self.create_publisher(Imu, 'imu', reliable)
             self._odom_pub = self.create_publisher(Odometry, 'odom', reliable)
-        self._command_subs = (
-            self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_effort, 10),
-            self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
-                                     self._on_trajectory, 10))
+        self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_effort, 10)
+        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
+                                 self._on_trajectory, 10)
         self.create_subscription(WrenchStamped, 'sim/push', self._on_push, 10)
 
         self._joint_state_msg = JointState(name=list(self._names))
@@ -655,16 +647,9 @@ class SimNode(Node):
                     if self._stop.wait(0.01):
                         return
                 self.get_logger().info('subscribers matched: physics starts')
-            if self._command_publishers() < self._wait_commanders:
-                self.get_logger().info(f'waiting for {self._wait_commanders} command publishers before the first '
-                                       'physics step')
-                while self._command_publishers() < self._wait_commanders:
-                    if self._stop.wait(0.01):
-                        return
-                self.get_logger().info('command publishers matched')
-            if (self._wait_subscribers > 0 or self._wait_commanders > 0) and self._settle_time > 0.0:
-                self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the other side of '
-                                       'each match to complete too')
+            if self._wait_subscribers > 0 and self._settle_time > 0.0:
+                self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the subscribers to '
+                                       'match this publisher too')
                 if self._stop.wait(self._settle_time):
                     return
             self._loop()
@@ -678,10 +663,6 @@ class SimNode(Node):
             self.context.try_shutdown()
         finally:
             self._sim.close()
-
-    def _command_publishers(self) -> int:
-        """Publishers matched on the two command topics together."""
-        return sum(subscription.get_publisher_count() for subscription in self._command_subs)
 
     def _loop(self) -> None:
         sim = self._sim

@@ -192,6 +192,9 @@ class CommandRelay:
         SCHED_FIFO priority of the relay process (0: normal scheduling).
     period
         First loop period, seconds (:meth:`set_period` changes it).
+    stale_hold
+        Publish zero effort while a posted command is stale (the node stalled) instead of going quiet
+        (:attr:`CommandMailbox.stale_hold`).
 
     Raises
     ------
@@ -200,9 +203,10 @@ class CommandRelay:
     """
 
     def __init__(self, size: int, topic: str, node_name: str, namespace: str, domain_id: int, priority: int,
-                 period: float) -> None:
+                 period: float, stale_hold: bool = False) -> None:
         self.mailbox = CommandMailbox(size)
         self.mailbox.set_period(period)
+        self.mailbox.set_stale_hold(stale_hold)
         self._stopped = False
         config = {'mailbox': self.mailbox.name, 'size': size, 'topic': topic, 'node': node_name,
                   'namespace': namespace, 'domain_id': domain_id, 'priority': priority, 'parent_pid': os.getpid()}
@@ -241,10 +245,6 @@ class CommandRelay:
     def clear(self) -> None:
         """Withdraw the last command: nothing more goes out until the next :meth:`post`."""
         self.mailbox.clear()
-
-    def set_stale_hold(self, enabled: bool) -> None:
-        """Publish zero effort while a posted command is stale (the node stalled) instead of going quiet."""
-        self.mailbox.set_stale_hold(enabled)
 
     def set_period(self, period: float) -> None:
         """Change the relay's loop period, seconds."""

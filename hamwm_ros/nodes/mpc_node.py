@@ -554,7 +554,6 @@ class MpcNode(Node):
         self._committed_param = int(self._param('committed_steps'))
         if self._relay is not None:
             self._relay.set_period(self._control_period)
-            self._relay.set_stale_hold(not self._driver_hold)
 
     def _param(self, name: str, changes: dict[str, Any] | None = None) -> Any:
         """Value of a parameter, overridden by ``changes``; None for an unset statically typed parameter."""
@@ -1078,14 +1077,14 @@ class MpcNode(Node):
             return None     # running (one relay per configured controller: its command size cannot change)
         self._stop_relay()
         try:
+            # a stall of this process: zero effort from the relay when that is the safe hold (the driver would keep
+            # the last effort); quiet when the driver holds a posture (safe_hold is read-only: set once here)
             relay = CommandRelay(size, self.resolve_topic_name('effort_controller/commands'),
                                  f'{self.get_name()}_relay', self.get_namespace(), self.context.get_domain_id(),
-                                 int(self._param('control_rt_priority')), self._control_period)
+                                 int(self._param('control_rt_priority')), self._control_period,
+                                 stale_hold=not self._driver_hold)
         except OSError as error:
             return f'the command relay process did not start: {error}'
-        # a stall of this process: zero effort from the relay when that is the safe hold (the driver would keep
-        # the last effort); quiet when the driver holds a posture
-        relay.set_stale_hold(not self._driver_hold)
         self._relay = relay
         return None
 
@@ -1669,7 +1668,8 @@ class MpcNode(Node):
             elif not self._publish_command(controller, command, via_relay=True):
                 return
             blending = result is not None and result.handover is not None
-            if self._pd_residual and (blending or handing_over) and (not blending or now >= feedforward_due):
+            ended = handing_over and not blending
+            if self._pd_residual and (ended or (blending and now >= feedforward_due)):
                 # the correction applied on the PD hold while a switch is blended, and once when it ends
                 self._publish_feedforward(controller, result.correction if result is not None else None)
                 feedforward_due = now + feedforward_step

@@ -1,7 +1,7 @@
 """sim_node's initial state over real DDS: seeded, explicit, and physics that waits for its subscribers.
 
-Parameters initial_seed / initial_noise, initial_positions / initial_velocities, wait_for_subscribers and
-subscriber_settle_time. Its own
+Parameters initial_seed / initial_noise, initial_positions / initial_velocities, wait_for_subscribers,
+wait_for_clock_subscribers, wait_for_command_publishers and subscriber_settle_time. Its own
 module: no other sim_node may publish /joint_states on the domain while these run (test_sim_node.py keeps three
 alive for its whole module).
 """
@@ -79,3 +79,32 @@ def test_initial_positions_and_velocities_by_joint_order():
     assert _stamp(msg) < 0.01
     assert np.asarray(msg.position) == pytest.approx([0.5, 3.0], abs=2e-3)
     assert np.asarray(msg.velocity) == pytest.approx([0.0, 0.2], abs=2e-2)
+
+
+def test_physics_waits_for_a_clock_subscriber_and_a_command_publisher():
+    """wait_for_clock_subscribers / wait_for_command_publishers: no physics until both exist, then it starts."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from hamwm_ros.sim.cli import SimProcess, TopicProbe
+
+    states = clock = None
+    with SimProcess('pendulum', {'camera_rate': 0.0, 'wait_for_subscribers': 1, 'wait_for_clock_subscribers': 1,
+                                 'wait_for_command_publishers': 1}, params_file=False) as sim:
+        try:
+            states = TopicProbe({'/joint_states': JointState}, name='probe_initial_d', keep=5000)
+            _wait_for_log(sim, 'waiting for 1 /clock subscribers')
+            assert states.wait_for('/joint_states', timeout=1.5) is None, 'physics started without a /clock subscriber'
+            clock = TopicProbe({'/clock': Clock}, name='probe_initial_e')
+            _wait_for_log(sim, 'waiting for 1 command publishers')
+            assert states.wait_for('/joint_states', timeout=1.5) is None, 'physics started without a commander'
+            clock.node.create_publisher(Float64MultiArray, '/effort_controller/commands', 10)
+            msg = states.wait_for('/joint_states', timeout=30.0, after=0)
+            assert msg is not None, sim.log()[-3000:]
+            assert clock.wait_for('/clock', timeout=10.0) is not None, 'the /clock subscriber hears nothing'
+        finally:
+            for probe in (states, clock):
+                if probe is not None:
+                    probe.close()
+    assert _stamp(msg) < 0.01, 'the first state is not the episode start'

@@ -29,6 +29,7 @@ for it. With ``camera_lazy`` (default) a camera time renders only while the came
 from __future__ import annotations
 
 import array
+from collections.abc import Callable
 from dataclasses import dataclass
 import faulthandler
 import math
@@ -68,6 +69,7 @@ SHUTDOWN_LIMIT_S = 10.0   # s from SIGINT to exit at most (the SimProcess helper
 MAX_LAG_S = 0.25          # real-time mode: further behind wall clock than this, re-anchor instead of catching up
 BATCH_S = 0.001           # longest stretch of simulated time stepped between two looks at the command slots
 DIAGNOSTICS_PERIOD_S = 1.0
+WAIT_REPORT_S = 5.0       # while the first physics step waits for its wait_for_* counts: a warning this often
 MAX_TRAJECTORY_DELAY_S = 30.0   # a trajectory stamped further ahead of simulated time is dropped
 WARN_PERIOD_S = 2.0       # throttle for warnings about dropped input, per kind
 PUSH_FRAMES = ('', 'world', 'map')   # plus the odom_frame parameter
@@ -307,12 +309,23 @@ class SimNode(Node):
         self._wait_subscribers = int(self.declare_parameter('wait_for_subscribers', 0, _descriptor(
             'physics (and simulated time) starts only once /joint_states has this many subscribers, so a '
             'controller sees the initial state; 0: at once', read_only=True, int_range=(0, 100))).value)
-        # The publisher counts a subscriber once it has matched it, but the subscriber may match the publisher only
-        # later and drops what comes before: a fresh mpc_node's input saw its first joint state 0.25 s after physics
+        # A controller on use_sim_time judges joint-state stamps against /clock: until it has matched this node's
+        # /clock it ignores them (or, after an earlier simulation, finds them seconds old) and holds.
+        self._wait_clock_subscribers = int(self.declare_parameter('wait_for_clock_subscribers', 0, _descriptor(
+            'physics starts only once /clock also has this many subscribers (the controllers on use_sim_time); '
+            '0: do not wait', read_only=True, int_range=(0, 100))).value)
+        # Commands sent before this node's subscription knows their publisher are lost. mpc_node publishes efforts
+        # from its command relay, a process (and DDS participant) of its own, besides its own publisher: 2.
+        self._wait_command_publishers = int(self.declare_parameter('wait_for_command_publishers', 0, _descriptor(
+            'physics starts only once effort_controller/commands or joint_trajectory_controller/joint_trajectory '
+            'has this many publishers (mpc_node with its command relay: 2 on the effort topic); 0: do not wait',
+            read_only=True, int_range=(0, 100))).value)
+        # A count above tells that this node has matched the other side, but the other side may match it only later
+        # and drops what comes before: a fresh mpc_node's input saw its first joint state 0.25 s after physics
         # started in some demo episodes (session 23).
         self._settle_time = float(self.declare_parameter('subscriber_settle_time', 0.0, _descriptor(
-            'with wait_for_subscribers: wall seconds from the subscribers matching to the first physics step, for '
-            'them to match this publisher too (until then they drop its messages)', read_only=True,
+            'after the wait_for_* counts are met: wall seconds to the first physics step, for the other side of '
+            'each match to complete too (until then messages are dropped)', read_only=True,
             float_range=(0.0, 10.0))).value)
 
         camera_on = float(self.get_parameter('camera_rate').value) > 0.0
@@ -378,9 +391,10 @@ class SimNode(Node):
         if sim.floating_base:
             self._imu_pub = self.create_publisher(Imu, 'imu', reliable)
             self._odom_pub = self.create_publisher(Odometry, 'odom', reliable)
-        self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_effort, 10)
-        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
-                                 self._on_trajectory, 10)
+        self._command_subscriptions = (
+            self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_effort, 10),
+            self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
+                                     self._on_trajectory, 10))
         self.create_subscription(WrenchStamped, 'sim/push', self._on_push, 10)
 
         self._joint_state_msg = JointState(name=list(self._names))
@@ -640,16 +654,21 @@ class SimNode(Node):
             while not self._go.wait(0.1):
                 if self._stop.is_set():
                     return
-            if self._joint_state_pub.get_subscription_count() < self._wait_subscribers:
-                self.get_logger().info(f'waiting for {self._wait_subscribers} /joint_states subscribers before '
-                                       'the first physics step')
-                while self._joint_state_pub.get_subscription_count() < self._wait_subscribers:
-                    if self._stop.wait(0.01):
-                        return
-                self.get_logger().info('subscribers matched: physics starts')
-            if self._wait_subscribers > 0 and self._settle_time > 0.0:
-                self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the subscribers to '
-                                       'match this publisher too')
+            waits = self._start_conditions()
+            for what, count, wanted in waits:
+                if count() < wanted:
+                    self.get_logger().info(f'waiting for {wanted} {what} before the first physics step')
+                    reported = time.monotonic()
+                    while (now_count := count()) < wanted:
+                        if self._stop.wait(0.01):
+                            return
+                        if time.monotonic() - reported >= WAIT_REPORT_S:    # a wait that never ends says why
+                            reported = time.monotonic()
+                            self.get_logger().warning(f'still waiting for {what}: {now_count} of {wanted}')
+                    self.get_logger().info(f'{what} matched')
+            if waits and self._settle_time > 0.0:
+                self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the other side of each '
+                                       'match to complete too')
                 if self._stop.wait(self._settle_time):
                     return
             self._loop()
@@ -663,6 +682,20 @@ class SimNode(Node):
             self.context.try_shutdown()
         finally:
             self._sim.close()
+
+    def _start_conditions(self) -> list[tuple[str, Callable[[], int], int]]:
+        """The wait_for_* counts the first physics step waits for: (what, current count, wanted), wanted > 0."""
+        conditions = [('/joint_states subscribers', self._joint_state_pub.get_subscription_count,
+                       self._wait_subscribers)]
+        if self._clock_pub is not None:
+            conditions.append(('/clock subscribers', self._clock_pub.get_subscription_count,
+                               self._wait_clock_subscribers))
+        elif self._wait_clock_subscribers > 0:
+            self.get_logger().warning('wait_for_clock_subscribers ignored: publish_clock is false')
+        conditions.append(('command publishers (on one command topic)',
+                           lambda: max(sub.get_publisher_count() for sub in self._command_subscriptions),
+                           self._wait_command_publishers))
+        return [condition for condition in conditions if condition[2] > 0]
 
     def _loop(self) -> None:
         sim = self._sim

@@ -655,7 +655,7 @@ class SimNode(Node):
                 if self._stop.is_set():
                     return
             waits = self._start_conditions()
-            for what, count, wanted in waits:
+            for what, parameter, count, wanted in waits:
                 if count() < wanted:
                     self.get_logger().info(f'waiting for {wanted} {what} before the first physics step')
                     reported = time.monotonic()
@@ -664,7 +664,8 @@ class SimNode(Node):
                             return
                         if time.monotonic() - reported >= WAIT_REPORT_S:    # a wait that never ends says why
                             reported = time.monotonic()
-                            self.get_logger().warning(f'still waiting for {what}: {now_count} of {wanted}')
+                            self.get_logger().warning(f'still waiting for {what}: {now_count} of {wanted} '
+                                                      f'(parameter {parameter})')
                     self.get_logger().info(f'{what} matched')
             if waits and self._settle_time > 0.0:
                 self.get_logger().info(f'first physics step in {self._settle_time:g} s, for the other side of each '
@@ -683,19 +684,19 @@ class SimNode(Node):
         finally:
             self._sim.close()
 
-    def _start_conditions(self) -> list[tuple[str, Callable[[], int], int]]:
-        """The wait_for_* counts the first physics step waits for: (what, current count, wanted), wanted > 0."""
-        conditions = [('/joint_states subscribers', self._joint_state_pub.get_subscription_count,
-                       self._wait_subscribers)]
+    def _start_conditions(self) -> list[tuple[str, str, Callable[[], int], int]]:
+        """The counts the first physics step waits for: (what, parameter, current count, wanted), wanted > 0."""
+        conditions = [('/joint_states subscribers', 'wait_for_subscribers',
+                       self._joint_state_pub.get_subscription_count, self._wait_subscribers)]
         if self._clock_pub is not None:
-            conditions.append(('/clock subscribers', self._clock_pub.get_subscription_count,
-                               self._wait_clock_subscribers))
+            conditions.append(('/clock subscribers', 'wait_for_clock_subscribers',
+                               self._clock_pub.get_subscription_count, self._wait_clock_subscribers))
         elif self._wait_clock_subscribers > 0:
             self.get_logger().warning('wait_for_clock_subscribers ignored: publish_clock is false')
-        conditions.append(('command publishers (on one command topic)',
+        conditions.append(('command publishers (on one command topic)', 'wait_for_command_publishers',
                            lambda: max(sub.get_publisher_count() for sub in self._command_subscriptions),
                            self._wait_command_publishers))
-        return [condition for condition in conditions if condition[2] > 0]
+        return [condition for condition in conditions if condition[3] > 0]
 
     def _loop(self) -> None:
         sim = self._sim

@@ -8,6 +8,7 @@ alive for its whole module).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 import time
 
 import numpy as np
@@ -27,6 +28,12 @@ def _wait_for_log(process, text: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def _probe(probes: ExitStack, probe):
+    """Close ``probe`` when ``probes`` closes (before the sim_node process stops); returns it."""
+    probes.callback(probe.close)
+    return probe
+
+
 def test_seeded_initial_state_waits_for_its_subscribers():
     """initial_seed / initial_noise give the in-process episodes' start; physics waits for two subscribers."""
     from sensor_msgs.msg import JointState
@@ -34,20 +41,14 @@ def test_seeded_initial_state_waits_for_its_subscribers():
     from hamwm_ros.sim.cli import SimProcess, TopicProbe
     from hamwm_ros.sim.initial import initial_joint_state
 
-    first_probe = second_probe = None
     with SimProcess('cartpole', {'camera_rate': 0.0, 'initial_seed': 5, 'initial_noise': 0.1,
-                                 'wait_for_subscribers': 2}, params_file=False) as sim:
-        try:
-            first_probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_a', keep=5000)
-            _wait_for_log(sim, 'waiting for 2 /joint_states subscribers')
-            assert first_probe.wait_for('/joint_states', timeout=1.5) is None, 'physics started with one subscriber'
-            second_probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_b')
-            msg = first_probe.wait_for('/joint_states', timeout=30.0, after=0)
-            assert msg is not None, sim.log()[-3000:]
-        finally:
-            for probe in (first_probe, second_probe):
-                if probe is not None:
-                    probe.close()
+                                 'wait_for_subscribers': 2}, params_file=False) as sim, ExitStack() as probes:
+        first_probe = _probe(probes, TopicProbe({'/joint_states': JointState}, name='probe_initial_a', keep=5000))
+        _wait_for_log(sim, 'waiting for 2 /joint_states subscribers')
+        assert first_probe.wait_for('/joint_states', timeout=1.5) is None, 'physics started with one subscriber'
+        _probe(probes, TopicProbe({'/joint_states': JointState}, name='probe_initial_b'))
+        msg = first_probe.wait_for('/joint_states', timeout=30.0, after=0)
+        assert msg is not None, sim.log()[-3000:]
     q, v = initial_joint_state(2, 5, 0.1)
     assert _stamp(msg) < 0.01, 'the first state is not the episode start'
     assert np.asarray(msg.position) == pytest.approx(q, abs=2e-3)       # 2 ms of physics since
@@ -89,24 +90,18 @@ def test_physics_waits_for_a_clock_subscriber_and_a_command_publisher():
 
     from hamwm_ros.sim.cli import SimProcess, TopicProbe
 
-    states = clock = None
     with SimProcess('pendulum', {'camera_rate': 0.0, 'wait_for_subscribers': 1, 'wait_for_clock_subscribers': 1,
-                                 'wait_for_command_publishers': 1}, params_file=False) as sim:
-        try:
-            states = TopicProbe({'/joint_states': JointState}, name='probe_initial_d', keep=5000)
-            _wait_for_log(sim, 'waiting for 1 /clock subscribers')
-            assert states.wait_for('/joint_states', timeout=1.5) is None, 'physics started without a /clock subscriber'
-            clock = TopicProbe({'/clock': Clock}, name='probe_initial_e')
-            # a wait that lasts says so, with the parameter behind it, every 5 s
-            _wait_for_log(sim, 'still waiting for command publishers (on one command topic): 0 of 1 (parameter '
-                               'wait_for_command_publishers)')
-            assert states.seq('/joint_states') == 0, 'physics started without a commander'
-            clock.node.create_publisher(Float64MultiArray, '/effort_controller/commands', 10)
-            msg = states.wait_for('/joint_states', timeout=30.0, after=0)
-            assert msg is not None, sim.log()[-3000:]
-            assert clock.wait_for('/clock', timeout=10.0) is not None, 'the /clock subscriber hears nothing'
-        finally:
-            for probe in (states, clock):
-                if probe is not None:
-                    probe.close()
+                                 'wait_for_command_publishers': 1}, params_file=False) as sim, ExitStack() as probes:
+        states = _probe(probes, TopicProbe({'/joint_states': JointState}, name='probe_initial_d', keep=5000))
+        _wait_for_log(sim, 'waiting for 1 /clock subscribers')
+        assert states.wait_for('/joint_states', timeout=1.5) is None, 'physics started without a /clock subscriber'
+        clock = _probe(probes, TopicProbe({'/clock': Clock}, name='probe_initial_e'))
+        # a wait that lasts says so, with the parameter behind it, every 5 s
+        _wait_for_log(sim, 'still waiting for command publishers (on one command topic): 0 of 1 (parameter '
+                           'wait_for_command_publishers)')
+        assert states.seq('/joint_states') == 0, 'physics started without a commander'
+        clock.node.create_publisher(Float64MultiArray, '/effort_controller/commands', 10)
+        msg = states.wait_for('/joint_states', timeout=30.0, after=0)
+        assert msg is not None, sim.log()[-3000:]
+        assert clock.wait_for('/clock', timeout=10.0) is not None, 'the /clock subscriber hears nothing'
     assert _stamp(msg) < 0.01, 'the first state is not the episode start'

@@ -211,8 +211,9 @@ def ros_swingup_robot(robot: str, model_dir: Path, seeds: list[int], duration_s:
                 raise RuntimeError('mpc_node never became active:\n' + node_log())
             # wait_for_subscribers: mpc_node and this recorder, so both see the episode from its first step; the file
             # waits for mpc_node's /clock subscription and its two command publishers too (stamps judged against a
-            # clock it lacks were ignored, commands from a publisher sim_node lacked were lost: 10 of 40 episodes
-            # started late without); then 0.5 s for the other side of each match (3 of 12 first episodes lost 0.25 s)
+            # clock it lacks were ignored, commands from a publisher sim_node lacked were lost: 0-4 of 40 episodes
+            # started late per run without, none of 80 with); then 0.5 s for the other side of each match (3 of 12
+            # first episodes lost 0.25 s without that)
             sim = SimProcess(robot, {'initial_seed': int(seed), 'wait_for_subscribers': 2,
                                      'subscriber_settle_time': 0.5}, params_file=params_file)
             first = probe.seq('/joint_states')

@@ -698,7 +698,6 @@ class TestCommandRelay:
         assert not _process_exists(pid), 'cleanup left the relay process running'
         assert mpc.diagnostics()['status'] == 'INACTIVE: not configured'
 
-
     def test_a_stalled_node_gets_its_zero_effort_safe_hold_from_the_relay(self, mpc_relay):
         # safe_hold zero_effort (the default): while mpc_node's process is stopped, the relay publishes zeros where
         # a driver would otherwise keep applying the last effort; afterwards the node plans again

@@ -108,8 +108,10 @@ def test_mpc_node_swings_the_shipped_pendulum_up_with_sim_node():
                 holds_before = int(mpc.diagnostics()['hold_ticks'])
                 stalled_at = _stamp(mpc.probe.latest('/joint_states'))
                 mpc.process.send_signal(signal.SIGSTOP)
-                time.sleep(STALL_S)
-                mpc.process.send_signal(signal.SIGCONT)
+                try:
+                    time.sleep(STALL_S)
+                finally:        # never leave it stopped: the clean-up's SIGINT would wait for its kill timeout
+                    mpc.process.send_signal(signal.SIGCONT)
                 resumed_at = _stamp(mpc.probe.latest('/joint_states'))
             time.sleep(0.1)
         values = mpc.diagnostics()

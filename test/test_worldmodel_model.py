@@ -27,6 +27,8 @@ VARIANTS = [
     dict(hamiltonian='separable', mass_matrix='constant', input_map='constant', damping_map='constant'),
     dict(hamiltonian='general'),
     dict(hamiltonian='separable', mass_matrix='state', ensemble=3, activation='softplus'),
+    dict(hamiltonian='separable', mass_matrix='state', mass_param='kinematic'),
+    dict(hamiltonian='separable', mass_matrix='state', mass_param='kinematic', ensemble=3),
 ]
 
 
@@ -77,6 +79,7 @@ def test_inverse_mass_is_positive_definite():
 
 
 @pytest.mark.parametrize('variant', [dict(mass_matrix='state'), dict(mass_matrix='constant'),
+                                     dict(mass_matrix='state', mass_param='kinematic'),
                                      dict(hamiltonian='general', integrator='midpoint', solver_iters=8)])
 def test_undamped_unforced_model_conserves_its_energy(variant):
     kw = dict(scale=0.3, dissipation=False, control=True, residual=False, dt=0.02, solver_iters=4)

@@ -122,13 +122,14 @@ class Ours(nn.Module):
     def __init__(self, state_dim: int, action_dim: int = 0, *, dt: float, hidden: int = 200, dissipation: bool = False,
                  mass_matrix: str = 'constant', substeps: int = 1, ensemble: int = 1, integrator: str = 'leapfrog',
                  hamiltonian: str = 'separable', residual: bool = False, damping_map: str = 'constant',
-                 damping_param: str = 'square', ignorable: tuple[int, ...] = (), periodic: tuple[int, ...] = ()):
+                 damping_param: str = 'square', ignorable: tuple[int, ...] = (), periodic: tuple[int, ...] = (),
+                 mass_param: str = 'inverse'):
         super().__init__()
         self.state_dim, self.action_dim = state_dim, action_dim
         self.cfg = ModelConfig(obs_dim=state_dim, action_dim=action_dim, latent_dim=state_dim // 2, encoder='identity',
                                hamiltonian=hamiltonian, dissipation=dissipation, control=action_dim > 0,
                                residual=residual, hidden=hidden, ensemble=ensemble, integrator=integrator, dt=dt,
-                               mass_matrix=mass_matrix, input_map='constant', substeps=substeps,
+                               mass_matrix=mass_matrix, mass_param=mass_param, input_map='constant', substeps=substeps,
                                damping_map=damping_map, damping_param=damping_param,
                                ignorable=tuple(ignorable), periodic=tuple(periodic))
         self.model = HamiltonianWorldModel(self.cfg)
@@ -236,12 +237,13 @@ def _field_energy_trajectories(system: System, model: nn.Module, x0: np.ndarray,
 
 def make_method(method: str, system_dim: int, action_dim: int, *, hidden: int, dt: float, dissipation: bool = False,
                 mass_matrix: str = 'constant', substeps: int = 1, ensemble: int = 1,
-                ignorable: tuple[int, ...] = (), periodic: tuple[int, ...] = ()) -> nn.Module:
+                ignorable: tuple[int, ...] = (), periodic: tuple[int, ...] = (), mass_param: str = 'inverse'
+                ) -> nn.Module:
     """A fresh model of one method.
 
     ``ignorable`` and ``periodic`` (indices into q) apply to ``'ours'`` (:attr:`ModelConfig.ignorable`, ``periodic``)
     and to ``'mlp'`` (an MLP fed the state without the ignorable coordinates and with (cos, sin) of the periodic ones,
-    :class:`InvariantMLP`); the other methods refuse them.
+    :class:`InvariantMLP`); the other methods refuse them. ``mass_param`` is ours' (:attr:`ModelConfig.mass_param`).
 
     Raises
     ------
@@ -250,6 +252,8 @@ def make_method(method: str, system_dim: int, action_dim: int, *, hidden: int, d
     """
     if (ignorable or periodic) and method not in ('mlp', 'ours'):
         raise ValueError(f'method {method!r} takes no ignorable or periodic coordinates')
+    if mass_param != 'inverse' and method != 'ours':
+        raise ValueError(f'method {method!r} has no mass_param')
     if method == 'mlp':
         if ignorable or periodic:
             return InvariantMLP(system_dim, action_dim, hidden, ignorable=ignorable, periodic=periodic)
@@ -260,7 +264,8 @@ def make_method(method: str, system_dim: int, action_dim: int, *, hidden: int, d
         return GRUWorldModel(system_dim, action_dim, hidden)
     if method == 'ours':
         return Ours(system_dim, action_dim, dt=dt, hidden=hidden, dissipation=dissipation, mass_matrix=mass_matrix,
-                    substeps=substeps, ensemble=ensemble, ignorable=ignorable, periodic=periodic)
+                    substeps=substeps, ensemble=ensemble, ignorable=ignorable, periodic=periodic,
+                    mass_param=mass_param)
     raise ValueError(f'unknown method {method!r}')
 
 
@@ -444,15 +449,26 @@ CONTROL_SETUP = {
 OURS_SUBSTEPS = {'cartpole': 4}
 
 
+def ours_mass_param(system: System, periodic: tuple[int, ...]) -> str:
+    """Ours' :attr:`ModelConfig.mass_param` on ``system`` told these ``periodic`` angles.
+
+    ``'kinematic'`` for a multi-joint system with periodic angles (a planar mechanism: its mass matrix is affine in
+    their cos and sin), ``'inverse'`` otherwise.
+    """
+    return 'kinematic' if periodic and system.n_dof > 1 else 'inverse'
+
+
 def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np.ndarray, dt: float, *, hidden: int,
                     steps: int, seed: int, ensemble: int = 1, batch_size: int = 128, lr: float = 3e-3,
                     ignorable: tuple[int, ...] | None = None, periodic: tuple[int, ...] | None = None,
-                    substeps: int | None = None) -> nn.Module:
+                    substeps: int | None = None, mass_param: str | None = None) -> nn.Module:
     """Train one model on rollouts.
 
     ``ignorable`` / ``periodic`` None: the system's (``System.ignorable``, ``System.periodic``) for ours, none for the
     other methods. ``substeps``: ours' integrator steps per model step (trained and rolled out alike); None:
-    :data:`OURS_SUBSTEPS` of the system for ours, 1 for the others.
+    :data:`OURS_SUBSTEPS` of the system for ours, 1 for the others. ``mass_param`` (ours): None gives the kinematic
+    mass matrix (:attr:`ModelConfig.mass_param`) to a multi-joint system with periodic angles, whose mass matrix is
+    affine in their cos and sin, and the inverse parametrisation otherwise.
     """
     _seed(seed)
     if substeps is None:
@@ -461,10 +477,13 @@ def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np
         ignorable = system.ignorable if method == 'ours' else ()
     if periodic is None:
         periodic = system.periodic if method == 'ours' else ()
+    if mass_param is None:
+        mass_param = ours_mass_param(system, periodic) if method == 'ours' else 'inverse'
     model = make_method(method, system.state_dim, system.action_dim, hidden=hidden, dt=dt,
                         dissipation=True,  # the model is not told which systems are lossless
                         mass_matrix='state' if system.n_dof > 1 else 'constant', ensemble=ensemble,
-                        ignorable=tuple(ignorable), periodic=tuple(periodic), substeps=substeps)
+                        ignorable=tuple(ignorable), periodic=tuple(periodic), substeps=substeps,
+                        mass_param=mass_param)
 
     def roll(x0: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return model.rollout(x0, act, dt)
@@ -520,18 +539,24 @@ def _control_data(system: System, n: int, steps: int, seed: int) -> dict[str, np
 # Sample-efficiency methods: 'ours' uses the system's priors (``System.ignorable`` and ``System.periodic``), 'mlp'
 # does not; 'mlp_priors' is the MLP given the same priors (fed the state without the ignorable coordinates and with
 # (cos, sin) of the periodic ones). Ablations: 'ours_plain' (no priors), 'ours_ignorable' / 'mlp_ignorable' (the
-# ignorable coordinates only). Variants that coincide with another chosen one on a system are left out.
-SE_METHODS = ('mlp', 'ours', 'mlp_priors', 'ours_plain', 'ours_ignorable', 'mlp_ignorable')
+# ignorable coordinates only), 'ours_inverse' (the priors with the inverse mass parametrisation where 'ours' has the
+# kinematic one). Variants that coincide with another chosen one on a system are left out.
+SE_METHODS = ('mlp', 'ours', 'mlp_priors', 'ours_plain', 'ours_ignorable', 'mlp_ignorable', 'ours_inverse')
 
 
-def _se_spec(system: System, method: str) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    """(base method, ignorable, periodic) of a sample-efficiency method on ``system``."""
+def _se_spec(system: System, method: str) -> tuple[str, tuple[int, ...], tuple[int, ...], str | None]:
+    """(base method, ignorable, periodic, ours' mass_param or None for the MLP) of a sample-efficiency method."""
     base, _, variant = method.partition('_')
     if variant == 'plain' or (base == 'mlp' and not variant):
-        return base, (), ()
-    if variant == 'ignorable':
-        return base, tuple(system.ignorable), ()
-    return base, tuple(system.ignorable), tuple(system.periodic)
+        ignorable, periodic = (), ()
+    elif variant == 'ignorable':
+        ignorable, periodic = tuple(system.ignorable), ()
+    else:
+        ignorable, periodic = tuple(system.ignorable), tuple(system.periodic)
+    if base != 'ours':
+        return base, ignorable, periodic, None
+    mass = 'inverse' if variant == 'inverse' else ours_mass_param(system, periodic)
+    return base, ignorable, periodic, mass
 
 
 def _se_methods(system: System, methods: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -577,10 +602,11 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
                 {'states': pool['states'][:n], 'actions': pool['actions'][:n]}
             for method in chosen:
                 t0 = time.time()
-                base, ignorable, periodic = _se_spec(system, method)
+                base, ignorable, periodic, mass = _se_spec(system, method)
                 model = _train_dynamics(base, system, data['states'], data['actions'], dt,
                                         hidden=budget.se_hidden, steps=budget.se_steps, seed=seed,
-                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic)
+                                        batch_size=budget.se_batch, ignorable=ignorable, periodic=periodic,
+                                        mass_param=mass)
                 pred = simulate(model, test['states'][:, 0], test['actions'], dt)
                 err = metrics.horizon_mse(pred, test['states'][:, 1:], (horizon,), scale=scale)[horizon]
                 curves[method].append(err)
@@ -590,7 +616,8 @@ def suite_sample_efficiency(budget: Budget, seed: int, systems: list[str], metho
         results[name] = {'trajectories': list(budget.se_budgets), 'steps_per_trajectory': traj_len, 'dt': dt,
                          'horizon': horizon, 'nested': budget.se_nested, 'ignorable': list(system.ignorable),
                          'periodic': list(system.periodic),
-                         'ours_substeps': OURS_SUBSTEPS.get(name, 1), 'error': curves}
+                         'ours_substeps': OURS_SUBSTEPS.get(name, 1),
+                         'ours_mass_param': ours_mass_param(system, tuple(system.periodic)), 'error': curves}
         if 'mlp' in curves:
             results[name]['efficiency_by_method'] = {
                 m: metrics.sample_efficiency_ratio(budget.se_budgets, curves[m], curves['mlp'])
@@ -643,7 +670,8 @@ def suite_horizons(budget: Budget, seed: int, systems: list[str], methods: tuple
             if budget.ensemble > 1 and 'ours' in methods else None
         scale = test['states'].reshape(-1, system.state_dim).std(0)
         res: dict[str, Any] = {'dt': dt, 'train_trajectories': budget.horizon_train_traj,
-                               'ours_substeps': OURS_SUBSTEPS.get(name, 1), 'methods': {}}
+                               'ours_substeps': OURS_SUBSTEPS.get(name, 1),
+                               'ours_mass_param': ours_mass_param(system, tuple(system.periodic)), 'methods': {}}
         for method in methods:
             t0 = time.time()
             model = _train_dynamics(method, system, data['states'], data['actions'], dt, hidden=budget.se_hidden,

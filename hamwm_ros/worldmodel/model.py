@@ -54,12 +54,21 @@ from .integrators import (
     midpoint_step,
     symplectic_euler_step,
 )
-from .networks import EnsembleMLP, ImageDecoder, ImageEncoder, tril_selector
+from .networks import (
+    EnsembleLinear,
+    EnsembleMLP,
+    ImageDecoder,
+    ImageEncoder,
+    cholesky_solve_unrolled,
+    cholesky_unrolled,
+    tril_selector,
+)
 
 ENCODERS = ('mlp', 'identity', 'configuration', 'image', 'fused')
 HAMILTONIANS = ('separable', 'general')
 INTEGRATORS = ('leapfrog', 'midpoint', 'symplectic_euler')
 DAMPING_PARAMS = ('softplus', 'square')
+MASS_PARAMS = ('inverse', 'kinematic')
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the mass starts at the identity
 
 
@@ -94,6 +103,15 @@ class ModelConfig:
         Model step in seconds (one ``step`` call).
     mass_matrix, input_map, damping_map
         ``'state'`` (M, G, D depend on q) or ``'constant'`` (cheaper: the predictor inside MPPI wants constants).
+    mass_param
+        How a state mass matrix is parameterised. ``'inverse'`` (default): M(q)^-1 = L(q) L(q)^T + eps I with L from an
+        MLP of the q features. ``'kinematic'``: M(q) = J(q) J(q)^T + eps I with J (d x 2d) *affine* in the q features,
+        M^-1 applied by a Cholesky solve. It is the form of a planar mechanism's mass matrix, a sum of m_i J_i^T J_i
+        over point masses whose Jacobians are affine in the cos and sin of the joint angles (the cart-pole's M is
+        exactly of this form), so with ``periodic`` angles it extrapolates around the circle where an MLP of the
+        features does not (an MLP's M^-1 fitted on pole angles within 1.8 rad flattens beyond them). Needs the
+        separable Hamiltonian and ``mass_matrix='state'``; meant for small latents (the solve is unrolled per
+        coordinate so that it exports to ONNX).
     damping_param
         How the damping D = C C^T (+ diag(d(q)) for a state damping map) is parameterised. ``'softplus'``: C has a
         softplus diagonal starting at softplus(-3) and d(q) = softplus(net(q) - 4); the damping starts near 2e-3
@@ -147,6 +165,7 @@ class ModelConfig:
     layers: int = 2
     activation: str = 'tanh'
     mass_matrix: str = 'state'
+    mass_param: str = 'inverse'
     input_map: str = 'state'
     damping_map: str = 'state'
     damping_param: str = 'softplus'
@@ -183,6 +202,10 @@ class ModelConfig:
         for name in ('latent_dim', 'hidden', 'ensemble', 'n_frames', 'layers', 'solver_iters', 'substeps'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.mass_param not in MASS_PARAMS:
+            raise ValueError(f'mass_param must be one of {MASS_PARAMS}, got {self.mass_param!r}')
+        if self.mass_param == 'kinematic' and (self.hamiltonian != 'separable' or self.mass_matrix != 'state'):
+            raise ValueError("mass_param 'kinematic' needs hamiltonian 'separable' and mass_matrix 'state'")
         if self.damping_param not in DAMPING_PARAMS:
             raise ValueError(f'damping_param must be one of {DAMPING_PARAMS}, got {self.damping_param!r}')
         if not (math.isfinite(self.damping_init) and self.damping_init >= 0):
@@ -228,6 +251,8 @@ class ModelConfig:
                 del out[name]
         if self.rest_momentum == 'free':
             del out['rest_momentum']
+        if self.mass_param == 'inverse':
+            del out['mass_param']
         return out
 
     @classmethod
@@ -313,11 +338,20 @@ class _Dynamics:
         return e['dV']
 
     def mass_factor(self, q: torch.Tensor) -> dict[str, Any]:
-        """L(q) (E, B, d, d) with packed outputs and MLP cache, or the constant inverse mass A (E, 1, d, d)."""
+        """L(q) (E, B, d, d) with packed outputs and MLP cache, or the constant inverse mass A (E, 1, d, d).
+
+        For ``mass_param='kinematic'``: J(q) (E, B, d, 2d) and the Cholesky factor ``C`` of M(q) = J J^T + eps I.
+        """
         e = self._q(q)
         if 'L' not in e:
             m = self.m
-            if m.cfg.mass_matrix == 'constant':
+            if m.cfg.mass_param == 'kinematic':
+                d = m.cfg.latent_dim
+                jac = m.mass_net(self.net_q(q)).unflatten(-1, (d, 2 * d))
+                eye = torch.eye(d, dtype=jac.dtype, device=jac.device)
+                e['J'], e['L'] = jac, None
+                e['C'] = cholesky_unrolled(torch.matmul(jac, jac.transpose(-1, -2)) + m.cfg.mass_eps * eye)
+            elif m.cfg.mass_matrix == 'constant':
                 if self._const_a is None:
                     self._const_a = m.constant_inverse_mass()
                 e['A'] = self._const_a
@@ -330,6 +364,8 @@ class _Dynamics:
 
     def apply_inverse_mass(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         e = self.mass_factor(q)
+        if 'C' in e:
+            return cholesky_solve_unrolled(e['C'], x)
         if e['L'] is None:  # one batched GEMM, (E, B, d) @ (E, d, d); A is symmetric
             return torch.matmul(x, e['A'])
         L = e['L']
@@ -337,12 +373,19 @@ class _Dynamics:
         return torch.matmul(w, L.transpose(-1, -2)).squeeze(-2) + self.m.cfg.mass_eps * x
 
     def kinetic_grad_q(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """d/dq of 1/2 p^T L(q) L(q)^T p.
+        """d/dq of 1/2 p^T L(q) L(q)^T p (or of 1/2 p^T M(q)^-1 p for ``mass_param='kinematic'``).
 
         The cotangent on L is p w^T (w = L^T p), chained through the softplus diagonal and the mass network's explicit
         backward pass.
         """
         e = self.mass_factor(q)
+        if 'C' in e:
+            # T = 1/2 p^T M^-1 p with M = J J^T: dT/dM = -1/2 v v^T (v = M^-1 p = dq/dt), so the cotangent on J is
+            # -v (J^T v)^T, and J is affine in the features: one transposed weight product.
+            v = cholesky_solve_unrolled(e['C'], p)
+            w = torch.matmul(v.unsqueeze(-2), e['J']).squeeze(-2)
+            grad_j = -(v.unsqueeze(-1) * w.unsqueeze(-2)).flatten(-2)
+            return self.mask_grad(torch.matmul(grad_j, self.m.mass_net.weight.transpose(-1, -2)), q)
         w = torch.matmul(p.unsqueeze(-2), e['L']).squeeze(-2)
         grad_l = (p.unsqueeze(-1) * w.unsqueeze(-2)).flatten(-2)
         g_packed = torch.matmul(grad_l, self.m.tril_select.transpose(0, 1))
@@ -612,6 +655,11 @@ class HamiltonianWorldModel(nn.Module):
             self.potential = EnsembleMLP(E, nq, hid, 1, **mlp)
             if cfg.mass_matrix == 'constant':
                 self.mass_raw = nn.Parameter(torch.zeros(E, n_tri))
+            elif cfg.mass_param == 'kinematic':
+                # J starts at [I 0], so M starts at the identity as the inverse parametrisation's does.
+                self.mass_net = EnsembleLinear(E, nq, 2 * d * d, zero=True)
+                with torch.no_grad():
+                    self.mass_net.bias.copy_(torch.eye(d, 2 * d).reshape(1, 1, -1))
             else:
                 self.mass_net = EnsembleMLP(E, nq, hid, n_tri, zero_last=True, **mlp)
         else:

@@ -155,6 +155,47 @@ def tril_selector(d: int) -> tuple[torch.Tensor, torch.Tensor]:
     return selector, (rows == cols).to(torch.float64)
 
 
+def cholesky_unrolled(m: torch.Tensor, floor: float = 1e-12) -> torch.Tensor:
+    """Lower Cholesky factor of symmetric positive definite ``m`` (..., d, d), one column per step.
+
+    Written with elementwise ops and sums only, so it traces to ONNX (which has no Cholesky operator) and exports
+    as O(d) small nodes: meant for the few coordinates of a latent configuration. Each pivot is floored at
+    ``floor`` so that a matrix at the edge of definiteness gives a finite factor rather than NaN.
+    """
+    d = m.shape[-1]
+    below = torch.tril(torch.ones(d, d, dtype=m.dtype, device=m.device))  # column j keeps rows >= j
+    cols: list[torch.Tensor] = []
+    for j in range(d):
+        v = m[..., :, j]
+        if cols:
+            done = torch.stack(cols, -1)  # (..., d, j)
+            v = v - (done * done[..., j:j + 1, :]).sum(-1)
+        pivot = torch.sqrt(torch.clamp(v[..., j:j + 1], min=floor))
+        cols.append(v / pivot * below[:, j])
+    return torch.stack(cols, -1)
+
+
+def cholesky_solve_unrolled(factor: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve (L L^T) x = b for a lower factor ``L`` (..., d, d) from :func:`cholesky_unrolled` and ``b`` (..., d).
+
+    Forward then back substitution, one coordinate per step (exports to ONNX as elementwise ops).
+    """
+    d = factor.shape[-1]
+    y: list[torch.Tensor] = []
+    for i in range(d):
+        acc = b[..., i]
+        for k in range(i):
+            acc = acc - factor[..., i, k] * y[k]
+        y.append(acc / factor[..., i, i])
+    x: list[torch.Tensor] = [b[..., 0]] * d
+    for i in reversed(range(d)):
+        acc = y[i]
+        for k in range(i + 1, d):
+            acc = acc - factor[..., k, i] * x[k]
+        x[i] = acc / factor[..., i, i]
+    return torch.stack(x, -1)
+
+
 class ImageEncoder(nn.Module):
     """Convolutional encoder over ``n_frames`` stacked frames (shared by all ensemble members).
 

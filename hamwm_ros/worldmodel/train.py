@@ -49,7 +49,15 @@ from hamwm_ros.runtime.metadata import ACTION_SOURCES
 from .baselines import trajectory_bootstrap
 from .data import DataError, TrajectoryData, WindowDataset, load_data
 from .metrics import fit_spread_calibration
-from .model import DAMPING_PARAMS, ENCODERS, HAMILTONIANS, INTEGRATORS, HamiltonianWorldModel, ModelConfig
+from .model import (
+    DAMPING_PARAMS,
+    ENCODERS,
+    HAMILTONIANS,
+    INTEGRATORS,
+    MASS_PARAMS,
+    HamiltonianWorldModel,
+    ModelConfig,
+)
 
 
 @dataclass
@@ -595,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
                         'with a constant mass only)')
     g.add_argument('--mass-matrix', choices=('state', 'constant'), default='state',
                    help='M(q) or a constant M (constants make the MPPI predictor cheaper)')
+    g.add_argument('--mass-param', choices=MASS_PARAMS, default='inverse',
+                   help="how M(q) is parametrised: inverse (an MLP gives M^-1) or kinematic (M = J J^T, J affine in "
+                        "the q features: a planar mechanism's form; with --periodic angles it extrapolates around the "
+                        'circle; ModelConfig.mass_param)')
     g.add_argument('--input-map', choices=('state', 'constant'), default='state', help='G(q) or a constant G')
     g.add_argument('--damping-map', choices=('state', 'constant'), default='state', help='R(q) or a constant R')
     g.add_argument('--damping-param', choices=DAMPING_PARAMS, default='softplus',
@@ -682,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(opts.seed)
         model = build_model(train, {
             'latent_dim': args.latent_dim, 'encoder': args.encoder, 'hamiltonian': args.hamiltonian,
-            'integrator': args.integrator, 'mass_matrix': args.mass_matrix, 'input_map': args.input_map,
+            'integrator': args.integrator, 'mass_matrix': args.mass_matrix, 'mass_param': args.mass_param,
+            'input_map': args.input_map,
             'damping_map': args.damping_map, 'damping_param': args.damping_param,
             'hidden': args.hidden, 'layers': args.layers, 'activation': args.activation, 'ensemble': args.ensemble,
             'n_frames': args.n_frames, 'substeps': args.substeps, 'solver_iters': args.solver_iters,

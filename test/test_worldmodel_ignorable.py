@@ -185,16 +185,23 @@ def test_sample_efficiency_method_selection():
     assert evaluate._se_spec(cartpole, 'mlp') == ('mlp', (), (), None)
 
 
-def test_train_cli_sets_ignorable_and_periodic(tmp_path):
+def cartpole_npz(folder) -> str:
+    """Six short cart-pole trajectories written as an npz data set; returns the ``hamwm train --data`` source."""
     from hamwm_ros.worldmodel.systems import rollout_dataset
-    from hamwm_ros.worldmodel.train import main
 
     system = make_system('cartpole')
     data = rollout_dataset(system, 6, 30, 0.05, seed=0, action_scale=3.0)
     x = data['states']
-    np.savez(tmp_path / 'cp.npz', dt=0.05, position=x[..., :2], velocity=system.velocity(x),
+    np.savez(folder / 'cp.npz', dt=0.05, position=x[..., :2], velocity=system.velocity(x),
              action=data['actions'], joint_names=np.array(['slider', 'hinge']))
-    rc = main(['--data', f'npz:{tmp_path / "cp.npz"}', '--out', str(tmp_path / 'm'), '--encoder', 'identity',
+    return f'npz:{folder / "cp.npz"}'
+
+
+def test_train_cli_sets_ignorable_and_periodic(tmp_path):
+    from hamwm_ros.worldmodel.train import main
+
+    source = cartpole_npz(tmp_path)
+    rc = main(['--data', source, '--out', str(tmp_path / 'm'), '--encoder', 'identity',
                '--ignorable', '0', '--periodic', '1', '--hidden', '8', '--horizon', '4', '--stride', '4',
                '--epochs', '1', '--quiet'])
     assert rc == 0
@@ -203,4 +210,4 @@ def test_train_cli_sets_ignorable_and_periodic(tmp_path):
     model = HamiltonianWorldModel.load(tmp_path / 'm')
     assert model.cfg.ignorable == (0,) and model.cfg.periodic == (1,)
     with pytest.raises(SystemExit):
-        main(['--data', f'npz:{tmp_path / "cp.npz"}', '--out', str(tmp_path / 'bad'), '--ignorable', 'x'])
+        main(['--data', source, '--out', str(tmp_path / 'bad'), '--ignorable', 'x'])

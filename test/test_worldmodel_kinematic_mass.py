@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from test_worldmodel_ignorable import cartpole_npz
 from test_worldmodel_model import _model
 import torch
 
@@ -126,15 +127,9 @@ def test_suites_give_ours_the_kinematic_mass_on_the_cart_pole_only():
 
 
 def test_train_cli_sets_the_mass_param(tmp_path):
-    from hamwm_ros.worldmodel.systems import rollout_dataset
     from hamwm_ros.worldmodel.train import main
 
-    system = make_system('cartpole')
-    data = rollout_dataset(system, 6, 30, 0.05, seed=0, action_scale=3.0)
-    x = data['states']
-    np.savez(tmp_path / 'cp.npz', dt=0.05, position=x[..., :2], velocity=system.velocity(x),
-             action=data['actions'], joint_names=np.array(['slider', 'hinge']))
-    args = ['--data', f'npz:{tmp_path / "cp.npz"}', '--encoder', 'identity', '--ignorable', '0', '--periodic', '1',
+    args = ['--data', cartpole_npz(tmp_path), '--encoder', 'identity', '--ignorable', '0', '--periodic', '1',
             '--hidden', '8', '--horizon', '4', '--stride', '4', '--epochs', '1', '--quiet', '--mass-param', 'kinematic']
     assert main([*args, '--out', str(tmp_path / 'm')]) == 0
     model = HamiltonianWorldModel.load(tmp_path / 'm')

@@ -73,8 +73,8 @@ def _cart_pole_model(system):
 
 
 def test_holds_the_cart_pole_mass_matrix_at_every_angle():
-    # The form is exact for the cart-pole, so a model fitted on a few pole angles has the right M all the way round:
-    # what the inverse parametrisation (an MLP of cos and sin) cannot promise beyond its data.
+    # The form holds the cart-pole's M exactly at every angle, where the inverse parametrisation (an MLP of cos and
+    # sin) can only approximate it; whether training finds this J is another matter (the README's measurements).
     system = make_system('cartpole')
     model = _cart_pole_model(system)
     theta = torch.linspace(-2 * np.pi, 2 * np.pi, 41, dtype=DT)

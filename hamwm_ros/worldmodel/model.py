@@ -108,10 +108,11 @@ class ModelConfig:
         MLP of the q features. ``'kinematic'``: M(q) = J(q) J(q)^T + eps I with J (d x 2d) *affine* in the q features,
         M^-1 applied by a Cholesky solve. It is the form of a planar mechanism's mass matrix, a sum of m_i J_i^T J_i
         over point masses whose Jacobians are affine in the cos and sin of the joint angles (the cart-pole's M is
-        exactly of this form), so with ``periodic`` angles it extrapolates around the circle where an MLP of the
-        features does not (an MLP's M^-1 fitted on pole angles within 1.8 rad flattens beyond them). Needs the
-        separable Hamiltonian and ``mass_matrix='state'``; meant for small latents (the solve is unrolled per
-        coordinate so that it exports to ONNX).
+        exactly of this form), and with ``periodic`` angles it is bounded and smooth all the way round, where an
+        MLP's M^-1 is free beyond the data. Training need not find the true J (on the cart-pole it did not, and
+        still predicted better: see the README's sample-efficiency bullets). Needs the separable Hamiltonian and
+        ``mass_matrix='state'``; meant for small latents (the solve is unrolled per coordinate so that it exports
+        to ONNX).
     damping_param
         How the damping D = C C^T (+ diag(d(q)) for a state damping map) is parameterised. ``'softplus'``: C has a
         softplus diagonal starting at softplus(-3) and d(q) = softplus(net(q) - 4); the damping starts near 2e-3

@@ -111,8 +111,8 @@ class ModelConfig:
         exactly of this form), and with ``periodic`` angles it is bounded and smooth all the way round, where an
         MLP's M^-1 is free beyond the data. Training need not find the true J (on the cart-pole it did not, and
         still predicted better: see the README's sample-efficiency bullets). Needs the separable Hamiltonian and
-        ``mass_matrix='state'``; meant for small latents (the solve is unrolled per coordinate so that it exports
-        to ONNX).
+        ``mass_matrix='state'``; meant for small latents: the solve is unrolled per coordinate so that it exports
+        to ONNX, and its cost grows as d^2 (README: 4x the inverse one's rollout time at d = 12).
     damping_param
         How the damping D = C C^T (+ diag(d(q)) for a state damping map) is parameterised. ``'softplus'``: C has a
         softplus diagonal starting at softplus(-3) and d(q) = softplus(net(q) - 4); the damping starts near 2e-3

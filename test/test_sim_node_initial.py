@@ -62,19 +62,15 @@ def test_initial_positions_and_velocities_by_joint_order():
 
     from hamwm_ros.sim.cli import SimProcess, TopicProbe
 
-    probe = None
     with SimProcess('cartpole', {'camera_rate': 0.0, 'initial_positions': [0.5, 3.0],
                                  'initial_velocities': [0.0, 0.2], 'wait_for_subscribers': 1,
                                  'subscriber_settle_time': 0.5}, params_file=False) as sim:
-        try:
+        with ExitStack() as probes:
             subscribed = time.monotonic()
-            probe = TopicProbe({'/joint_states': JointState}, name='probe_initial_c', keep=5000)
+            probe = _probe(probes, TopicProbe({'/joint_states': JointState}, name='probe_initial_c', keep=5000))
             msg = probe.wait_for('/joint_states', timeout=60.0, after=0)
             assert msg is not None, sim.log()[-3000:]
             waited = time.monotonic() - subscribed
-        finally:
-            if probe is not None:
-                probe.close()
         assert 'first physics step in 0.5 s' in sim.log(), sim.log()[-3000:]
     assert waited >= 0.5, 'physics started before the settle time after its subscriber matched'
     assert _stamp(msg) < 0.01

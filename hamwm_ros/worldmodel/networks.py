@@ -187,13 +187,13 @@ def cholesky_solve_unrolled(factor: torch.Tensor, b: torch.Tensor) -> torch.Tens
         for k in range(i):
             acc = acc - factor[..., i, k] * y[k]
         y.append(acc / factor[..., i, i])
-    x: list[torch.Tensor] = [b[..., 0]] * d
+    x: dict[int, torch.Tensor] = {}
     for i in reversed(range(d)):
         acc = y[i]
         for k in range(i + 1, d):
             acc = acc - factor[..., k, i] * x[k]
         x[i] = acc / factor[..., i, i]
-    return torch.stack(x, -1)
+    return torch.stack([x[i] for i in range(d)], -1)
 
 
 class ImageEncoder(nn.Module):

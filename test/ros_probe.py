@@ -85,6 +85,7 @@ class SimHarness:
     def __init__(self, robot: str, parameters: dict[str, Any] | None = None, startup_timeout: float = 60.0,
                  domain_id: int | None = None) -> None:
         self.robot = robot
+        self.domain_id = domain_id
         parameters = dict(parameters or {})
         camera = float(parameters.get('camera_rate', 30.0)) > 0
         env = None if domain_id is None else {'ROS_DOMAIN_ID': str(domain_id)}

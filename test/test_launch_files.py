@@ -166,7 +166,7 @@ def _parameter_dicts(node: ast.Call) -> dict[str, ast.expr]:
 def test_sim_launch_starts_the_closed_loop_on_simulated_time():
     launch_file = LaunchFile(ROOT / 'launch' / 'sim.launch.py')
     nodes = {_constant(_keyword(c, 'name')): c for c in launch_file.nodes}
-    assert set(nodes) == {'sim_node', 'balance_node', 'world_model_node', 'mpc_node'}
+    assert set(nodes) == {'sim_node', 'robot_state_publisher', 'balance_node', 'world_model_node', 'mpc_node'}
     assert _call_name(nodes['world_model_node']) == _call_name(nodes['mpc_node']) == 'LifecycleNode'
     for name in ('balance_node', 'world_model_node', 'mpc_node'):
         use_sim_time = _parameter_dicts(nodes[name]).get('use_sim_time')
@@ -183,6 +183,33 @@ def test_sim_launch_starts_the_closed_loop_on_simulated_time():
     default = ast.unparse(_keyword(model_argument, 'default_value'))
     assert "'models'" in default and 'robot' in default, default
     assert 'robot' in _parameter_dicts(nodes['sim_node'])
+
+
+def test_sim_launch_gives_robot_state_publisher_the_robots_urdf():
+    from hamwm_ros.sim import ROBOTS, robot_urdf_path
+
+    launch_file = LaunchFile(ROOT / 'launch' / 'sim.launch.py')
+    node = next(c for c in launch_file.nodes if _constant(_keyword(c, 'name')) == 'robot_state_publisher')
+    assert (_constant(_keyword(node, 'package')), _constant(_keyword(node, 'executable'))) == (
+        'robot_state_publisher', 'robot_state_publisher')
+    parameters = _parameter_dicts(node)
+    use_sim_time = parameters.get('use_sim_time')
+    assert isinstance(use_sim_time, ast.Constant) and use_sim_time.value is True
+    # robot_description: `cat <share>/urdf/<robot>.urdf`, as one string parameter
+    description = parameters['robot_description']
+    if isinstance(description, ast.Name):   # bound to a variable first: follow it
+        description = next(a.value for a in ast.walk(launch_file.tree) if isinstance(a, ast.Assign)
+                           and any(isinstance(t, ast.Name) and t.id == description.id for t in a.targets))
+    text = ast.unparse(description)
+    assert text.startswith('ParameterValue(Command(') and 'value_type=str' in text, text
+    assert "'cat '" in text and "'urdf'" in text and 'robot' in text and "'.urdf'" in text, text
+    assert "IfCondition(LaunchConfiguration('robot_state_publisher'))" in ast.unparse(_keyword(node, 'condition'))
+    # every robot's URDF is installed to share/hamwm_ros/urdf under the name the command reads
+    setup = (ROOT / 'setup.py').read_text()
+    assert "('share/' + PACKAGE + '/urdf', _files('hamwm_ros/robots/*.urdf'))" in setup
+    for robot in ROBOTS:
+        assert robot_urdf_path(robot) == ROOT / 'hamwm_ros' / 'robots' / f'{robot}.urdf'
+        assert robot_urdf_path(robot).is_file()
 
 
 # ---------------------------------------------------------------------------------------------------- ROS host only

@@ -13,14 +13,15 @@ import subprocess
 import sys
 import time
 
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import WrenchStamped
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import TransformStamped, WrenchStamped
 import numpy as np
 import pytest
 from ros_probe import SimHarness, other_domain, urdf_joint_names
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from hamwm_ros.nodes.sim_node import fill_base_transform
 from hamwm_ros.sim.cli import SimProcess, TopicProbe, diagnostics_values
 
 pytestmark = pytest.mark.ros
@@ -50,7 +51,7 @@ def pendulum():
 @pytest.fixture
 def cartpole():
     # function scope: its one test ends by stopping it, so a rerun needs a fresh process
-    harness = SimHarness('cartpole', {'camera_rate': 0.0}, domain_id=other_domain())
+    harness = SimHarness('cartpole', {'camera_rate': 0.0, 'publish_tf': False}, domain_id=other_domain())
     yield harness
     harness.close()
 
@@ -258,7 +259,51 @@ def test_effort_command_moves_cart(cartpole):
     publisher.publish(Float64MultiArray(data=[10.0, 0.0]))         # two values for one commanded joint: dropped
     time.sleep(0.3)
     assert '1 joints (parameter joints)' in cartpole.log() or 'for 1 joints' in cartpole.log()
+    assert _tf_status(cartpole) == 'off'                            # publish_tf false
     assert cartpole.process.stop() == 0, cartpole.log()[-4000:]     # a stuck one has dumped its stacks there
+
+
+def _tf_status(harness) -> str:
+    """sim_node's ``tf`` diagnostics value: 'published', 'off' or 'tf2_msgs not installed'."""
+    report = harness.probe.wait_for('/diagnostics', lambda m: 'tf' in diagnostics_values(m), timeout=5.0)
+    assert report is not None, 'sim_node reports no tf status'
+    return diagnostics_values(report)['tf']
+
+
+def _tf2_message_type():
+    """tf2_msgs/TFMessage where a ROS 2 installation provides it, else None (the package-index wheels)."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        return None
+    return TFMessage
+
+
+def test_base_transform_is_filled_in_place():
+    msg = TransformStamped(child_frame_id='pelvis')
+    msg.header.frame_id = 'odom'
+    same = fill_base_transform(msg, Time(sec=3, nanosec=5), np.array([0.1, -0.2, 0.6]), [0.0, 0.0, 0.6, 0.8])
+    assert same is msg and (msg.header.frame_id, msg.child_frame_id) == ('odom', 'pelvis')
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (3, 5)
+    t, r = msg.transform.translation, msg.transform.rotation
+    assert (t.x, t.y, t.z, r.x, r.y, r.z, r.w) == (0.1, -0.2, 0.6, 0.0, 0.0, 0.6, 0.8)
+
+
+def test_fixed_base_transform_is_latched_where_tf2_msgs_exists(pendulum):
+    message_type = _tf2_message_type()
+    status = _tf_status(pendulum)
+    if message_type is None:
+        assert status == 'tf2_msgs not installed'
+        return
+    assert status == 'published'
+    # a late subscriber still gets it: /tf_static is transient-local, like robot_state_publisher's fixed joints
+    with TopicProbe({'/tf_static': message_type}, domain_id=pendulum.domain_id, name='tf_static_probe',
+                    latched=('/tf_static',)) as probe:
+        static = probe.wait_for('/tf_static', timeout=5.0)
+    assert static is not None, 'no /tf_static'
+    transform = static.transforms[0]
+    assert (transform.header.frame_id, transform.child_frame_id) == ('odom', 'base')
+    assert transform.transform.rotation.w == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- humanoid
@@ -296,6 +341,29 @@ def test_humanoid_topics(humanoid):
     assert records['/joint_states'].rate_wall() > 100.0
     assert records['/camera/image_raw'].rate_wall() > 3.0           # 30 Hz target; CPU rendering on a busy CI
     assert records['/imu'].count > 0 and records['/odom'].count > 0
+
+
+def test_floating_base_transform_follows_odom_where_tf2_msgs_exists(humanoid):
+    message_type = _tf2_message_type()
+    status = _tf_status(humanoid)
+    if message_type is None:
+        assert status == 'tf2_msgs not installed'
+        return
+    assert status == 'published'
+    with TopicProbe({'/tf': message_type}, domain_id=humanoid.domain_id, name='tf_probe') as probe:
+        transform = probe.wait_for('/tf', timeout=5.0)
+        assert transform is not None, 'no /tf'
+        transform = transform.transforms[0]
+        assert (transform.header.frame_id, transform.child_frame_id) == ('odom', 'pelvis')
+        # the same pose as /odom at the same stamp
+        stamp = _stamp(transform)
+        odom = humanoid.probe.wait_for('/odom', lambda m: _stamp(m) >= stamp, timeout=5.0)
+        match = next((m for m in humanoid.probe.recent('/odom') if _stamp(m) == stamp), None)
+    assert odom is not None and match is not None, 'no /odom with the transform\'s stamp'
+    pose, t = match.pose.pose, transform.transform
+    assert (t.translation.x, t.translation.y, t.translation.z) == (pose.position.x, pose.position.y, pose.position.z)
+    assert (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w) == (
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
 
 
 def test_push_moves_humanoid_base(humanoid):

@@ -8,7 +8,11 @@ Publishes
     ``/camera/camera_info`` (sensor_msgs/CameraInfo), ``/imu`` (sensor_msgs/Imu) and ``/odom`` (nav_msgs/Odometry,
     ground truth) for floating-base robots, ``/clock`` (rosgraph_msgs/Clock) and ``/diagnostics``
     (diagnostic_msgs/DiagnosticArray: real-time factor, achieved rates, dropped commands). Every stamp is simulated
-    time, so the rest of the graph runs on ``use_sim_time``.
+    time, so the rest of the graph runs on ``use_sim_time``. With ``publish_tf`` (default) also the transform
+    ``odom_frame`` -> ``base_frame`` (tf2_msgs/TFMessage): on ``/tf`` with every ``/odom`` for a floating base, once
+    on ``/tf_static`` for a fixed one, so robot_state_publisher's link transforms hang off the simulated world in
+    rviz. tf2_msgs comes with a ROS 2 installation, not with the Python wheels the set-up installs without one: there
+    no transform is published, and ``/diagnostics`` says so (``tf``).
 Subscribes
     ``/effort_controller/commands`` (std_msgs/Float64MultiArray; ForwardCommandController convention, one effort per
     entry of the ``joints`` parameter), ``/joint_trajectory_controller/joint_trajectory``
@@ -40,7 +44,7 @@ import xml.etree.ElementTree as ET
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import WrenchStamped
+from geometry_msgs.msg import TransformStamped, WrenchStamped
 from nav_msgs.msg import Odometry
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
@@ -49,7 +53,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
@@ -63,6 +67,11 @@ from hamwm_ros.sim.initial import initial_joint_state
 from hamwm_ros.sim.model import CAMERA
 from hamwm_ros.sim.trajectory import TrajectorySampler
 from hamwm_ros.throttle import EventThrottle
+
+try:  # a ROS 2 installation has it; the ROS 2 Python wheels on the package index do not
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
 
 NODE_NAME = 'sim_node'
 SHUTDOWN_LIMIT_S = 10.0   # s from SIGINT to exit at most (the SimProcess helper waits 15 s before killing)
@@ -96,6 +105,21 @@ def _rotation_matrix(xyzw) -> np.ndarray:
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ])
+
+
+def fill_base_transform(msg: TransformStamped, stamp: Time, position: Any, orientation_xyzw: Any) -> TransformStamped:
+    """Write a base pose (world position, unit quaternion x, y, z, w) into ``msg`` (frames left as they are).
+
+    Returns
+    -------
+    TransformStamped
+        ``msg`` itself (the node reuses one message per publisher).
+    """
+    msg.header.stamp = stamp
+    translation, rotation = msg.transform.translation, msg.transform.rotation
+    translation.x, translation.y, translation.z = np.asarray(position, dtype=np.float64).tolist()
+    rotation.x, rotation.y, rotation.z, rotation.w = np.asarray(orientation_xyzw, dtype=np.float64).tolist()
+    return msg
 
 
 def urdf_root_link(robot: str) -> str:
@@ -290,6 +314,10 @@ class SimNode(Node):
         base_frame = self.declare_parameter('base_frame', '', _descriptor(
             'frame of the robot base (/odom child, /imu); empty: the root link of the URDF', read_only=True)).value
         self._base_frame = base_frame or urdf_root_link(robot)
+        publish_tf = bool(self.declare_parameter('publish_tf', True, _descriptor(
+            'publish odom_frame -> base_frame on /tf (floating base, with /odom) or once on /tf_static (fixed '
+            'base), for robot_state_publisher and rviz; needs tf2_msgs (a ROS 2 installation)',
+            read_only=True)).value)
         # Initial joint state (seeded episodes over ROS): applied once, after the simulation is built.
         initial = {
             'positions': self.declare_parameter('initial_positions', Parameter.Type.DOUBLE_ARRAY, _descriptor(
@@ -391,6 +419,25 @@ class SimNode(Node):
         if sim.floating_base:
             self._imu_pub = self.create_publisher(Imu, 'imu', reliable)
             self._odom_pub = self.create_publisher(Odometry, 'odom', reliable)
+        self._tf_pub, self._tf_msg = None, None
+        self._tf_status = 'off' if not publish_tf else 'tf2_msgs not installed' if TFMessage is None else 'published'
+        if self._tf_status == 'published':
+            transform = TransformStamped(child_frame_id=self._base_frame)
+            transform.header.frame_id = self._odom_frame
+            self._tf_msg = TFMessage(transforms=[transform])
+            if sim.floating_base:
+                self._tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(
+                    history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            else:  # a fixed base never moves: one latched message, as robot_state_publisher sends fixed joints
+                static = self.create_publisher(TFMessage, '/tf_static', QoSProfile(
+                    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                base = sim.base_state()
+                fill_base_transform(transform, _stamp(0.0), base.position, base.orientation_xyzw)
+                static.publish(self._tf_msg)
+        elif self._tf_status == 'tf2_msgs not installed':
+            self.get_logger().info('publish_tf: tf2_msgs is not importable (it comes with a ROS 2 installation), so '
+                                   'no transform is published')
         self._command_subscriptions = (
             self.create_subscription(Float64MultiArray, 'effort_controller/commands', self._on_effort, 10),
             self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
@@ -925,6 +972,9 @@ class SimNode(Node):
         twist.linear.x, twist.linear.y, twist.linear.z = linear_body
         twist.angular.x, twist.angular.y, twist.angular.z = wx, wy, wz
         self._odom_pub.publish(odom)
+        if self._tf_pub is not None:
+            fill_base_transform(self._tf_msg.transforms[0], stamp, base.position, (qx, qy, qz, qw))
+            self._tf_pub.publish(self._tf_msg)
 
     def _camera_wanted(self) -> bool:
         """Whether this camera time renders: always, or (camera_lazy) while someone subscribes (physics thread)."""
@@ -985,6 +1035,7 @@ class SimNode(Node):
             'render_ms_mean': f'{1e3 * camera.render_seconds / max(1, camera.rendered):.1f}' if camera else '-',
             'lag_resets': str(self._stats['lag_resets']),
             'dropped_inputs': str(self._dropped),
+            'tf': self._tf_status,
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         message = DiagnosticArray(status=[status])

@@ -4,7 +4,7 @@ Each check exercises the real component rather than only importing it: a message
 MuJoCo renders a frame offscreen, Pinocchio's RNEA is cross-checked against M a + nle, each shipped model is
 loaded and its files' hashes checked, onnxruntime runs the pendulum model on every provider this build offers. Exit
 code 1 when a check fails (a component the nodes need is broken), 0 otherwise; warnings (no GPU, no real-time
-scheduling, no torch) name what is missing without failing.
+scheduling, no torch, nothing for rviz's robot model) name what is missing without failing.
 """
 
 from __future__ import annotations
@@ -226,6 +226,28 @@ def check_realtime(priority: int = 1) -> Check:
                                     'CAP_SYS_NICE')
 
 
+def check_rviz() -> Check:
+    """What rviz needs to draw the simulated robot: tf2_msgs (sim_node's odom -> base) and robot_state_publisher."""
+    missing = []
+    try:
+        import tf2_msgs.msg  # noqa: F401 - importability is the check
+    except ImportError:
+        missing.append('tf2_msgs (sim_node publishes no /tf)')
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        missing.append('ament_index_python')
+    else:
+        try:
+            get_package_prefix('robot_state_publisher')
+        except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all (no ROS 2 sourced)
+            missing.append('robot_state_publisher (sim.launch.py starts it)')
+    if missing:
+        return Check('rviz', WARN, 'missing ' + ', '.join(missing) + ': the nodes run without them; the robot model '
+                     'in rviz needs a ROS 2 installation (markers, points and polygons show without it)')
+    return Check('rviz', OK, 'tf2_msgs and robot_state_publisher found: sim.launch.py gives rviz the robot model')
+
+
 def check_torch() -> Check:
     """torch, needed for training and export only: the pinned CPU build."""
     try:
@@ -245,6 +267,8 @@ def run_checks(models_root: Path, *, ros: bool = True) -> list[Check]:
         steps.append(check_ros)
     steps += [check_mujoco, check_pinocchio, functools.partial(check_models, models_root),
               functools.partial(check_onnxruntime, models_root / 'pendulum'), check_realtime, check_torch]
+    if ros:
+        steps.append(check_rviz)
     checks: list[Check] = []
     for step in steps:
         try:

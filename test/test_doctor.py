@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / 'models'
 
 
+def _rviz_parts_installed() -> bool:
+    """tf2_msgs importable and robot_state_publisher in the ament index (a ROS 2 installation)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        import tf2_msgs.msg  # noqa: F401
+        get_package_prefix('robot_state_publisher')
+    except (ImportError, PackageNotFoundError, OSError):
+        return False
+    return True
+
+
 @pytest.mark.ros
 def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
     result = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'doctor'], cwd=ROOT, capture_output=True,
@@ -26,6 +38,7 @@ def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
     assert lines['onnxruntime'] in (OK, WARN), result.stdout                  # CPU runs; a GPU is optional
     if (MODELS / 'pendulum' / 'metadata.json').is_file():
         assert lines['model'] == OK, result.stdout
+    assert lines['rviz'] == (OK if _rviz_parts_installed() else WARN), result.stdout
     assert result.stdout.splitlines()[-1].endswith('0 failed'), result.stdout
     assert 'EP Error' not in result.stdout + result.stderr      # provider probing stays quiet
 

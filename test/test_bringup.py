@@ -124,6 +124,48 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
     assert 'bringup: stopped' in output and 'Traceback' not in output, output[-4000:]
 
 
+def test_the_acrobot_graph_commands_its_actuated_joint_only():
+    """sim.launch.py's robot:=acrobot (config/hamwm.yaml): mpc_node's default joints leave the passive shoulder out."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from hamwm_ros.sim.cli import diagnostics_values
+
+    if not (ROOT / 'models' / 'acrobot' / 'metadata.json').is_file():
+        pytest.skip('models/acrobot is not built')
+    interface = yaml.safe_load(default_params_file('acrobot').read_text())['mpc_node']['ros__parameters'][
+        'command_interface']
+    assert interface == 'trajectory'    # the file's humanoid settings: PD-residual plans as trajectories
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', '--robot', 'acrobot', '--nodes',
+                             'sim_node', 'world_model_node', 'mpc_node'], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        topics = {'/joint_trajectory_controller/joint_trajectory': JointTrajectory, '/diagnostics': DiagnosticArray}
+        with TopicProbe(topics, name='acrobot_probe') as probe:
+            command = probe.wait_for('/joint_trajectory_controller/joint_trajectory', timeout=60.0)
+            assert command is not None, 'mpc_node sent no trajectory'
+            # sim_node drops, and counts, a trajectory naming a joint it does not command: none in its next 3 reports
+
+            def dropped() -> list[str]:
+                reports = (diagnostics_values(m) for m in probe.recent('/diagnostics'))
+                return [r['dropped_inputs'] for r in reports if 'dropped_inputs' in r]
+
+            before, deadline = len(dropped()), time.monotonic() + 30.0
+            while len(dropped()) < before + 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            commands = probe.recent('/joint_trajectory_controller/joint_trajectory')
+            counts = dropped()
+        assert len(commands) > 50 and all(list(c.joint_names) == ['elbow'] for c in commands)
+        assert len(counts) >= before + 3 and set(counts) == {'0'}, counts
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and 'dropped trajectory' not in output, output[-4000:]
+
+
 def _bringup(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     return subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,

@@ -6,7 +6,8 @@ configure
     Loads and validates the model directory (:class:`hamwm_ros.runtime.WorldModelRuntime`) and the URDF (the
     ``robot_description`` text, else ``urdf_file``, else the shipped URDF of the model's ``robot``); the model's joints
     must be the URDF's movable joints in URDF order, and ``joints`` a permutation of them (passive joints, effort
-    limit 0, may be left out: a command interface lists the actuated joints). Builds the MPPI optimizer
+    limit 0, may be left out: a command interface lists the actuated joints; unset, the actuated joints in model
+    order). Builds the MPPI optimizer
     (:mod:`hamwm_ros.mpc`), the PD-hold fallback and the :class:`hamwm_ros.safety.Supervisor`. Fails with the reason
     (logged and published on ``/hamwm/mpc/mode``). A floating-base robot with sole frames (``balance.floating_base``
     ``auto``: the shipped robot's setting, i.e. the humanoid) also gets the whole-body balance critic: a Pinocchio
@@ -329,7 +330,7 @@ class MpcNode(Node):
                                        'configure'))
         d('joints', Parameter.Type.STRING_ARRAY, _descriptor(
             'joint order of /effort_controller/commands (the model joints in any order, passive ones may be left '
-            'out; unset: model order)',
+            'out; unset: the actuated ones in model order, as a ros2_control command interface lists them)',
             read_only=True))
         d('providers', ['cpu'], _descriptor('onnxruntime providers in priority order: tensorrt, cuda, cpu',
                                             read_only=True))
@@ -868,11 +869,14 @@ class MpcNode(Node):
         check_joint_order(meta, urdf_joints)
         limits = JointLimits.from_urdf(urdf, meta.joint_names)
         n = len(limits.names)
-        joints = self._param('joints')
-        joints = list(limits.names) if not joints else list(joints)
         # Passive joints (effort limit 0) may be left out, as a ros2_control command interface lists actuated ones
-        # only (the cart-pole's pole): their effort is always zero.
+        # only (the cart-pole's pole, the acrobot's shoulder): their effort is always zero. Unset: left out.
         passive = {name for name, effort in zip(limits.names, limits.effort) if effort <= 0}
+        joints = self._param('joints')
+        joints = [name for name in limits.names if name not in passive] if not joints else list(joints)
+        if not joints:
+            raise ValueError(f'every model joint is passive (effort limit 0 in the URDF): {sorted(passive)}; '
+                             'nothing to command')
         if set(joints) - set(limits.names) or set(limits.names) - set(joints) - passive \
                 or len(set(joints)) != len(joints):
             raise ValueError(f'parameter joints {joints} must name each model joint once, in any order '

@@ -319,6 +319,20 @@ class TestWithSimulatedPendulum:
             assert moved is not None, mpc.log()[-3000:]
             committed = int(mpc.diagnostics()['committed_steps'])
             assert 0 <= committed <= 32
+            # Feedback around the plan at the control rate: set at run time, counted, and the goal still tracked;
+            # bad gains are refused with a reason.
+            for gains, reason in (([-1.0], 'finite values >= 0'), ([1.0, 2.0], 'needs 1 or 1 finite values'),
+                                  ([math.nan], 'finite values >= 0')):
+                result = mpc.set(plan_feedback__kp=gains)[0]
+                assert not result.successful and reason in result.reason, (gains, result.reason)
+            assert all(r.successful for r in mpc.set(plan_feedback__kp=[5.0], plan_feedback__kd=[0.5]))
+            assert mpc.set(goal_position=[0.3])[0].successful
+            moved = mpc.probe.wait_for('/joint_states', lambda m: 'hinge' in m.name and
+                                       m.position[list(m.name).index('hinge')] > 0.15, timeout=30.0)
+            assert moved is not None, mpc.log()[-3000:]
+            fed_back = mpc.diagnostics()
+            assert int(fed_back['feedback_ticks']) > 0 and float(fed_back['feedback_effort_max']) > 0, fed_back
+            assert all(r.successful for r in mpc.set(plan_feedback__kp=[0.0], plan_feedback__kd=[0.0]))
             assert mpc.set(committed_steps=3)[0].successful
             deadline = time.monotonic() + 10.0
             while mpc.diagnostics()['committed_steps'] != '3':     # the next plans use it

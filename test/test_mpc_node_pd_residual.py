@@ -178,3 +178,10 @@ def test_a_stalled_node_leaves_the_driver_holding_no_zero_effort_from_the_relay(
     assert during <= 4, during              # the last command for up to 2.5 periods (100 Hz), then nothing
     mpc.wait_settled('PLANNING')
     assert int(mpc.diagnostics()['relay_stale_holds']) == 0
+
+
+def test_feedback_around_the_plan_is_refused_where_the_pd_hold_feeds_back(residual):
+    mpc, _ = residual
+    refused = mpc.set(plan_feedback__kp=[5.0])[0]
+    assert not refused.successful and 'plan_feedback needs pd_residual false' in refused.reason
+    assert list(mpc.get('plan_feedback.kp')) == [0.0]           # the old gains kept

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hamwm_ros.mpc.fallback import PDHoldFallback
-from hamwm_ros.safety import JointLimits, Mode, Plan, Supervisor, SupervisorConfig
+from hamwm_ros.safety import JointLimits, Mode, Plan, PlanFeedback, Supervisor, SupervisorConfig
 from hamwm_ros.sim import robot_urdf_path
 
 MS = 1.0 / 1024                  # dyadic times: exact float arithmetic
@@ -154,6 +154,36 @@ def test_plan_on_fallback_adds_the_pd_hold_at_every_tick():
     assert sup.tick(t + 2 * MS).command[0] == pytest.approx(2.0)
     with pytest.raises(ValueError, match='plan_on_fallback'):
         sup.replace_config(plan_on_fallback=1)
+
+
+def test_plan_feedback_adds_pd_on_the_deviation_from_the_predicted_state():
+    sup = make()
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    # the plan predicts the cart at 0.1 m moving to 0.2 m over one step of 4 ms, at 25 m/s
+    states = np.array([[0.1, 0.0, 25.0, 0.0], [0.2, 0.0, 25.0, 0.0]])
+    plan = Plan(np.array([[1.0, 0.0], [1.0, 0.0]]), start=t, dt=4 * MS, hold=True, states=states)
+    assert sup.on_plan(plan)
+    feed(sup, t, q=(0.1, 0.0), v=(0.0, 0.0))
+    assert sup.tick(t + 2 * MS).command[0] == pytest.approx(1.0)            # no feedback set: the plan alone
+    sup.set_plan_feedback(PlanFeedback([20.0, 20.0], [0.1, 0.1]))
+    result = sup.tick(t + 2 * MS)             # predicted 0.15 m at 25 m/s, measured 0.1 m at rest
+    assert result.mode is Mode.PLANNING and 'with feedback' in result.reason
+    assert result.command[0] == pytest.approx(1.0 + 20.0 * 0.05 + 0.1 * 25.0)
+    assert result.command[1] == 0.0                                         # the passive pole stays at zero
+    assert sup.stats.feedback_ticks == 1 and sup.stats.feedback_effort_max == pytest.approx(3.5)
+    # a plan without predictions goes out alone; zero gains switch the feedback off
+    assert sup.on_plan(Plan(np.array([[1.0, 0.0], [1.0, 0.0]]), start=t + 2 * MS, dt=4 * MS, hold=True))
+    assert sup.tick(t + 2 * MS).command[0] == pytest.approx(1.0)
+    assert sup.on_plan(plan)
+    sup.set_plan_feedback(PlanFeedback([0.0, 0.0], [0.0, 0.0]))
+    assert sup.tick(t + 2 * MS).command[0] == pytest.approx(1.0)
+    # with the PD hold under the plan (plan_on_fallback) the hold is the feedback: none added
+    sup.set_plan_feedback(PlanFeedback([20.0, 20.0], [0.1, 0.1]))
+    sup.update_config(sup.replace_config(plan_on_fallback=True))
+    assert sup.tick(t + 2 * MS).command[0] == pytest.approx(1.0 - 4.0)
+    with pytest.raises(ValueError, match='gains for 1 joints'):
+        sup.set_plan_feedback(PlanFeedback([1.0], [1.0]))
 
 
 def test_switches_between_plan_and_fallback_hand_over_linearly():

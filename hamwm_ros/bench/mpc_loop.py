@@ -297,6 +297,7 @@ def run_loop(seconds: float, control_rate: float, model_dir: Path, samples: int,
                      'gc_collections': last.get('gc_collections', 'unknown'),
                      'state_to_command_ms_p50': float(last.get('state_to_command_ms_p50', 'nan')),
                      'state_to_command_ms_p99': float(last.get('state_to_command_ms_p99', 'nan')),
+                     'feedback_ticks': int(last.get('feedback_ticks', 0)),
                      'commands_received': counts['mpc'], 'latency': _percentiles(mpc_lat)},
         'command_relay': None if 'relay_ticks' not in last else {
             'status': last.get('command_relay', 'unknown'),
@@ -353,5 +354,8 @@ def print_loop(fig: dict[str, Any]) -> None:
           f"{ml['max_ms']:8.2f} {ml['n']:5d}")
     print(f"{'reactive PD node (rclpy floor)':<36} {pl['p50_ms']:8.2f} {pl['p90_ms']:8.2f} {pl['p99_ms']:8.2f} "
           f"{pl['max_ms']:8.2f} {pl['n']:5d}")
+    feedback = m.get('feedback_ticks', 0) > 0
     print(f"step-response p50 ratio mpc_node / reactive PD: {ml['p50_ms'] / max(pl['p50_ms'], 1e-9):.2f}x "
-          "(mpc_node waits for its next planner slot, and its warm-started plan takes a few plans to reverse)")
+          + ('(plan_feedback: the next control tick opposes the deviation from the plan\'s prediction)' if feedback
+             else '(mpc_node waits for its next planner slot, and its warm-started plan takes a few plans to '
+                  'reverse; plan_feedback.kp reacts at the next control tick)'))

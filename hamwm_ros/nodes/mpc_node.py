@@ -20,7 +20,9 @@ configure
     sole in contact the balance critic adds nothing for that plan (diagnostics say why).
 activate
     Starts the planner thread (its own rate, ``planner_rate``) and the control thread (``control_rate``, 100-1000 Hz,
-    absolute-deadline pacing on the monotonic clock). The optimizer's warm start is cleared.
+    absolute-deadline pacing on the monotonic clock). The optimizer's warm start is cleared. With ``plan_feedback.*``
+    gains the control thread adds a PD on the deviation of the newest joint state from the one the plan predicted
+    for that instant (:class:`hamwm_ros.safety.PlanFeedback`), so it reacts between two plans.
 deactivate
     Stops both threads and publishes one zero-effort command (the safe hold).
 cleanup / shutdown
@@ -154,6 +156,7 @@ from hamwm_ros.safety import (
     LimitsError,
     Mode,
     Plan,
+    PlanFeedback,
     Supervisor,
     SupervisorConfig,
     clamp_trajectory,
@@ -240,6 +243,7 @@ class MpcNode(Node):
         self._throttle = EventThrottle(WARN_PERIOD_S)
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
+        self._feedback_on = False           # plan_feedback gains in force: the planner hands on predicted states
         self._state_arrived = threading.Event()    # set by every accepted joint state (planner_trigger state)
         self._terminal_problem = ''                # why the last build of the terminal value failed ('' if none)
         self._terminal_source: tuple[str, np.ndarray] | None = None   # URDF and actuated joints P is built from
@@ -372,6 +376,12 @@ class MpcNode(Node):
                                                                   read_only=True))
         d('goal_position', Parameter.Type.DOUBLE_ARRAY, _descriptor(
             'tracking goal, model joint order (unset: the nominal posture); changeable at run time'))
+        d('plan_feedback.kp', [0.0], _descriptor(
+            'effort per rad (or m) of the measured positions\' deviation from the ones the plan predicts for that '
+            'instant, added to the planned effort on every control tick: 1 value or one per model joint, >= 0; 0: '
+            'off. Refused with pd_residual (its PD hold feeds back already)'))
+        d('plan_feedback.kd', [0.0], _descriptor(
+            'the same per rad/s (or m/s) of the velocities\' deviation'))
         d('autostart', False, _descriptor('configure and activate at start-up (launch files without a lifecycle '
                                           'manager)', read_only=True))
         d('pd_residual', False, _descriptor(
@@ -669,6 +679,10 @@ class MpcNode(Node):
             value = float(self._param(name, changes))
             if not math.isfinite(value):
                 raise ValueError(f'{name} must be finite, got {value}')
+        for name in ('plan_feedback.kp', 'plan_feedback.kd'):
+            gains = list(self._param(name, changes) or [])
+            if not gains or not all(math.isfinite(g) and g >= 0.0 for g in gains):
+                raise ValueError(f'{name} needs finite values >= 0 (1 or one per model joint), got {gains}')
         if str(self._param('planner_trigger', changes)) not in ('timer', 'state'):
             raise ValueError(f"planner_trigger must be timer or state, got {self._param('planner_trigger', changes)!r}")
         smoothing = str(self._param('mppi.smoothing', changes))
@@ -708,6 +722,7 @@ class MpcNode(Node):
         controller = self._controller
         if controller is not None:
             self._mppi_settings(controller.limits, controller.runtime.horizon, changes)
+            self._plan_feedback(controller.limits, controller.swingup, changes)
             goal = self._param('goal_position', changes)
             if goal is not None and len(goal) not in (0, len(controller.limits.names)):
                 raise ValueError(f'goal_position needs {len(controller.limits.names)} values, got {len(goal)}')
@@ -771,6 +786,10 @@ class MpcNode(Node):
                 self.get_logger().error(f'{reason}; the control thread publishes the efforts')
         if controller is not None:
             controller.supervisor.update_config(self._supervisor_config())
+            if names & {'plan_feedback.kp', 'plan_feedback.kd'}:
+                feedback = self._plan_feedback(controller.limits, controller.swingup)
+                controller.supervisor.set_plan_feedback(feedback)
+                self._feedback_on = feedback is not None
             for critic in CRITICS:
                 if f'critics.{critic}.weight' in names and critic in controller.critics:
                     controller.optimizer.set_weight(critic, float(self._param(f'critics.{critic}.weight')))
@@ -855,6 +874,30 @@ class MpcNode(Node):
             raise ValueError(f'{name} needs 1 or {n} finite values, got {list(value)}')
         return np.broadcast_to(array_, (n,)).copy()
 
+    def _plan_feedback(self, limits: JointLimits, schedule: SwingUpSchedule | None,
+                       changes: dict[str, Any] | None = None) -> PlanFeedback | None:
+        """The control-rate feedback around the plan from ``plan_feedback.*``; None when its gains are all zero.
+
+        The swing-up's pole angle is compared on the circle (the planner encodes it wrapped).
+
+        Raises
+        ------
+        ValueError
+            On gains of another count than 1 or one per joint, or non-zero gains with ``pd_residual``.
+        """
+        n = len(limits.names)
+        kp = self._per_joint('plan_feedback.kp', np.zeros(n), n, changes)
+        kd = self._per_joint('plan_feedback.kd', np.zeros(n), n, changes)
+        wrapped = np.zeros(n, dtype=bool)
+        if schedule is not None:
+            wrapped[schedule.angle_joint] = True
+        feedback = PlanFeedback(kp, kd, wrapped)
+        if not feedback.active:
+            return None
+        if self._param('pd_residual', changes):
+            raise ValueError('plan_feedback needs pd_residual false: the PD hold already feeds the joint state back')
+        return feedback
+
     def _goal_observation(self, limits: JointLimits) -> np.ndarray:
         n = len(limits.names)
         goal = self._per_joint('goal_position', self._nominal, n)
@@ -927,6 +970,9 @@ class MpcNode(Node):
                                                hard=False)
         optimizer = MPPIOptimizer(settings, self._rollout_for(runtime), list(critics.values()))
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
+        feedback = self._plan_feedback(limits, schedule)
+        supervisor.set_plan_feedback(feedback)
+        self._feedback_on = feedback is not None
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
                            balance, schedule)
@@ -1452,7 +1498,8 @@ class MpcNode(Node):
             supervisor.on_plan(None, f'no valid plan: {result.reason}')
             return
         taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt,
-                                        hold=self._hold_playback))
+                                        hold=self._hold_playback,
+                                        states=self._predicted_states(controller, result, encoded, velocity)))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
         # the correction due now (pd_residual); it goes out only while the supervisor allows planning (a plan taken
@@ -1487,6 +1534,21 @@ class MpcNode(Node):
             predicted = np.asarray(result.predicted_observations, dtype=np.float64)
             if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
                 self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
+
+    def _predicted_states(self, controller: _Controller, result: Any, position: np.ndarray,
+                          velocity: np.ndarray) -> np.ndarray | None:
+        """(H + 1, 2n) joint states the plan predicts from the one it was made from, for the plan feedback.
+
+        None while the feedback is off or the prediction is missing or not finite (the plan then goes out alone).
+        """
+        if not self._feedback_on or result.predicted_observations is None:
+            return None
+        n = len(controller.limits.names)
+        predicted = np.asarray(result.predicted_observations, dtype=np.float64)
+        if predicted.ndim != 2 or predicted.shape[1] < 2 * n or not np.all(np.isfinite(predicted[:, :2 * n])):
+            return None
+        start = np.concatenate([np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)])
+        return np.vstack([start[None], predicted[:, :2 * n]])
 
     def _publish_feedforward(self, controller: _Controller, correction: np.ndarray | None) -> None:
         """The correction to the PD hold now in force (None: zero) on /hamwm/mpc/feedforward, model joint order."""
@@ -1809,6 +1871,8 @@ class MpcNode(Node):
                 'plans': str(sup.stats.plans), 'invalid_plans': str(sup.stats.invalid_plans),
                 'planned_ticks': str(sup.stats.planned_ticks), 'fallback_ticks': str(sup.stats.fallback_ticks),
                 'hold_ticks': str(sup.stats.hold_ticks), 'handover_ticks': str(sup.stats.handover_ticks),
+                'feedback_ticks': str(sup.stats.feedback_ticks),
+                'feedback_effort_max': f'{sup.stats.feedback_effort_max:.4g}',
                 'commands_non_finite_refused': str(sup.command_guard.non_finite),
                 'commands_clamped': str(sup.command_guard.clamped),
                 'commands_limit_cut': str(sup.command_guard.limit_cut),

@@ -13,12 +13,14 @@ Everything a controller must get right independently of how good the planner is 
   the outward-effort rule and trajectory clamping;
 * :mod:`~hamwm_ros.safety.validity`: the world-model validity input (monitor ERROR/STALE -> fallback);
 * :mod:`~hamwm_ros.safety.handover`: the bumpless hand-over between the plan and the fallback;
+* :mod:`~hamwm_ros.safety.feedback`: PD feedback at control rate on the deviation from the plan's predicted state;
 * :mod:`~hamwm_ros.safety.supervisor`: all of the above combined into the control-rate decision ``tick(now)``.
 
 ``hamwm_ros.nodes.mpc_node`` wraps the supervisor for ROS 2. No rclpy, no torch.
 """
 
 from hamwm_ros.safety.estop import EStop
+from hamwm_ros.safety.feedback import PlanFeedback
 from hamwm_ros.safety.guards import CommandGuard, InputGuard, InputVerdict
 from hamwm_ros.safety.handover import Handover
 from hamwm_ros.safety.limits import JointLimits, LimitsError, clamp_trajectory, outward_effort_mask
@@ -30,6 +32,7 @@ from hamwm_ros.safety.watchdog import StampPolicy, StampVerdict, Watchdog
 
 __all__ = [
     'CommandGuard', 'EStop', 'Handover', 'InputGuard', 'InputVerdict', 'JointLimits', 'LimitsError', 'Mode',
-    'ModeMachine', 'ModelValidity', 'OverrunCounter', 'Plan', 'StampPolicy', 'StampVerdict', 'Supervisor',
-    'SupervisorConfig', 'TickResult', 'Transition', 'Watchdog', 'clamp_trajectory', 'outward_effort_mask',
+    'ModeMachine', 'ModelValidity', 'OverrunCounter', 'Plan', 'PlanFeedback', 'StampPolicy', 'StampVerdict',
+    'Supervisor', 'SupervisorConfig', 'TickResult', 'Transition', 'Watchdog', 'clamp_trajectory',
+    'outward_effort_mask',
 ]

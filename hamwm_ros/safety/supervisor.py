@@ -13,7 +13,8 @@ Decision on each :meth:`Supervisor.tick`, first match wins (see :mod:`hamwm_ros.
     watchdog unhealthy or input fault       -> SAFE_HOLD          zero effort
     world model reported invalid            -> FALLBACK           PD hold (reason: the monitor's level and message)
     usable plan                             -> PLANNING           plan, linearly interpolated at ``now`` (with
-                                                                  ``plan_on_fallback``: plus the PD hold)
+                                                                  ``plan_on_fallback``: plus the PD hold; else
+                                                                  plus the plan feedback, when one is set)
     otherwise                               -> FALLBACK           PD hold of the nominal posture
 
 A switch between PLANNING and FALLBACK (either way) is handed over across ``handover_time`` seconds
@@ -40,6 +41,7 @@ import numpy as np
 
 from hamwm_ros.mpc.fallback import PDHoldFallback
 from hamwm_ros.safety.estop import EStop
+from hamwm_ros.safety.feedback import PlanFeedback
 from hamwm_ros.safety.guards import CommandGuard, InputGuard, InputVerdict
 from hamwm_ros.safety.handover import Handover
 from hamwm_ros.safety.limits import JointLimits
@@ -137,12 +139,16 @@ class Plan:
     hold
         True: ``sequence[k]`` holds over the whole step ``[start + k dt, start + (k + 1) dt)`` (zero-order hold, the
         effort input a world model is trained and rolled out with); False: linear between steps.
+    states
+        (H + 1, 2n) or None: the joint positions then velocities the plan predicts at ``start + k dt`` (row 0 the
+        state it was planned from), for :class:`~hamwm_ros.safety.feedback.PlanFeedback`.
     """
 
     sequence: np.ndarray
     start: float
     dt: float
     hold: bool = False
+    states: np.ndarray | None = None
 
     def sample(self, now: float) -> np.ndarray | None:
         """Effort at ``now`` (held or linear between steps); None once the plan no longer covers ``now``."""
@@ -155,6 +161,18 @@ class Plan:
             return self.sequence[k].copy()
         a = s - k
         return (1.0 - a) * self.sequence[k] + a * self.sequence[k + 1]
+
+    def state_at(self, now: float) -> np.ndarray | None:
+        """Predicted joint state at ``now``, linear between the rows of ``states``; None without one there."""
+        states = self.states
+        if states is None:
+            return None
+        s = max(0.0, (now - self.start) / self.dt)
+        k = int(s)
+        if k >= states.shape[0] - 1:
+            return None
+        a = s - k
+        return (1.0 - a) * states[k] + a * states[k + 1]
 
 
 @dataclass
@@ -202,6 +220,8 @@ class SupervisorStats:
     fallback_ticks: int = 0
     hold_ticks: int = 0
     handover_ticks: int = 0             # PLANNING or FALLBACK ticks that blended a switch's step
+    feedback_ticks: int = 0             # PLANNING ticks whose command includes the plan feedback
+    feedback_effort_max: float = 0.0    # largest |effort| the plan feedback added in one of them
     plans: int = 0
     invalid_plans: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -249,6 +269,7 @@ class Supervisor:
         self.validity = ModelValidity(self.config.model_invalid_time, self.config.model_validity_timeout)
         self.handover = Handover(self.config.handover_time)
         self._plan_effort: np.ndarray | None = None     # the plan's sample in force this tick (PLANNING)
+        self._feedback: PlanFeedback | None = None
         self.active = False
         self._state: _State | None = None
         self._plan: Plan | None = None
@@ -258,6 +279,22 @@ class Supervisor:
         self._ever_healthy = False
         self._reset_requested = False
         self._health = None
+
+    def set_plan_feedback(self, feedback: PlanFeedback | None) -> None:
+        """Feedback around the plan from the next tick on (None or all gains zero: the plan goes out alone).
+
+        Not applied with ``plan_on_fallback``: there the PD hold already feeds the measured state back.
+
+        Raises
+        ------
+        ValueError
+            If its gains name another number of joints than the limits.
+        """
+        if feedback is not None and feedback.kp.size != len(self.limits.names):
+            raise ValueError(f'plan feedback has gains for {feedback.kp.size} joints, limits name '
+                             f'{len(self.limits.names)}')
+        with self._lock:
+            self._feedback = feedback if feedback is not None and feedback.active else None
 
     def _apply_config(self, config: SupervisorConfig) -> None:
         self.watchdog = Watchdog(config.joint_state_timeout, config.recovery_time, config.max_stamp_age,
@@ -527,6 +564,14 @@ class Supervisor:
             if self.config.plan_on_fallback:
                 return Mode.PLANNING, 'following the MPPI plan on the PD hold', \
                     command + self.fallback.command(state.position, state.velocity)
+            feedback = self._feedback
+            predicted = plan.state_at(now) if feedback is not None else None
+            if predicted is not None:
+                added = feedback.effort(predicted, state.position, state.velocity)
+                if added is not None:
+                    self.stats.feedback_ticks += 1
+                    self.stats.feedback_effort_max = max(self.stats.feedback_effort_max, float(np.abs(added).max()))
+                    return Mode.PLANNING, 'following the MPPI plan with feedback', command + added
             return Mode.PLANNING, 'following the MPPI plan', command
         return Mode.FALLBACK, f'PD hold of the nominal posture: {problem}', \
             self.fallback.command(state.position, state.velocity)

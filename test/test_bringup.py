@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+import contextlib
 import os
 from pathlib import Path
 import signal
@@ -82,6 +84,26 @@ def test_swingup_files_start_the_sim_once_its_controller_can_hear_and_command_it
 
 
 @pytest.mark.ros
+@contextlib.contextmanager
+def _bringup_process(*args: str) -> Iterator[subprocess.Popen]:
+    """``hamwm bringup ARGS`` running (output piped); killed on the way out if the test did not stop it."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _interrupt(proc: subprocess.Popen) -> str:
+    """SIGINT, as Ctrl-C; the output once it has exited."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)[0]
+
+
 def test_bringup_runs_the_graph_and_stops_on_sigint():
     nodes = [n for n in ('sim_node', 'world_model_node', 'mpc_node') if n in available_nodes()]
     model = ROOT / 'models' / 'pendulum'
@@ -89,10 +111,7 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
     if not (model / 'metadata.json').is_file():
         nodes = ['sim_node']
         args = ['--robot', 'pendulum', '--nodes', 'sim_node']
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with _bringup_process(*args) as proc:
         # the pendulum's file (its swing-up) sets no command interface: mpc_node's default, effort
         interface = yaml.safe_load(default_params_file('pendulum').read_text())['mpc_node']['ros__parameters'].get(
             'command_interface', 'effort')
@@ -110,12 +129,7 @@ def test_bringup_runs_the_graph_and_stops_on_sigint():
                 assert command is not None
                 assert len(command.data) == 1 if interface == 'effort' else list(command.joint_names) == ['hinge']
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        output = _interrupt(proc)
     assert proc.returncode == 0, output[-4000:]
     for name in nodes:
         assert f'  {name}' in output, output[-4000:]
@@ -135,11 +149,7 @@ def test_the_acrobot_graph_commands_its_actuated_joint_only():
     interface = yaml.safe_load(default_params_file('acrobot').read_text())['mpc_node']['ros__parameters'][
         'command_interface']
     assert interface == 'trajectory'    # the file's humanoid settings: PD-residual plans as trajectories
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    proc = subprocess.Popen([sys.executable, '-m', 'hamwm_ros.cli', 'bringup', '--robot', 'acrobot', '--nodes',
-                             'sim_node', 'world_model_node', 'mpc_node'], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with _bringup_process('--robot', 'acrobot', '--nodes', 'sim_node', 'world_model_node', 'mpc_node') as proc:
         topics = {'/joint_trajectory_controller/joint_trajectory': JointTrajectory, '/diagnostics': DiagnosticArray}
         with TopicProbe(topics, name='acrobot_probe') as probe:
             command = probe.wait_for('/joint_trajectory_controller/joint_trajectory', timeout=60.0)
@@ -157,12 +167,7 @@ def test_the_acrobot_graph_commands_its_actuated_joint_only():
             counts = dropped()
         assert len(commands) > 50 and all(list(c.joint_names) == ['elbow'] for c in commands)
         assert len(counts) >= before + 3 and set(counts) == {'0'}, counts
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        output = _interrupt(proc)
     assert proc.returncode == 0 and 'dropped trajectory' not in output, output[-4000:]
 
 

@@ -270,12 +270,17 @@ def _tf_status(harness) -> str:
     return diagnostics_values(report)['tf']
 
 
-def _tf2_message_type():
-    """tf2_msgs/TFMessage where a ROS 2 installation provides it, else None (the package-index wheels)."""
+def _tf_message_type(harness):
+    """tf2_msgs/TFMessage where a ROS 2 installation provides it, else None (the package-index wheels).
+
+    Either way sim_node must say so in its diagnostics: 'published', or that tf2_msgs is not installed.
+    """
     try:
         from tf2_msgs.msg import TFMessage
     except ImportError:
+        assert _tf_status(harness) == 'tf2_msgs not installed'
         return None
+    assert _tf_status(harness) == 'published'
     return TFMessage
 
 
@@ -290,12 +295,9 @@ def test_base_transform_is_filled_in_place():
 
 
 def test_fixed_base_transform_is_latched_where_tf2_msgs_exists(pendulum):
-    message_type = _tf2_message_type()
-    status = _tf_status(pendulum)
+    message_type = _tf_message_type(pendulum)
     if message_type is None:
-        assert status == 'tf2_msgs not installed'
         return
-    assert status == 'published'
     # a late subscriber still gets it: /tf_static is transient-local, like robot_state_publisher's fixed joints
     with TopicProbe({'/tf_static': message_type}, domain_id=pendulum.domain_id, name='tf_static_probe',
                     latched=('/tf_static',)) as probe:
@@ -344,12 +346,9 @@ def test_humanoid_topics(humanoid):
 
 
 def test_floating_base_transform_follows_odom_where_tf2_msgs_exists(humanoid):
-    message_type = _tf2_message_type()
-    status = _tf_status(humanoid)
+    message_type = _tf_message_type(humanoid)
     if message_type is None:
-        assert status == 'tf2_msgs not installed'
         return
-    assert status == 'published'
     with TopicProbe({'/tf': message_type}, domain_id=humanoid.domain_id, name='tf_probe') as probe:
         transform = probe.wait_for('/tf', timeout=5.0)
         assert transform is not None, 'no /tf'

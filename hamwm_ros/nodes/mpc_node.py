@@ -229,6 +229,16 @@ class _Controller:
     swingup: SwingUpSchedule | None = None     # task swingup: sets the critics before every plan
 
 
+def _joint_predictions(result: Any, n: int) -> np.ndarray | None:
+    """(H, 2n) predicted joint positions then velocities of a plan; None when missing or not finite."""
+    if result.predicted_observations is None:
+        return None
+    predicted = np.asarray(result.predicted_observations, dtype=np.float64)
+    if predicted.ndim != 2 or predicted.shape[1] < 2 * n or not np.all(np.isfinite(predicted[:, :2 * n])):
+        return None
+    return predicted[:, :2 * n]
+
+
 def _hold_target(fallback: PDHoldFallback, correction: np.ndarray) -> np.ndarray:
     """The position target at which a driver's PD (the fallback's gains) commands the PD hold plus ``correction``."""
     return fallback.nominal + np.divide(correction, fallback.kp, out=np.zeros_like(correction), where=fallback.kp > 0)
@@ -243,7 +253,6 @@ class MpcNode(Node):
         self._throttle = EventThrottle(WARN_PERIOD_S)
         self._estop = EStop()                      # exists before configure: an e-stop can latch at any time
         self._controller: _Controller | None = None
-        self._feedback_on = False           # plan_feedback gains in force: the planner hands on predicted states
         self._state_arrived = threading.Event()    # set by every accepted joint state (planner_trigger state)
         self._terminal_problem = ''                # why the last build of the terminal value failed ('' if none)
         self._terminal_source: tuple[str, np.ndarray] | None = None   # URDF and actuated joints P is built from
@@ -787,9 +796,7 @@ class MpcNode(Node):
         if controller is not None:
             controller.supervisor.update_config(self._supervisor_config())
             if names & {'plan_feedback.kp', 'plan_feedback.kd'}:
-                feedback = self._plan_feedback(controller.limits, controller.swingup)
-                controller.supervisor.set_plan_feedback(feedback)
-                self._feedback_on = feedback is not None
+                controller.supervisor.set_plan_feedback(self._plan_feedback(controller.limits, controller.swingup))
             for critic in CRITICS:
                 if f'critics.{critic}.weight' in names and critic in controller.critics:
                     controller.optimizer.set_weight(critic, float(self._param(f'critics.{critic}.weight')))
@@ -970,9 +977,7 @@ class MpcNode(Node):
                                                hard=False)
         optimizer = MPPIOptimizer(settings, self._rollout_for(runtime), list(critics.values()))
         supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
-        feedback = self._plan_feedback(limits, schedule)
-        supervisor.set_plan_feedback(feedback)
-        self._feedback_on = feedback is not None
+        supervisor.set_plan_feedback(self._plan_feedback(limits, schedule))
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,
                            balance, schedule)
@@ -1497,9 +1502,16 @@ class MpcNode(Node):
             optimizer.reset()
             supervisor.on_plan(None, f'no valid plan: {result.reason}')
             return
+        n = len(controller.limits.names)
+        feedback_states = supervisor.plan_feedback is not None
+        predicted = _joint_predictions(result, n) \
+            if feedback_states or (not self._pd_residual and self._publish_trajectory) else None
+        states = None
+        if feedback_states and predicted is not None:   # row 0: the state the plan starts from, as encoded
+            start = np.concatenate([np.asarray(encoded, dtype=np.float64), np.asarray(velocity, dtype=np.float64)])
+            states = np.vstack([start[None], predicted])
         taken = supervisor.on_plan(Plan(np.asarray(result.sequence, dtype=np.float64), start=receipt, dt=dt,
-                                        hold=self._hold_playback,
-                                        states=self._predicted_states(controller, result, encoded, velocity)))
+                                        hold=self._hold_playback, states=states))
         if taken:
             self._plan_latency.append(time.monotonic() - receipt)
         # the correction due now (pd_residual); it goes out only while the supervisor allows planning (a plan taken
@@ -1527,28 +1539,9 @@ class MpcNode(Node):
                     correction = correction + added
                 target = _hold_target(supervisor.fallback, correction)[None]
                 self._publish_trajectory_msg(controller, target, np.zeros_like(target), dt, first_step=0)
-        elif taken and not self._pd_residual and self._publish_trajectory \
-                and result.predicted_observations is not None \
+        elif taken and not self._pd_residual and self._publish_trajectory and predicted is not None \
                 and supervisor.trajectory_allowed(time.monotonic(), receipt):
-            n = len(controller.limits.names)
-            predicted = np.asarray(result.predicted_observations, dtype=np.float64)
-            if predicted.ndim == 2 and predicted.shape[1] >= 2 * n and np.all(np.isfinite(predicted[:, :2 * n])):
-                self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:2 * n], dt)
-
-    def _predicted_states(self, controller: _Controller, result: Any, position: np.ndarray,
-                          velocity: np.ndarray) -> np.ndarray | None:
-        """(H + 1, 2n) joint states the plan predicts from the one it was made from, for the plan feedback.
-
-        None while the feedback is off or the prediction is missing or not finite (the plan then goes out alone).
-        """
-        if not self._feedback_on or result.predicted_observations is None:
-            return None
-        n = len(controller.limits.names)
-        predicted = np.asarray(result.predicted_observations, dtype=np.float64)
-        if predicted.ndim != 2 or predicted.shape[1] < 2 * n or not np.all(np.isfinite(predicted[:, :2 * n])):
-            return None
-        start = np.concatenate([np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)])
-        return np.vstack([start[None], predicted[:, :2 * n]])
+            self._publish_trajectory_msg(controller, predicted[:, :n], predicted[:, n:], dt)
 
     def _publish_feedforward(self, controller: _Controller, correction: np.ndarray | None) -> None:
         """The correction to the PD hold now in force (None: zero) on /hamwm/mpc/feedforward, model joint order."""

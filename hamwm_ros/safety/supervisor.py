@@ -296,6 +296,11 @@ class Supervisor:
         with self._lock:
             self._feedback = feedback if feedback is not None and feedback.active else None
 
+    @property
+    def plan_feedback(self) -> PlanFeedback | None:
+        """The feedback around the plan in force (None: off), so a planner knows to hand on predicted states."""
+        return self._feedback
+
     def _apply_config(self, config: SupervisorConfig) -> None:
         self.watchdog = Watchdog(config.joint_state_timeout, config.recovery_time, config.max_stamp_age,
                                  config.max_future_stamp, config.zero_stamp)

@@ -39,10 +39,12 @@ def test_other_suites_quick(tmp_path):
     assert len(se['error']['mlp']) == len(se['error']['ours']) == len(se['trajectories'])
     assert se['learned_damping']['true'] == pytest.approx(0.1)
     assert se['ours_substeps'] == 1
+    assert se['rollout_horizon'] == {'mlp': 4, 'ours': 4, 'mlp_priors': 4}
     assert evaluate.main(['horizons', '--quick', '--tasks', 'cartpole', '--out', str(tmp_path / 'hz')]) == 0
     hz = json.loads((tmp_path / 'hz' / 'results.json').read_text())['results']['cartpole']
     assert set(hz['methods']) == {'mlp', 'gru', 'hnn', 'ours'}
     assert hz['ours_substeps'] == evaluate.OURS_SUBSTEPS['cartpole'] == 4    # as the sample-efficiency suite's
+    assert hz['rollout_horizon'] == {'mlp': 4, 'gru': 4, 'hnn': 4, 'ours': evaluate.OURS_ROLLOUT_HORIZON['cartpole']}
     assert set(hz['methods']['ours']['mse']) == {'1', '10'}
     assert 0.0 <= hz['methods']['ours']['picp95']['1'] <= 1.0
 
@@ -52,6 +54,19 @@ def test_bad_arguments():
         evaluate.main(['no-such-suite'])
     assert err.value.code == 2
     assert evaluate.main(['hnn-table', '--quick', '--tasks', 'trebuchet', '--out', '/tmp/hamwm-eval-bad']) == 2
+
+
+def test_rollout_horizon_reaches_every_methods_training(tmp_path, capsys):
+    # 50-step training trajectories (51 states) cannot hold a 51-step window: the override reached fit_rollouts.
+    args = ['sample-efficiency', '--quick', '--tasks', 'damped_pendulum', '--methods', 'mlp', '--out', str(tmp_path)]
+    assert evaluate.main([*args, '--rollout-horizon', '51']) == 2
+    assert 'too short for horizon 51' in capsys.readouterr().err
+    assert evaluate.main([*args, '--rollout-horizon', '0']) == 2
+    assert evaluate.main([*args, '--rollout-horizon', '6']) == 0
+    result = json.loads((tmp_path / 'results.json').read_text())['results']['damped_pendulum']
+    assert result['rollout_horizon'] == {'mlp': 6}
+    assert evaluate.rollout_horizon('ours', 'cartpole') == 8 and evaluate.rollout_horizon('mlp', 'cartpole') == 4
+    assert evaluate.rollout_horizon('ours', 'cartpole', override=3) == 3
 
 
 def test_ours_learns_spring_field_and_conserves_energy():

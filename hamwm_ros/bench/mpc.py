@@ -48,6 +48,9 @@ ACTION_LIMIT = 10.0
 W_TRACK, W_ENERGY, W_EFFORT, W_SMOOTH, W_LIMITS = 1.0, 0.5, 0.01, 0.01, 1.0
 BAND = 0.1
 INFEASIBLE = 1.0e6
+# The issue's iteration-time target applies to the shipped cart-pole model at this size; other models get the figure.
+P50_TARGET_MS = 10.0
+P50_TARGET_CASE = ('cartpole', 1024, 32)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,7 +226,7 @@ def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, 
             print(f'note: the shipped predictor is exported for horizon {meta.horizon}; the runtime chains/pads to '
                   f'{args.horizon}')
         return dict(name=f'shipped {args.model_dir} (latent {meta.latent_dim}, obs {meta.obs_dim})',
-                    predict=lambda z, a: runtime.rollout(z, a, copy=False), torch_model=torch_model,
+                    robot=meta.robot, predict=lambda z, a: runtime.rollout(z, a, copy=False), torch_model=torch_model,
                     n=meta.latent_dim, k=meta.obs_dim, m=meta.action_dim, joints=len(meta.joint_names),
                     predictor_path=args.model_dir / meta.files['predictor'].path, export_horizon=meta.horizon)
     reason = 'asked for' if args.test_model else (
@@ -236,8 +239,8 @@ def _load_problem(args: argparse.Namespace, torch: Any, tmp: Path) -> dict[str, 
     _export(torch, model, 2 * d, args.horizon, m, path)
     predict = _SessionPredictor(path, _ort_threads(args), args.horizon, 2 * d, k)
     return dict(name=f'test model ({reason}): latent 2x{d}, potential MLP {d}-{args.hidden}-{args.hidden}-1, '
-                     f'obs {k}, exported to ONNX here', predict=predict, torch_model=model, n=2 * d, k=k, m=m,
-                joints=joints)
+                     f'obs {k}, exported to ONNX here', robot='test', predict=predict, torch_model=model, n=2 * d,
+                k=k, m=m, joints=joints)
 
 
 # ---------------------------------------------------------------------------------------------- the two MPPIs
@@ -401,7 +404,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'throughput': throughput,
         'benchmark': 'mpc.optimizer', 'samples': args.samples, 'horizon': args.horizon, 'threads': args.threads,
         'workers': _workers(args), 'ort_intra_op_threads': _ort_threads(args),
-        'iterations': len(t_ours), 'model': problem['name'], 'rollout_max_abs_diff': agreement,
+        'iterations': len(t_ours), 'model': problem['name'], 'robot': problem['robot'],
+        'p50_target_ms': P50_TARGET_MS if (problem['robot'], args.samples, args.horizon) == P50_TARGET_CASE else None,
+        'rollout_max_abs_diff': agreement,
         'ours': ours_stats, 'eager_torch': base_stats, 'valid_fraction': valid / max(len(t_ours), 1),
         'speedup_p50': base_stats['p50_ms'] / ours_stats['p50_ms'], 'cpu_count': os.cpu_count(),
         'torch': torch.__version__, 'onnxruntime': __import__('onnxruntime').__version__,
@@ -436,6 +441,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def p50_verdict(fig: dict[str, Any]) -> str:
+    """The iteration-time target's verdict for a figure of `run`, or where the target applies when it does not here."""
+    target = fig.get('p50_target_ms')
+    if target is None:
+        robot, samples, horizon = P50_TARGET_CASE
+        return f"the {P50_TARGET_MS:g} ms target is the {robot} model's at {samples} x {horizon}"
+    return f"target <= {target:g} ms: {'met' if fig['ours']['p50_ms'] <= target else 'NOT met'}"
+
+
 def _print_iteration(fig: dict[str, Any]) -> None:
     o, b = fig['ours'], fig['eager_torch']
     print(f"MPPI iteration, {fig['samples']} samples x {fig['horizon']} steps, CPU, {fig['threads']} threads "
@@ -453,10 +467,9 @@ def _print_iteration(fig: dict[str, Any]) -> None:
     print(f"{'same algorithm, eager torch ' + fig['torch']:<44} {b['p50_ms']:8.2f} {b['p90_ms']:8.2f} "
           f"{b['p99_ms']:8.2f} {b['cpu_p50_ms']:11.2f}")
     fig['speedup_cpu_p50'] = b['cpu_p50_ms'] / max(o['cpu_p50_ms'], 1e-9)
-    p50_ok = o['p50_ms'] <= 10.0
     ratio_ok = fig['speedup_p50'] >= 3.0
     print(f"speed-up (p50): {fig['speedup_p50']:.2f}x [target >= 3x: {'met' if ratio_ok else 'NOT met'}]; "
-          f"p50 {o['p50_ms']:.2f} ms [target <= 10 ms: {'met' if p50_ok else 'NOT met'}]; "
+          f"p50 {o['p50_ms']:.2f} ms [{p50_verdict(fig)}]; "
           f"CPU-time ratio {fig['speedup_cpu_p50']:.2f}x; valid plans {100 * fig['valid_fraction']:.0f}%")
     t = fig.get('throughput') or {}
     if t:

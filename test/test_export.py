@@ -280,6 +280,7 @@ def test_models_with_state_dependent_ports_keep_the_generic_graph(tmp_path):
 
 @pytest.mark.parametrize('overrides', [dict(ignorable=(0,)), dict(ignorable=(0,), periodic=(1,)),
                                        dict(ignorable=(0,), periodic=(1,), mass_param='kinematic', ensemble=2),
+                                       dict(ignorable=(0,), periodic=(1,), mass_param='chain'),
                                        dict(ignorable=(0,), periodic=(1,), mass_matrix='constant',
                                             input_map='constant', damping_map='constant', residual=False,
                                             layers=2, ensemble=2)])

@@ -28,6 +28,8 @@ VARIANTS = [
     dict(hamiltonian='separable', mass_matrix='state', ensemble=3, activation='softplus', ignorable=(1,)),
     dict(hamiltonian='separable', mass_matrix='state', periodic=(1,)),
     dict(hamiltonian='separable', mass_matrix='state', mass_param='kinematic', periodic=(1,)),
+    dict(hamiltonian='separable', mass_matrix='state', mass_param='chain', periodic=(1,)),
+    dict(hamiltonian='separable', mass_matrix='state', mass_param='chain', ignorable=(0,), periodic=(1, 2), ensemble=2),
     dict(**LEAN, periodic=(1,)),
     dict(hamiltonian='general', ignorable=(0,), periodic=(1, 2)),
     dict(**LEAN, ensemble=2, ignorable=(), periodic=(0, 2)),
@@ -154,7 +156,7 @@ def test_invariant_mlp_and_make_method():
 def test_sample_efficiency_reports_the_baseline_given_the_same_priors(tmp_path):
     assert evaluate.main(['sample-efficiency', '--quick', '--tasks', 'cartpole', '--out', str(tmp_path)]) == 0
     res = json.loads((tmp_path / 'results.json').read_text())['results']['cartpole']
-    assert res['ignorable'] == [0] and res['periodic'] == [1] and res['ours_mass_param'] == 'kinematic'
+    assert res['ignorable'] == [0] and res['periodic'] == [1] and res['ours_mass_param'] == 'chain'
     assert set(res['error']) == {'mlp', 'ours', 'mlp_priors'}
     assert set(res['efficiency_by_method']) == {'ours', 'mlp_priors'}
     assert res['efficiency'] == res['efficiency_by_method']['ours']
@@ -174,11 +176,14 @@ def test_sample_efficiency_method_selection():
     # one joint: a constant mass, so the inverse parametrisation whatever the priors
     assert evaluate._se_spec(damped, 'ours') == ('ours', (), (0,), 'inverse')
     assert evaluate._se_methods(damped, ('ours', 'ours_ignorable')) == ('ours', 'ours_ignorable')
-    assert evaluate._se_methods(damped, ('ours', 'ours_inverse')) == ('ours',)
-    # the cart-pole with its periodic pole angle: the kinematic mass, and 'ours_inverse' as the ablation
-    assert evaluate._se_spec(cartpole, 'ours') == ('ours', (0,), (1,), 'kinematic')
+    assert evaluate._se_methods(damped, ('ours', 'ours_inverse', 'ours_kinematic')) == ('ours',)
+    # the cart-pole with its periodic pole angle: the planar chain's mass, the general affine J and the inverse
+    # parametrisation as the ablations
+    assert evaluate._se_spec(cartpole, 'ours') == ('ours', (0,), (1,), 'chain')
+    assert evaluate._se_spec(cartpole, 'ours_kinematic') == ('ours', (0,), (1,), 'kinematic')
     assert evaluate._se_spec(cartpole, 'ours_inverse') == ('ours', (0,), (1,), 'inverse')
-    assert evaluate._se_methods(cartpole, ('ours', 'ours_inverse')) == ('ours', 'ours_inverse')
+    assert evaluate._se_methods(cartpole, ('ours', 'ours_inverse', 'ours_kinematic')) == (
+        'ours', 'ours_inverse', 'ours_kinematic')
     assert evaluate._se_spec(cartpole, 'ours_ignorable') == ('ours', (0,), (), 'inverse')
     assert evaluate._se_spec(cartpole, 'mlp_priors') == ('mlp', (0,), (1,), None)
     assert evaluate._se_spec(cartpole, 'ours_plain') == ('ours', (), (), 'inverse')

@@ -80,6 +80,7 @@ def test_inverse_mass_is_positive_definite():
 
 @pytest.mark.parametrize('variant', [dict(mass_matrix='state'), dict(mass_matrix='constant'),
                                      dict(mass_matrix='state', mass_param='kinematic'),
+                                     dict(mass_matrix='state', mass_param='chain', periodic=(1,)),
                                      dict(hamiltonian='general', integrator='midpoint', solver_iters=8)])
 def test_undamped_unforced_model_conserves_its_energy(variant):
     kw = dict(scale=0.3, dissipation=False, control=True, residual=False, dt=0.02, solver_iters=4)

@@ -473,10 +473,13 @@ def rollout_horizon(method: str, system_name: str, override: int | None = None) 
 def ours_mass_param(system: System, periodic: tuple[int, ...]) -> str:
     """Ours' :attr:`ModelConfig.mass_param` on ``system`` told these ``periodic`` angles.
 
-    ``'kinematic'`` for a multi-joint system with periodic angles (a planar mechanism: its mass matrix is affine in
-    their cos and sin), ``'inverse'`` otherwise.
+    ``'chain'`` for a planar chain in absolute angles (:attr:`System.planar_chain`, the cart-pole) told its angles,
+    ``'kinematic'`` for another multi-joint system with periodic angles (a planar mechanism: its mass matrix is
+    affine in their cos and sin), ``'inverse'`` otherwise.
     """
-    return 'kinematic' if periodic and system.n_dof > 1 else 'inverse'
+    if not periodic or system.n_dof < 2:
+        return 'inverse'
+    return 'chain' if system.planar_chain else 'kinematic'
 
 
 def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np.ndarray, dt: float, *, hidden: int,
@@ -488,9 +491,8 @@ def _train_dynamics(method: str, system: System, states: np.ndarray, actions: np
 
     ``ignorable`` / ``periodic`` None: the system's (``System.ignorable``, ``System.periodic``) for ours, none for the
     other methods. ``substeps``: ours' integrator steps per model step (trained and rolled out alike); None:
-    :data:`OURS_SUBSTEPS` of the system for ours, 1 for the others. ``mass_param`` (ours): None gives the kinematic
-    mass matrix (:attr:`ModelConfig.mass_param`) to a multi-joint system with periodic angles, whose mass matrix is
-    affine in their cos and sin, and the inverse parametrisation otherwise. ``horizon``: steps per training window;
+    :data:`OURS_SUBSTEPS` of the system for ours, 1 for the others. ``mass_param`` (ours): None gives
+    :func:`ours_mass_param` of the system and its periodic angles. ``horizon``: steps per training window;
     None gives :func:`rollout_horizon` of the method and system.
     """
     _seed(seed)
@@ -564,9 +566,10 @@ def _control_data(system: System, n: int, steps: int, seed: int) -> dict[str, np
 # Sample-efficiency methods: 'ours' uses the system's priors (``System.ignorable`` and ``System.periodic``), 'mlp'
 # does not; 'mlp_priors' is the MLP given the same priors (fed the state without the ignorable coordinates and with
 # (cos, sin) of the periodic ones). Ablations: 'ours_plain' (no priors), 'ours_ignorable' / 'mlp_ignorable' (the
-# ignorable coordinates only), 'ours_inverse' (the priors with the inverse mass parametrisation where 'ours' has the
-# kinematic one). Variants that coincide with another chosen one on a system are left out.
-SE_METHODS = ('mlp', 'ours', 'mlp_priors', 'ours_plain', 'ours_ignorable', 'mlp_ignorable', 'ours_inverse')
+# ignorable coordinates only), 'ours_inverse' and 'ours_kinematic' (the priors with the inverse mass or the general
+# affine J where 'ours' has a Jacobian mass). Variants that coincide with another chosen one on a system are left out.
+SE_METHODS = ('mlp', 'ours', 'mlp_priors', 'ours_plain', 'ours_ignorable', 'mlp_ignorable', 'ours_inverse',
+              'ours_kinematic')
 
 
 def _se_spec(system: System, method: str) -> tuple[str, tuple[int, ...], tuple[int, ...], str | None]:
@@ -580,7 +583,9 @@ def _se_spec(system: System, method: str) -> tuple[str, tuple[int, ...], tuple[i
         ignorable, periodic = tuple(system.ignorable), tuple(system.periodic)
     if base != 'ours':
         return base, ignorable, periodic, None
-    mass = 'inverse' if variant == 'inverse' else ours_mass_param(system, periodic)
+    mass = ours_mass_param(system, periodic)
+    if variant == 'inverse' or (variant == 'kinematic' and mass != 'inverse'):
+        mass = variant
     return base, ignorable, periodic, mass
 
 
@@ -826,8 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--methods', nargs='+', default=None, choices=sorted(set(HORIZON_METHODS + SE_METHODS)),
                         help='horizons (default all of mlp gru hnn ours) and sample-efficiency (default mlp ours, '
                              'plus mlp_priors, the MLP given the same priors, where the system declares ignorable or '
-                             'periodic coordinates; ablations ours_plain, ours_ignorable, mlp_ignorable): methods to '
-                             'train')
+                             'periodic coordinates; ablations ours_plain, ours_ignorable, mlp_ignorable, ours_inverse, '
+                             'ours_kinematic): methods to train')
     parser.add_argument('--nested', action='store_true',
                         help='sample-efficiency: train each budget on the first n trajectories of one draw (nested '
                              'subsets) instead of an independent draw per budget')

@@ -55,6 +55,7 @@ from .integrators import (
     symplectic_euler_step,
 )
 from .networks import (
+    ChainJacobian,
     EnsembleLinear,
     EnsembleMLP,
     ImageDecoder,
@@ -68,7 +69,9 @@ ENCODERS = ('mlp', 'identity', 'configuration', 'image', 'fused')
 HAMILTONIANS = ('separable', 'general')
 INTEGRATORS = ('leapfrog', 'midpoint', 'symplectic_euler')
 DAMPING_PARAMS = ('softplus', 'square')
-MASS_PARAMS = ('inverse', 'kinematic')
+MASS_PARAMS = ('inverse', 'kinematic', 'chain')
+# The mass parametrisations built from a Jacobian, M(q) = J(q) J(q)^T + eps I, with J affine in the q features.
+JACOBIAN_MASS = ('kinematic', 'chain')
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the mass starts at the identity
 
 
@@ -112,7 +115,13 @@ class ModelConfig:
         MLP's M^-1 is free beyond the data. Training need not find the true J (on the cart-pole it did not, and
         still predicted better: see the README's sample-efficiency bullets). Needs the separable Hamiltonian and
         ``mass_matrix='state'``; meant for small latents: the solve is unrolled per coordinate so that it exports
-        to ONNX, and its cost grows as d^2 (README: 4x the inverse one's rollout time at d = 12).
+        to ONNX, and its cost grows as d^2 (README: 4x the inverse one's rollout time at d = 12). ``'chain'``: the
+        same M = J J^T + eps I with J restricted to a planar chain on a sliding base with absolute angles
+        (:class:`~hamwm_ros.worldmodel.networks.ChainJacobian`): a non-periodic coordinate's row of J is constant
+        (a base translation), a periodic angle's row turns with the angle and has no constant part. It is exact for
+        the cart-pole and a double pendulum in absolute angles and identifies M from a narrow range of angles
+        where ``'kinematic'`` cannot (README, "Sample efficiency, cart-pole"); it is wrong for relative joint angles
+        and for a translation that rides on a link. Needs what ``'kinematic'`` needs and at least one periodic angle.
     damping_param
         How the damping D = C C^T (+ diag(d(q)) for a state damping map) is parameterised. ``'softplus'``: C has a
         softplus diagonal starting at softplus(-3) and d(q) = softplus(net(q) - 4); the damping starts near 2e-3
@@ -205,8 +214,11 @@ class ModelConfig:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         if self.mass_param not in MASS_PARAMS:
             raise ValueError(f'mass_param must be one of {MASS_PARAMS}, got {self.mass_param!r}')
-        if self.mass_param == 'kinematic' and (self.hamiltonian != 'separable' or self.mass_matrix != 'state'):
-            raise ValueError("mass_param 'kinematic' needs hamiltonian 'separable' and mass_matrix 'state'")
+        if self.mass_param in JACOBIAN_MASS and (self.hamiltonian != 'separable' or self.mass_matrix != 'state'):
+            raise ValueError(f"mass_param {self.mass_param!r} needs hamiltonian 'separable' and mass_matrix 'state'")
+        if self.mass_param == 'chain' and not self.periodic:
+            raise ValueError("mass_param 'chain' needs at least one periodic angle (without one J is constant: use "
+                             "mass_matrix 'constant')")
         if self.damping_param not in DAMPING_PARAMS:
             raise ValueError(f'damping_param must be one of {DAMPING_PARAMS}, got {self.damping_param!r}')
         if not (math.isfinite(self.damping_init) and self.damping_init >= 0):
@@ -341,12 +353,13 @@ class _Dynamics:
     def mass_factor(self, q: torch.Tensor) -> dict[str, Any]:
         """L(q) (E, B, d, d) with packed outputs and MLP cache, or the constant inverse mass A (E, 1, d, d).
 
-        For ``mass_param='kinematic'``: J(q) (E, B, d, 2d) and the Cholesky factor ``C`` of M(q) = J J^T + eps I.
+        For a Jacobian mass (``'kinematic'``, ``'chain'``): J(q) (E, B, d, 2d) and the Cholesky factor ``C`` of
+        M(q) = J J^T + eps I.
         """
         e = self._q(q)
         if 'L' not in e:
             m = self.m
-            if m.cfg.mass_param == 'kinematic':
+            if m.cfg.mass_param in JACOBIAN_MASS:
                 d = m.cfg.latent_dim
                 jac = m.mass_net(self.net_q(q)).unflatten(-1, (d, 2 * d))
                 eye = torch.eye(d, dtype=jac.dtype, device=jac.device)
@@ -374,7 +387,7 @@ class _Dynamics:
         return torch.matmul(w, L.transpose(-1, -2)).squeeze(-2) + self.m.cfg.mass_eps * x
 
     def kinetic_grad_q(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        """d/dq of 1/2 p^T L(q) L(q)^T p (or of 1/2 p^T M(q)^-1 p for ``mass_param='kinematic'``).
+        """d/dq of 1/2 p^T L(q) L(q)^T p (or of 1/2 p^T M(q)^-1 p for a Jacobian mass).
 
         The cotangent on L is p w^T (w = L^T p), chained through the softplus diagonal and the mass network's explicit
         backward pass.
@@ -661,6 +674,8 @@ class HamiltonianWorldModel(nn.Module):
                 self.mass_net = EnsembleLinear(E, nq, 2 * d * d, zero=True)
                 with torch.no_grad():
                     self.mass_net.bias.copy_(torch.eye(d, 2 * d).reshape(1, 1, -1))
+            elif cfg.mass_param == 'chain':  # J J^T starts at the identity too
+                self.mass_net = ChainJacobian(E, d, tuple(int(i) for i in cfg.periodic))
             else:
                 self.mass_net = EnsembleMLP(E, nq, hid, n_tri, zero_last=True, **mlp)
         else:

@@ -61,6 +61,84 @@ class EnsembleLinear(nn.Module):
         return torch.matmul(x, self.weight) + self.bias
 
 
+class ChainJacobian(nn.Module):
+    """J(q) of a planar chain on a sliding base, as an affine map of the q features (``mass_param='chain'``).
+
+    The mass matrix of rigid bodies moving in a plane is M(q) = J(q) J(q)^T, where row i of J says how dq_i/dt moves
+    the bodies' points (mass-weighted velocity components in the plane). With generalised coordinates that are
+    translations of the base and *absolute* link angles (each measured from a fixed direction, like the cart-pole's
+    pole angle), the row of a translation is constant and the row of an angle is its link's points turning with it:
+    ``R(theta_i) b_i``, a fixed vector whose column pairs are rotated by theta_i, with no constant part. Then
+    M_ij of two angles depends on theta_i - theta_j only, M_ii is constant, and M of a translation and an angle is a
+    first harmonic of the angle: the exact form of such a chain (the cart-pole, a double pendulum in absolute angles),
+    with 2 d^2 parameters per member. The general affine form (``'kinematic'``) has more freedom, which data from a
+    narrow range of angles cannot pin down.
+
+    The module has :class:`EnsembleLinear`'s interface (``forward``, ``weight`` (E, nq, d 2d) and ``bias``
+    (E, 1, d 2d)), with weight and bias built from the rows, so the model's closed-form gradient and the ONNX graph
+    treat it as any affine J. The features are those of :meth:`HamiltonianWorldModel.q_features`: d (linear part),
+    then cos and sin of each periodic coordinate.
+
+    Parameters
+    ----------
+    ensemble
+        Number of members E.
+    latent_dim
+        d, the number of generalised coordinates; J is d x 2d.
+    periodic
+        Indices of the angles among the d coordinates (the others are base translations).
+
+    Raises
+    ------
+    ValueError
+        If ``periodic`` is empty (J would be constant: use a constant mass matrix) or holds an index outside
+        [0, d) or a repeated one.
+    """
+
+    def __init__(self, ensemble: int, latent_dim: int, periodic: tuple[int, ...]) -> None:
+        super().__init__()
+        d, n = latent_dim, len(periodic)
+        if n == 0:
+            raise ValueError('a chain Jacobian needs at least one periodic angle')
+        if len(set(periodic)) != n or not all(0 <= int(i) < d for i in periodic):
+            raise ValueError(f'periodic indices must be distinct and in [0, {d}), got {tuple(periodic)}')
+        # Each coordinate starts on its own column pair, so J J^T starts at the identity for every angle.
+        rows = torch.zeros(ensemble, d, 2 * d)
+        for i in range(d):
+            rows[:, i, 2 * i] = 1.0
+        self.rows = nn.Parameter(rows)
+        translation = torch.ones(d, 1)
+        select_cos, select_sin = torch.zeros(d + 2 * n, d), torch.zeros(d + 2 * n, d)
+        for k, i in enumerate(periodic):
+            translation[int(i)] = 0.0
+            select_cos[d + k, int(i)] = 1.0
+            select_sin[d + n + k, int(i)] = 1.0
+        turn = torch.zeros(2 * d, 2 * d)  # b @ turn: each column pair (u, v) -> (-v, u), a quarter turn
+        for j in range(d):
+            turn[2 * j + 1, 2 * j], turn[2 * j, 2 * j + 1] = -1.0, 1.0
+        self.register_buffer('translation', translation, persistent=False)
+        self.register_buffer('select_cos', select_cos, persistent=False)
+        self.register_buffer('select_sin', select_sin, persistent=False)
+        self.register_buffer('turn', turn, persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """(E, nq, d 2d): an angle's row b on its cosine feature and b turned a quarter on its sine feature."""
+        rows = self.rows
+        w = (torch.einsum('fi,eij->efij', self.select_cos, rows)
+             + torch.einsum('fi,eij->efij', self.select_sin, torch.matmul(rows, self.turn)))
+        return w.flatten(-2)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """(E, 1, d 2d): the translations' constant rows (an angle's row has no constant part)."""
+        return (self.rows * self.translation).flatten(-2).unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (E, B, nq) features -> (E, B, d 2d), J flattened row by row."""
+        return torch.matmul(x, self.weight) + self.bias
+
+
 class EnsembleMLP(nn.Module):
     """Multi-layer perceptron for ``E`` members at once, with an explicit input-gradient (VJP).
 

@@ -160,6 +160,10 @@ class System:
         Indices into q of angles that a model is told H is 2 pi-periodic in (declared on the cart-pole and the damped
         pendulum; the ideal pendulum's and the two-links' angles are periodic too but left undeclared, which keeps
         the HNN reproduction's pendulum and their suites as they were).
+    planar_chain : bool
+        Whether q are the translations of a sliding base and the *absolute* angles (the periodic ones) of links
+        moving in a plane, so that M(q) has the form of ``ModelConfig.mass_param='chain'`` (declared on the
+        cart-pole; the two-link systems measure their second angle from the first link, and are not).
     """
 
     name = 'system'
@@ -168,6 +172,7 @@ class System:
     damping = 0.0
     ignorable: tuple[int, ...] = ()
     periodic: tuple[int, ...] = ()
+    planar_chain = False
 
     @property
     def state_dim(self) -> int:
@@ -360,6 +365,7 @@ class CartPole(Mechanical):
     action_dim = 1
     ignorable = (0,)  # a flat rail: H does not depend on the cart position x
     periodic = (1,)  # the pole angle
+    planar_chain = True  # a cart on a rail and the pole's absolute angle
 
     def __init__(self, cart_mass: float = 1.0, pole_mass: float = 0.5, length: float = 0.5, g: float = 9.81):
         self.mc, self.mp, self.length, self.g = cart_mass, pole_mass, length, g

@@ -604,9 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--mass-matrix', choices=('state', 'constant'), default='state',
                    help='M(q) or a constant M (constants make the MPPI predictor cheaper)')
     g.add_argument('--mass-param', choices=MASS_PARAMS, default='inverse',
-                   help="how M(q) is parametrised: inverse (an MLP gives M^-1) or kinematic (M = J J^T, J affine in "
-                        "the q features: a planar mechanism's form, bounded all the way round --periodic angles; "
-                        'ModelConfig.mass_param)')
+                   help="how M(q) is parametrised: inverse (an MLP gives M^-1), kinematic (M = J J^T, J affine in "
+                        "the q features: a planar mechanism's form, bounded all the way round --periodic angles) or "
+                        'chain (that J restricted to a sliding base and absolute --periodic link angles, the '
+                        "cart-pole's form; ModelConfig.mass_param)")
     g.add_argument('--input-map', choices=('state', 'constant'), default='state', help='G(q) or a constant G')
     g.add_argument('--damping-map', choices=('state', 'constant'), default='state', help='R(q) or a constant R')
     g.add_argument('--damping-param', choices=DAMPING_PARAMS, default='softplus',

@@ -113,9 +113,10 @@ class ModelConfig:
         over point masses whose Jacobians are affine in the cos and sin of the joint angles (the cart-pole's M is
         exactly of this form), and with ``periodic`` angles it is bounded and smooth all the way round, where an
         MLP's M^-1 is free beyond the data. Training need not find the true J (on the cart-pole it did not, and
-        still predicted better: see the README's sample-efficiency bullets). Needs the separable Hamiltonian and
-        ``mass_matrix='state'``; meant for small latents: the solve is unrolled per coordinate so that it exports
-        to ONNX, and its cost grows as d^2 (README: 4x the inverse one's rollout time at d = 12). ``'chain'``: the
+        still predicted better than the inverse form: the measurement log's record of sessions 27-30). Needs the
+        separable Hamiltonian and ``mass_matrix='state'``; meant for small latents: the solve is unrolled per
+        coordinate so that it exports to ONNX, and its cost grows as d^2 (4x the inverse one's rollout time at
+        d = 12, the same record). ``'chain'``: the
         same M = J J^T + eps I with J restricted to a planar chain on a sliding base with absolute angles
         (:class:`~hamwm_ros.worldmodel.networks.ChainJacobian`): a non-periodic coordinate's row of J is constant
         (a base translation), a periodic angle's row turns with the angle and has no constant part. It is exact for

@@ -138,6 +138,11 @@ def test_train_cli_sets_the_mass_param(tmp_path, mass_param):
     model = HamiltonianWorldModel.load(tmp_path / 'm')
     assert model.cfg.mass_param == mass_param
     assert main([*args, '--out', str(tmp_path / 'bad'), '--mass-matrix', 'constant']) == 2
+    if mass_param == 'chain':  # a chain without an angle is refused with its reason, not trained
+        at = args.index('--periodic')
+        no_angle = args[:at] + args[at + 2:]
+        assert main([*no_angle, '--out', str(tmp_path / 'no_angle')]) == 2
+        assert not (tmp_path / 'no_angle' / 'model.pt').exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

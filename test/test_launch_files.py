@@ -221,14 +221,39 @@ try:
 except ImportError as error:
     launch_pytest = None
     LAUNCH_MISSING = f'launch_pytest is not importable ({error}); it ships with a ROS 2 installation'
+else:
+    import inspect
+
+    import launch_pytest.plugin
+
+    # launch_pytest before ros2/launch#947 reads a fixture attribute that pytest 8.4 removed; its collection hook then
+    # fails the whole module (the static tests above with it), so the launch test is left out with the reason instead.
+    if pytest.version_tuple >= (8, 4) and '_pytestfixturefunction' in inspect.getsource(launch_pytest.plugin):
+        launch_pytest = None
+        LAUNCH_MISSING = (f'this launch_pytest predates ros2/launch#947 and cannot collect under pytest '
+                          f'{pytest.__version__} (it works up to 8.3)')
 
 if launch_pytest is not None:
+    def _has_package(name: str) -> bool:
+        from ament_index_python.packages import get_package_prefix, PackageNotFoundError
+
+        try:
+            get_package_prefix(name)
+        except PackageNotFoundError:
+            return False
+        return True
+
     @launch_pytest.fixture
     def sim_launch():
-        """sim.launch.py for the pendulum, camera off (needs the package built and sourced with colcon)."""
+        """sim.launch.py for the pendulum (needs the package built and sourced with colcon).
+
+        robot_state_publisher is started where its package is installed (ros-base has it, ros-core does not): a launch
+        file naming a missing package fails before any node starts.
+        """
+        arguments = {'robot': 'pendulum', 'robot_state_publisher': str(_has_package('robot_state_publisher')).lower()}
         return launch.LaunchDescription([
             IncludeLaunchDescription(PythonLaunchDescriptionSource(str(ROOT / 'launch' / 'sim.launch.py')),
-                                     launch_arguments={'robot': 'pendulum'}.items()),
+                                     launch_arguments=arguments.items()),
             launch_pytest.actions.ReadyToTest(),
         ])
 

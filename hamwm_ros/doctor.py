@@ -4,7 +4,7 @@ Each check exercises the real component rather than only importing it: a message
 MuJoCo renders a frame offscreen, Pinocchio's RNEA is cross-checked against M a + nle, each shipped model is
 loaded and its files' hashes checked, onnxruntime runs the pendulum model on every provider this build offers. Exit
 code 1 when a check fails (a component the nodes need is broken), 0 otherwise; warnings (no GPU, no real-time
-scheduling, no torch, nothing for rviz's robot model) name what is missing without failing.
+scheduling, no torch, no `ros2 launch`, nothing for rviz's robot model) name what is missing without failing.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import contextlib
 from dataclasses import dataclass
 import functools
+import importlib
 import io
 import logging
 import os
@@ -248,6 +249,46 @@ def check_rviz() -> Check:
     return Check('rviz', OK, 'tf2_msgs and robot_state_publisher found: sim.launch.py gives rviz the robot model')
 
 
+def _ament_install() -> tuple[Path | None, str | None]:
+    """This package's ament prefix and why ``ros2 launch`` cannot start its nodes from it (None: it can)."""
+    from hamwm_ros.bringup import NODE_CLASSES
+
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return None, 'ament_index_python not importable'
+    try:
+        prefix = Path(get_package_prefix('hamwm_ros'))
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
+        return None, 'hamwm_ros not in the ament index (build it with colcon, source install/setup.bash)'
+    # colcon puts the executables in lib/<package> (setup.cfg) and the launch files in share/<package>/launch
+    needed = [Path('lib', 'hamwm_ros', name) for name in NODE_CLASSES] + [Path('share/hamwm_ros/launch/sim.launch.py')]
+    absent = [str(path) for path in needed if not (prefix / path).is_file()]
+    return prefix, (f'hamwm_ros at {prefix} lacks {", ".join(absent)} (rebuild it with colcon)' if absent else None)
+
+
+def check_launch() -> Check:
+    """What ``ros2 launch hamwm_ros ...`` needs: launch and launch_ros, and this package installed by colcon.
+
+    A pip install (the project's own set-up) puts no executables in ``<prefix>/lib/hamwm_ros``; ``hamwm bringup``
+    then starts the node graph instead.
+    """
+    problems = []
+    for package in ('launch', 'launch_ros'):
+        try:   # `.actions`: a checkout's own launch/ folder imports as an empty namespace package `launch`
+            importlib.import_module(f'{package}.actions')
+        except ImportError:
+            problems.append(f'{package} not importable (ROS 2 installs it)')
+    prefix, install_problem = _ament_install()
+    if install_problem:
+        problems.append(install_problem)
+    if problems:
+        return Check('launch', WARN, '; '.join(problems) + ': `ros2 launch` cannot start the nodes, `hamwm bringup` '
+                     'starts the same graph from the same parameter file')
+    return Check('launch', OK, f'launch, launch_ros and hamwm_ros at {prefix} with its node executables: '
+                 '`ros2 launch hamwm_ros sim.launch.py` can start the graph')
+
+
 def check_torch() -> Check:
     """torch, needed for training and export only: the pinned CPU build."""
     try:
@@ -268,7 +309,7 @@ def run_checks(models_root: Path, *, ros: bool = True) -> list[Check]:
     steps += [check_mujoco, check_pinocchio, functools.partial(check_models, models_root),
               functools.partial(check_onnxruntime, models_root / 'pendulum'), check_realtime, check_torch]
     if ros:
-        steps.append(check_rviz)
+        steps += [check_launch, check_rviz]
     checks: list[Check] = []
     for step in steps:
         try:

@@ -1,5 +1,7 @@
 """``hamwm doctor``: every check runs against the real component and a broken one is reported, not crashed on."""
 
+import importlib
+import importlib.util
 from pathlib import Path
 import shutil
 import subprocess
@@ -8,7 +10,8 @@ import sys
 import pytest
 
 from hamwm_ros import doctor
-from hamwm_ros.doctor import FAIL, OK, WARN, Check, check_models, format_checks, run_checks
+from hamwm_ros.bringup import NODE_CLASSES
+from hamwm_ros.doctor import FAIL, OK, WARN, Check, check_launch, check_models, format_checks, run_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / 'models'
@@ -26,6 +29,14 @@ def _rviz_parts_installed() -> bool:
     return True
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 @pytest.mark.ros
 def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
     result = subprocess.run([sys.executable, '-m', 'hamwm_ros.cli', 'doctor'], cwd=ROOT, capture_output=True,
@@ -39,6 +50,8 @@ def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
     if (MODELS / 'pendulum' / 'metadata.json').is_file():
         assert lines['model'] == OK, result.stdout
     assert lines['rviz'] == (OK if _rviz_parts_installed() else WARN), result.stdout
+    if importlib.util.find_spec('launch_ros') is None:       # no ROS 2 installation: `ros2 launch` cannot work
+        assert lines['launch'] == WARN, result.stdout
     assert result.stdout.splitlines()[-1].endswith('0 failed'), result.stdout
     assert 'EP Error' not in result.stdout + result.stderr      # provider probing stays quiet
 
@@ -59,6 +72,32 @@ def test_a_corrupt_or_missing_model_is_a_failure_with_the_command_that_fixes_it(
     assert 'energy books calibrated' in checks['model pendulum'].detail
     assert checks['model broken'].status == FAIL
     assert 'sha256' in checks['model broken'].detail and 'hamwm models --only broken' in checks['model broken'].detail
+
+
+def test_launch_check_says_what_ros2_launch_lacks(tmp_path, monkeypatch):
+    monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
+    detail = check_launch().detail
+    assert check_launch().status == WARN and 'not in the ament index' in detail and 'hamwm bringup' in detail
+    # an ament prefix that knows the package but holds no executables: a pip install registered by hand, say
+    (tmp_path / 'share' / 'ament_index' / 'resource_index' / 'packages').mkdir(parents=True)
+    (tmp_path / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'hamwm_ros').touch()
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
+    check = check_launch()
+    assert check.status == WARN and f'hamwm_ros at {tmp_path} lacks' in check.detail, check.detail
+    for name in NODE_CLASSES:
+        assert f'lib/hamwm_ros/{name}' in check.detail
+    assert 'share/hamwm_ros/launch/sim.launch.py' in check.detail
+    # what colcon installs: then only the launch packages themselves can be missing
+    for name in NODE_CLASSES:
+        (tmp_path / 'lib' / 'hamwm_ros').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'lib' / 'hamwm_ros' / name).touch()
+    (tmp_path / 'share' / 'hamwm_ros' / 'launch').mkdir(parents=True)
+    (tmp_path / 'share' / 'hamwm_ros' / 'launch' / 'sim.launch.py').touch()
+    check = check_launch()
+    assert 'lacks' not in check.detail and 'ament index' not in check.detail, check.detail
+    launch_importable = all(_importable(f'{package}.actions') for package in ('launch', 'launch_ros'))
+    assert check.status == (OK if launch_importable else WARN), check.detail
+    assert str(tmp_path) in check.detail if launch_importable else 'launch_ros not importable' in check.detail
 
 
 def test_a_check_that_crashes_is_reported_as_failed(tmp_path, monkeypatch):

@@ -235,7 +235,7 @@ else:
 
 if launch_pytest is not None:
     def _has_package(name: str) -> bool:
-        from ament_index_python.packages import get_package_prefix, PackageNotFoundError
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
         try:
             get_package_prefix(name)

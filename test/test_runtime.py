@@ -7,6 +7,7 @@ outputs are computed here in numpy. Real onnxruntime sessions throughout; no tor
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 import subprocess
 import sys
@@ -242,8 +243,15 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_log(toy_model, caplog):
     directory, _ = toy_model
     meta = load_metadata(directory)
     config = SessionConfig(providers=('tensorrt', 'cuda', 'cpu'), intra_op_threads=1)
-    with caplog.at_level('WARNING'):
-        session = OrtSession(directory / 'encoder.onnx', meta.files['encoder'], config)
+    # caplog's handler on the module's own logger too: where ROS 2's launch_pytest plugin is loaded, launch makes
+    # every logger created after it non-propagating, so the root logger (caplog's) would never see the warning
+    logger = logging.getLogger(OrtSession.__module__)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level('WARNING', logger=logger.name):
+            session = OrtSession(directory / 'encoder.onnx', meta.files['encoder'], config)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert session.providers[-1] == 'CPUExecutionProvider'
     import onnxruntime as ort
     if 'CUDAExecutionProvider' not in session.providers:  # a machine without a usable GPU: the fallback is logged

@@ -59,7 +59,6 @@ setup(
     maintainer_email='dev@hamwm.invalid',
     description='Hamiltonian World Model runtime for ROS 2 (ONNX world model, Pinocchio balance, MPPI).',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             *[f'{node} = {PACKAGE}.nodes.{node}:main' for node in NODES],

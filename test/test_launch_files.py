@@ -10,8 +10,10 @@ parameters the node declares.
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 import time
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -260,18 +262,35 @@ if launch_pytest is not None:
     @pytest.mark.ros
     @pytest.mark.launch(fixture=sim_launch)
     def test_sim_launch_publishes_joint_states():
+        """The closed loop the file starts: joint states, mpc_node planning, finite bounded efforts, forecasts."""
         from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray, String
+        from trajectory_msgs.msg import JointTrajectory
 
+        from hamwm_ros.sim import robot_urdf_path
         from hamwm_ros.sim.cli import TopicProbe
 
-        with TopicProbe({'/joint_states': JointState}, name='launch_probe') as probe:
+        topics = {'/joint_states': JointState, '/effort_controller/commands': Float64MultiArray,
+                  '/hamwm/mpc/mode': String, '/hamwm/predicted_trajectory': JointTrajectory}
+        with TopicProbe(topics, name='launch_probe') as probe:
             msg = probe.wait_for('/joint_states', timeout=30.0)
             assert msg is not None, 'sim.launch.py started no /joint_states publisher'
             assert list(msg.name) == ['hinge']
+            # world_model_node and mpc_node configure and activate themselves (autostart) and close the loop
+            mode = probe.wait_for('/hamwm/mpc/mode', lambda m: m.data.startswith('PLANNING'), timeout=60.0, after=0)
+            assert mode is not None, f'mpc_node never planned; last mode: {probe.latest("/hamwm/mpc/mode")}'
             start = time.monotonic()
             probe.reset()
             time.sleep(1.0)
-            assert probe.snapshot()['/joint_states'].count > 50, f'after {time.monotonic() - start:.1f} s'
+            counts = {topic: record.count for topic, record in probe.snapshot().items()}
+            assert counts['/joint_states'] > 50, f'{counts} after {time.monotonic() - start:.1f} s'
+            assert counts['/effort_controller/commands'] > 50, counts
+            assert counts['/hamwm/predicted_trajectory'] > 5, counts
+            limit = float(ElementTree.parse(robot_urdf_path('pendulum')).find('.//joint/limit').get('effort'))
+            efforts = [value for m in probe.recent('/effort_controller/commands') for value in m.data]
+            assert all(math.isfinite(value) and abs(value) <= limit for value in efforts), (limit, efforts)
+
+
 else:
     def test_sim_launch_publishes_joint_states():
         pytest.skip(LAUNCH_MISSING)

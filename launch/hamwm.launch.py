@@ -6,8 +6,11 @@ Usage::
     ros2 launch hamwm_ros hamwm.launch.py params_file:=/path/to/my.yaml balance:=false model_dir:=...
     ros2 launch hamwm_ros hamwm.launch.py robot_description:="$(xacro robot.urdf.xacro)" ...
 
-The robot's driver (ros2_control) must publish ``/joint_states`` and accept ``/effort_controller/commands``
-(std_msgs/Float64MultiArray, ForwardCommandController). Every other parameter comes from the file (default
+The robot's driver (ros2_control) must publish ``/joint_states`` and accept the commands mpc_node's
+``command_interface`` names: with the default file (the humanoid's, ``trajectory``)
+``/joint_trajectory_controller/joint_trajectory`` (trajectory_msgs/JointTrajectory, a joint_trajectory_controller
+whose gains match ``fallback_kp``); with ``effort`` ``/effort_controller/commands`` (std_msgs/Float64MultiArray,
+ForwardCommandController); ``both`` publishes both. Every other parameter comes from the file (default
 ``share/hamwm_ros/config/hamwm.yaml``, the same file ``hamwm bringup`` reads). The world model and MPC nodes are
 lifecycle nodes that configure and activate themselves through their ``autostart`` parameter (set here from the
 ``autostart`` launch argument; race-free, unlike emitting transition events before the node's services exist). With

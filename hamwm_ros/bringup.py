@@ -172,7 +172,7 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     from rclpy.signals import SignalHandlerOptions
     import yaml
 
-    from hamwm_ros.nodes import message_executor, spin_until_shutdown
+    from hamwm_ros.nodes import finish_node_process, message_executor, spin_until_shutdown
 
     with tempfile.NamedTemporaryFile('w', prefix='hamwm_bringup_', suffix='.yaml', delete=False) as handle:
         yaml.safe_dump(params, handle)
@@ -225,6 +225,8 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if threading.current_thread() is threading.main_thread():   # a second Ctrl-C (users press it twice;
+            signal.signal(signal.SIGINT, signal.SIG_IGN)   # ros2 launch adds one) must not cut the safe holds short
         stop.set()
         for spinner in spinners:
             if spinner.is_alive():
@@ -241,7 +243,7 @@ def run(nodes: Sequence[str], params: dict[str, Any], *, activate: bool = True, 
                 code = 1
         for executor in executors:
             executor.shutdown()
-        rclpy.try_shutdown()
+        finish_node_process()      # rclpy down; a late Ctrl-C no longer kills the teardown
         Path(merged).unlink(missing_ok=True)
         log('bringup: stopped', flush=True)
     return code

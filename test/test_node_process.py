@@ -160,3 +160,28 @@ def test_importing_the_package_pins_openblas_to_one_thread_unless_the_user_chose
     setting, threads = result.stdout.split()
     assert setting == expected
     assert int(threads) == int(expected)        # OpenBLAS starts (setting - 1) threads when numpy is imported
+
+
+@pytest.mark.parametrize('module', ['world_model_node', 'balance_node'])
+def test_a_second_sigint_while_the_node_exits_does_not_kill_it(module):
+    # `ros2 launch` forwards a terminal's Ctrl-C to each node, which the terminal has already sent to the whole process
+    # group; a user may also press it twice. The signals that reach the node after main() has cleaned up, while the
+    # interpreter tears down, must not kill it (launch reported those as "process has died [exit code -2]").
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.Random(module).randrange(100, 200)))
+    process = subprocess.Popen([sys.executable, '-m', f'hamwm_ros.nodes.{module}'], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        for line in process.stdout:             # the node logs once it is up (unconfigured or ready)
+            if f'[{module}]' in line:
+                break
+        process.send_signal(signal.SIGINT)
+        while process.poll() is None:           # then SIGINT again every 20 ms until it has exited
+            time.sleep(0.02)
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        output = process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert 'Traceback' not in output, output

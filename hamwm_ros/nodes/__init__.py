@@ -51,6 +51,24 @@ def _request_shutdown(signum: int, frame: Any) -> None:
     SHUTDOWN_REQUESTED.set()
 
 
+def finish_node_process() -> None:
+    """End a node's ``main()``: shut rclpy down, then ignore SIGINT and SIGTERM for the rest of the process's life.
+
+    ``ros2 launch`` forwards a terminal's Ctrl-C to each node, which the terminal has already sent to the whole
+    process group, and users press it twice. A signal that arrives once ``main()`` has cleaned up, while the
+    interpreter tears down, meets the default action (Python restores it for the handlers it installed) and kills
+    the process: launch then reports "process has died [exit code -2]" for a node that stopped cleanly. Nothing is
+    left to stop by then; SIGKILL still ends a teardown that hangs.
+    """
+    import rclpy
+
+    rclpy.try_shutdown()
+    if threading.current_thread() is threading.main_thread():   # signal.signal works in the main thread only
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, 'SIGTERM'):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def name_os_thread() -> None:
     """Give the calling thread its Python name at the OS level, so ``top -H`` and ``ps -L`` tell the threads apart.
 

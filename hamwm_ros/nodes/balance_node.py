@@ -43,7 +43,7 @@ from std_msgs.msg import ColorRGBA, Float64, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMapError
-from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
+from hamwm_ros.nodes import finish_node_process, init_node_process, message_executor, spin_until_shutdown
 from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.wholebody.estimator import BalanceEstimator, BaseMeasurement, LowPassDerivative, base_measurement
@@ -362,7 +362,7 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         if executor is not None:
             executor.shutdown()
-        rclpy.try_shutdown()
+        finish_node_process()
     return code
 
 

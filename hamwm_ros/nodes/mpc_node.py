@@ -144,7 +144,13 @@ from hamwm_ros.mpc import (
 from hamwm_ros.mpc.settings import SMOOTHING_METHODS, UPDATE_PERTURBATIONS
 from hamwm_ros.mpc.swingup import SwingUpSchedule, SwingUpTask, pole_inertia, terminal_value_matrix
 from hamwm_ros.mpc.timing import committed_steps, elapsed_steps
-from hamwm_ros.nodes import init_node_process, message_executor, name_os_thread, spin_until_shutdown
+from hamwm_ros.nodes import (
+    finish_node_process,
+    init_node_process,
+    message_executor,
+    name_os_thread,
+    spin_until_shutdown,
+)
 from hamwm_ros.nodes.command_relay import MATCH_REPORT_TICKS, CommandRelay
 from hamwm_ros.nodes.input_thread import InputThread
 from hamwm_ros.nodes.params import declare_executor
@@ -1986,7 +1992,7 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         if executor is not None:
             executor.shutdown()
-        rclpy.try_shutdown()
+        finish_node_process()
         faulthandler.cancel_dump_traceback_later()
     return code
 

@@ -60,7 +60,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from hamwm_ros.jointmap import JointMap, JointMapError
-from hamwm_ros.nodes import init_node_process, name_os_thread, spin_until_shutdown
+from hamwm_ros.nodes import finish_node_process, init_node_process, name_os_thread, spin_until_shutdown
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.sim import ROBOTS, Simulation, SimulationError, robot_urdf_path
 from hamwm_ros.sim.initial import initial_joint_state
@@ -1085,7 +1085,7 @@ def main(args: list[str] | None = None) -> int:
             code = 1 if node.failed else code
             node.destroy_node()
         executor.shutdown()
-        rclpy.try_shutdown()
+        finish_node_process()
         faulthandler.cancel_dump_traceback_later()
     return code
 

@@ -56,7 +56,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hamwm_ros.jointmap import JointMap, JointMapError
 from hamwm_ros.monitor import STALE, ModelTracker, MonitorConfig, TickResult
-from hamwm_ros.nodes import init_node_process, message_executor, spin_until_shutdown
+from hamwm_ros.nodes import finish_node_process, init_node_process, message_executor, spin_until_shutdown
 from hamwm_ros.nodes.params import declare_executor
 from hamwm_ros.nodes.params import descriptor as _descriptor
 from hamwm_ros.runtime import MetadataError, SessionConfig, WorldModelRuntime
@@ -829,7 +829,7 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         if executor is not None:
             executor.shutdown()
-        rclpy.try_shutdown()
+        finish_node_process()
     return code
 
 

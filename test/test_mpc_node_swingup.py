@@ -17,6 +17,7 @@ from pathlib import Path
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -274,3 +275,38 @@ def test_swingup_parameters_are_validated(waiting_mpc, name, value, accepted):
         assert after == value
     else:
         assert result.reason and after == before, (result.reason, before, after)
+
+
+def test_a_pole_that_turned_over_is_planned_for_not_held(waiting_mpc):
+    """A frictionless pole that falls from upright (after an e-stop, say) turns for ever: past its range is no fault.
+
+    Last in the module: it ends the fixture's wait for joint states.
+    """
+    from hamwm_ros.safety import JointLimits
+    from hamwm_ros.sim import robot_urdf_path
+
+    limits = JointLimits.from_urdf(robot_urdf_path('cartpole'))
+    pole = limits.names.index('pole_hinge')
+    position = [0.0] * len(limits.names)
+    position[pole] = limits.position[pole, 0] - 0.6           # two turns and a bit, hanging 0.6 rad off down
+    publisher = waiting_mpc.node.create_publisher(JointState, '/joint_states', 10)
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.wait(0.01):
+            msg = JointState(name=list(limits.names), position=position, velocity=[0.0] * len(position))
+            ns = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+            publisher.publish(msg)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        waiting_mpc.wait_mode('PLANNING', timeout=30.0)
+        time.sleep(0.5)
+        diagnostics = waiting_mpc.diagnostics()
+    finally:
+        stop.set()
+        thread.join(5.0)
+    assert diagnostics.get('rejected_position_limit', '0') == '0', diagnostics
+    assert 'beyond the URDF limits' not in waiting_mpc.log()

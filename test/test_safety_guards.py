@@ -50,6 +50,20 @@ def test_position_beyond_limits_by_more_than_the_tolerance_is_a_fault():
     assert not verdict.ok and verdict.fault and verdict.kind == 'position_limit' and 'a=1.2000' in verdict.reason
 
 
+def test_a_free_turning_joint_is_not_held_to_its_range_and_the_others_still_are():
+    guard = InputGuard(LIMITS, position_tolerance=0.1, free_turning=[1])
+    assert guard.check(['a', 'b', 'c'], [0.0, -12.7, 1.0], [0, 30.0, 0]).ok        # b has turned over twice
+    assert guard.check(['a', 'b', 'c'], [0.0, 1e6, 1.0], [0, 0, 0]).ok
+    verdict = guard.check(['a', 'b', 'c'], [1.2, -12.7, 1.0], [0, 0, 0])
+    assert verdict.fault and verdict.kind == 'position_limit' and 'a=1.2000' in verdict.reason
+    assert 'b=' not in verdict.reason
+    guard.position_tolerance = 0.5                   # the bounds are rebuilt: b stays free
+    assert guard.check(['a', 'b', 'c'], [1.2, -99.0, 1.0], [0, 0, 0]).ok
+    assert not guard.check(['a', 'b', 'c'], [0.0, math.nan, 1.0], [0, 0, 0]).ok   # free, not unchecked
+    with pytest.raises(ValueError, match='free_turning'):
+        InputGuard(LIMITS, free_turning=[3])
+
+
 def test_persistent_rejections_become_a_fault():
     guard = InputGuard(LIMITS, max_consecutive_rejections=3)
     bad = (['a', 'b', 'c'], [math.nan, 0, 1], [0, 0, 0])

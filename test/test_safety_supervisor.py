@@ -106,6 +106,22 @@ def test_position_fault_holds_until_valid_data_for_the_recovery_time():
     assert sup.tick(t - PERIOD).mode is Mode.FALLBACK
 
 
+def test_a_swing_up_pole_that_turned_over_is_no_position_fault():
+    limits = JointLimits.from_urdf(robot_urdf_path('cartpole'))
+    fallback = PDHoldFallback([0.0, 0.0], kp=40.0, kd=8.0, effort_limits=np.maximum(limits.effort, 1e-9))
+    config = SupervisorConfig(joint_state_timeout=8 * MS, recovery_time=16 * MS, max_plan_age=64 * MS)
+    pole = limits.names.index('pole_hinge')
+    beyond = (0.1, limits.position[pole, 0] - 0.5)              # the pole past its URDF range (two turns)
+    sup = Supervisor(limits, fallback, config, free_turning=[pole])
+    sup.activate(0.0)
+    t = run_until_healthy(sup)
+    assert feed(sup, t, q=beyond).ok
+    held = make()                                                # without it: a fault and a safe hold
+    held.activate(0.0)
+    verdict = feed(held, run_until_healthy(held), q=beyond)
+    assert verdict.fault and verdict.kind == 'position_limit' and 'pole_hinge' in verdict.reason
+
+
 def test_persistent_nan_input_gives_safe_hold():
     sup = make(max_consecutive_rejections=3)
     sup.activate(0.0)

@@ -464,7 +464,8 @@ class MpcNode(Node):
         d('zero_stamp', 'reject', _descriptor('zero stamps: reject (ignored) or accept (used, with a warning)',
                                               constraints='reject | accept'))
         d('position_tolerance', 0.05, _descriptor('rad or m a measured position may exceed its URDF range before '
-                                                  'it is a fault', float_range=(0.0, 1.0)))
+                                                  'it is a fault (a swing-up pole is not checked: it may turn '
+                                                  'over)', float_range=(0.0, 1.0)))
         d('max_consecutive_rejections', 10, _descriptor('rejected joint-state messages in a row that make a fault',
                                                         int_range=(1, 10000)))
         d('max_plan_age', 0.1, _descriptor('s; a plan made from an older state is late: fallback',
@@ -982,7 +983,9 @@ class MpcNode(Node):
                                                capture_weight=self._param('critics.balance.capture_weight'),
                                                hard=False)
         optimizer = MPPIOptimizer(settings, self._rollout_for(runtime), list(critics.values()))
-        supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop)
+        # a swing-up's pole may turn over (after an e-stop it may spin for ever): its angle has no range to check
+        supervisor = Supervisor(limits, fallback, self._supervisor_config(), estop=self._estop,
+                                free_turning=() if schedule is None else (schedule.angle_joint,))
         supervisor.set_plan_feedback(self._plan_feedback(limits, schedule))
         output_index = np.array([limits.names.index(j) for j in joints], dtype=np.intp)
         return _Controller(runtime, limits, optimizer, supervisor, critics, output_index, joints, meta.robot,

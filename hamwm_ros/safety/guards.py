@@ -63,21 +63,27 @@ class InputGuard:
         How far (rad or m) a measured position may lie outside its URDF range before it is a fault.
     max_consecutive_rejections
         Rejections in a row after which they count as a persistent fault.
+    free_turning
+        Indices of joints that may turn over (a swing-up's pole): their positions are angles whose URDF range is not
+        checked. A pole with no damping that falls from upright turns for ever, so its angle leaves any finite range.
 
     Raises
     ------
     ValueError
-        If the tolerance is negative or not finite, or ``max_consecutive_rejections`` < 1.
+        If the tolerance is negative or not finite, ``max_consecutive_rejections`` < 1 or an index names no joint.
     """
 
     KINDS = ('joint_names', 'length', 'no_velocity', 'non_finite', 'position_limit')
 
     def __init__(self, limits: JointLimits, position_tolerance: float = 0.05,
-                 max_consecutive_rejections: int = 10) -> None:
+                 max_consecutive_rejections: int = 10, free_turning: Sequence[int] = ()) -> None:
         if not math.isfinite(position_tolerance) or position_tolerance < 0:
             raise ValueError(f'position_tolerance must be finite and >= 0, got {position_tolerance}')
         if max_consecutive_rejections < 1:
             raise ValueError(f'max_consecutive_rejections must be >= 1, got {max_consecutive_rejections}')
+        self.free_turning = tuple(int(i) for i in free_turning)
+        if any(not 0 <= i < len(limits.names) for i in self.free_turning):
+            raise ValueError(f'free_turning {list(self.free_turning)} names no joint of {len(limits.names)}')
         self.limits = limits
         self.position_tolerance = float(position_tolerance)
         self.max_consecutive_rejections = int(max_consecutive_rejections)
@@ -130,6 +136,7 @@ class InputGuard:
         if self._bounds_tolerance != self.position_tolerance:
             self._low = self.limits.position[:, 0] - self.position_tolerance
             self._high = self.limits.position[:, 1] + self.position_tolerance
+            self._low[list(self.free_turning)], self._high[list(self.free_turning)] = -math.inf, math.inf
             self._bounds_tolerance = self.position_tolerance
         low, high = self._low, self._high
         if (q < low).any() or (q > high).any():

@@ -245,18 +245,23 @@ class Supervisor:
         Settings.
     estop
         An e-stop to share (so one latched before the supervisor existed stays latched); default: a new one.
+    free_turning
+        Indices of joints that may turn over (a swing-up's pole): the input guard does not check their positions
+        against the URDF range (:class:`~hamwm_ros.safety.guards.InputGuard`).
 
     Raises
     ------
     ValueError
-        If the fallback's size differs from the limits'.
+        If the fallback's size differs from the limits', or a ``free_turning`` index names no joint.
     """
 
     def __init__(self, limits: JointLimits, fallback: PDHoldFallback,
-                 config: SupervisorConfig | None = None, estop: EStop | None = None) -> None:
+                 config: SupervisorConfig | None = None, estop: EStop | None = None,
+                 free_turning: Sequence[int] = ()) -> None:
         if fallback.nominal.size != len(limits.names):
             raise ValueError(f'fallback holds {fallback.nominal.size} joints, limits name {len(limits.names)}')
         self.limits = limits
+        self.free_turning = tuple(free_turning)
         self.fallback = fallback
         self._lock = threading.Lock()
         self.modes = ModeMachine()
@@ -304,7 +309,8 @@ class Supervisor:
     def _apply_config(self, config: SupervisorConfig) -> None:
         self.watchdog = Watchdog(config.joint_state_timeout, config.recovery_time, config.max_stamp_age,
                                  config.max_future_stamp, config.zero_stamp)
-        self.input_guard = InputGuard(self.limits, config.position_tolerance, config.max_consecutive_rejections)
+        self.input_guard = InputGuard(self.limits, config.position_tolerance, config.max_consecutive_rejections,
+                                      self.free_turning)
         self.overruns = OverrunCounter(config.overrun_limit)
 
     def update_config(self, config: SupervisorConfig) -> None:

@@ -317,7 +317,8 @@ def test_estop_overrides_and_resets_only_when_safe():
     assert sup.tick(t - PERIOD).mode is Mode.ESTOP
     released, message = sup.reset_estop(t - PERIOD)
     assert released and sup.take_reset_request() and not sup.take_reset_request()
-    assert sup.tick(t - PERIOD).mode is Mode.FALLBACK     # the old plan was dropped
+    result = sup.tick(t - PERIOD)                         # the old plan was dropped, and the hold says so
+    assert result.mode is Mode.FALLBACK and result.reason.endswith(': no plan since the e-stop'), result.reason
     sup.trigger_estop('operator', t)
     assert sup.tick(t + PERIOD).mode is Mode.ESTOP
 

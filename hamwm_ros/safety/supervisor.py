@@ -454,7 +454,7 @@ class Supervisor:
         """
         with self._lock:
             new = self.estop.trigger(reason)
-            self._plan = None
+            self._plan, self._plan_problem = None, 'no plan since the e-stop'
             return new
 
     def reset_estop(self, now: float) -> tuple[bool, str]:
@@ -469,7 +469,7 @@ class Supervisor:
                     blockers.append(self._fault)
             released, message = self.estop.reset(blockers)
             if released:
-                self._plan = None
+                self._plan, self._plan_problem = None, 'no plan since the e-stop'
                 self._reset_requested = True   # the planner's warm start is from before the stop
             return released, message
 

@@ -227,6 +227,22 @@ def check_realtime(priority: int = 1) -> Check:
                                     'CAP_SYS_NICE')
 
 
+def ament_prefix(package: str) -> Path | None:
+    """The ament prefix that holds ``package``; None when the index lacks it (or no ROS 2 is sourced at all).
+
+    Raises
+    ------
+    ImportError
+        If ament_index_python is not installed.
+    """
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        return Path(get_package_prefix(package))
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
+        return None
+
+
 def check_rviz() -> Check:
     """What rviz needs to draw the simulated robot: tf2_msgs (sim_node's odom -> base) and robot_state_publisher."""
     missing = []
@@ -235,14 +251,10 @@ def check_rviz() -> Check:
     except ImportError:
         missing.append('tf2_msgs (sim_node publishes no /tf)')
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        if ament_prefix('robot_state_publisher') is None:
+            missing.append('robot_state_publisher (sim.launch.py starts it)')
     except ImportError:
         missing.append('ament_index_python')
-    else:
-        try:
-            get_package_prefix('robot_state_publisher')
-        except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all (no ROS 2 sourced)
-            missing.append('robot_state_publisher (sim.launch.py starts it)')
     if missing:
         return Check('rviz', WARN, 'missing ' + ', '.join(missing) + ': the nodes run without them; the robot model '
                      'in rviz needs a ROS 2 installation (markers, points and polygons show without it)')
@@ -254,12 +266,10 @@ def _ament_install() -> tuple[Path | None, str | None]:
     from hamwm_ros.bringup import NODE_CLASSES
 
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        prefix = ament_prefix('hamwm_ros')
     except ImportError:
         return None, 'ament_index_python not importable'
-    try:
-        prefix = Path(get_package_prefix('hamwm_ros'))
-    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
+    if prefix is None:
         return None, 'hamwm_ros not in the ament index (build it with colcon, source install/setup.bash)'
     # colcon puts the executables in lib/<package> (setup.cfg) and the launch files in share/<package>/launch
     needed = [Path('lib', 'hamwm_ros', name) for name in NODE_CLASSES] + [Path('share/hamwm_ros/launch/sim.launch.py')]

@@ -1,7 +1,6 @@
 """``hamwm doctor``: every check runs against the real component and a broken one is reported, not crashed on."""
 
 import importlib
-import importlib.util
 from pathlib import Path
 import shutil
 import subprocess
@@ -50,7 +49,7 @@ def test_doctor_on_this_machine_passes_every_check_the_nodes_need():
     if (MODELS / 'pendulum' / 'metadata.json').is_file():
         assert lines['model'] == OK, result.stdout
     assert lines['rviz'] == (OK if _rviz_parts_installed() else WARN), result.stdout
-    if importlib.util.find_spec('launch_ros') is None:       # no ROS 2 installation: `ros2 launch` cannot work
+    if not _importable('launch_ros.actions'):               # no ROS 2 installation: `ros2 launch` cannot work
         assert lines['launch'] == WARN, result.stdout
     assert result.stdout.splitlines()[-1].endswith('0 failed'), result.stdout
     assert 'EP Error' not in result.stdout + result.stderr      # provider probing stays quiet

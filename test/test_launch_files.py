@@ -236,15 +236,6 @@ else:
                           f'{pytest.__version__} (it works up to 8.3)')
 
 if launch_pytest is not None:
-    def _has_package(name: str) -> bool:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
-        try:
-            get_package_prefix(name)
-        except PackageNotFoundError:
-            return False
-        return True
-
     @launch_pytest.fixture
     def sim_launch():
         """sim.launch.py for the pendulum (needs the package built and sourced with colcon).
@@ -252,7 +243,10 @@ if launch_pytest is not None:
         robot_state_publisher is started where its package is installed (ros-base has it, ros-core does not): a launch
         file naming a missing package fails before any node starts.
         """
-        arguments = {'robot': 'pendulum', 'robot_state_publisher': str(_has_package('robot_state_publisher')).lower()}
+        from hamwm_ros.doctor import ament_prefix
+
+        installed = ament_prefix('robot_state_publisher') is not None
+        arguments = {'robot': 'pendulum', 'robot_state_publisher': str(installed).lower()}
         return launch.LaunchDescription([
             IncludeLaunchDescription(PythonLaunchDescriptionSource(str(ROOT / 'launch' / 'sim.launch.py')),
                                      launch_arguments=arguments.items()),
